@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install deepscope, run the main job on built-in data
+#   make test   create .venv, install deepscope with test tools, run the tests
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
+TORCH ?= torch==2.13.0
+
+.PHONY: env demo test lint bench clean
+
+$(BIN)/deepscope: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev,cluster]"
+	touch $@
+
+env: $(BIN)/deepscope
+
+demo: env
+	$(BIN)/deepscope run mine-gaussians --quick
+
+test: env
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: env
+	$(BIN)/ruff check .
+
+bench: env
+	$(BIN)/python benchmarks/mi_accuracy.py
+	$(BIN)/python benchmarks/mi_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

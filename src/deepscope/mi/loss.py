@@ -1,0 +1,134 @@
+"""``MILoss``: a differentiable mutual-information term for use inside other objectives.
+
+>>> import torch
+>>> from deepscope.mi import MILoss, adaptive_gradient_clip
+>>> mi = MILoss(dim_x=2, dim_y=8)                 # concat critic, MINE bound with moving average
+>>> x, z = torch.randn(128, 2), torch.randn(128, 8)
+>>> value = mi(x, z)                               # scalar, in nats; gradient flows to x, z and the critic
+
+Maximising MI (a GAN generator, Belghazi et al. 2018 section 5.1): the generator and
+the critic both ascend ``value``::
+
+    loss_g = gan_loss - beta * mi(fake, z)        # critic params get their grads from the same backward
+
+Minimising MI (an information bottleneck, section 5.3): the critic ascends, the
+encoder descends; take two steps::
+
+    critic_opt.zero_grad(); (-mi(x, code.detach())).backward(); critic_opt.step()
+    loss = ce + beta * mi(x, code)                # then step only the encoder/decoder optimiser
+
+``adaptive_gradient_clip`` combines a main loss and an MI term so the MI gradient
+never outweighs the main one: g = g_u + min(|g_u|, |g_m|) g_m / |g_m|.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from deepscope.mi import bounds
+from deepscope.mi.critics import joint_scores, make_critic, pairwise_scores
+
+__all__ = ["MILoss", "adaptive_gradient_clip"]
+
+
+class MILoss(nn.Module):
+    """The MI between two batches of tensors as a differentiable scalar (nats).
+
+    Parameters
+    ----------
+    critic : nn.Module, optional
+        A statistics network with ``forward(x, y) -> (K,)``. Built from
+        ``dim_x``/``dim_y``/``hidden`` when omitted.
+    dim_x, dim_y : int, optional
+        Input sizes for the default concatenated-input critic.
+    hidden : sequence of int
+        Hidden widths of the default critic.
+    bound : str
+        ``'mine'`` (DV value, bias-corrected gradient through a moving average; default),
+        ``'dv'``, ``'nwj'``, ``'infonce'`` or ``'smile'``.
+    alpha : float
+        Moving-average weight of the new batch for ``'mine'`` (0.01 as in public code).
+    tau : float
+        Clipping for ``'smile'``.
+
+    Inputs are ``(K, dx)`` and ``(K, dy)`` float tensors; 1-D inputs are taken as (K, 1).
+    Marginal pairs come from a fresh random permutation of ``y`` each call
+    (all K(K-1) off-diagonal pairs for ``'infonce'``).
+    """
+
+    def __init__(
+        self,
+        critic: nn.Module | None = None,
+        *,
+        dim_x: int | None = None,
+        dim_y: int | None = None,
+        hidden: Sequence[int] = (100, 100),
+        bound: str = "mine",
+        alpha: float = 0.01,
+        tau: float = 5.0,
+    ) -> None:
+        super().__init__()
+        if bound not in bounds.BOUNDS:
+            raise ValueError(f"bound == {bound!r}; choose one of {bounds.BOUNDS}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha == {alpha}, must be in (0, 1]")
+        if critic is None:
+            if dim_x is None or dim_y is None:
+                raise ValueError("MILoss needs either critic=... or both dim_x and dim_y")
+            critic = make_critic("concat", dim_x, dim_y, hidden=hidden)
+        self.critic = critic
+        self.bound = bound
+        self.alpha = alpha
+        self.tau = tau
+        self.register_buffer("log_ema", torch.tensor(math.nan))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x[:, None] if x.ndim == 1 else x
+        y = y[:, None] if y.ndim == 1 else y
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} rows and y has {y.shape[0]}; they must be paired")
+        k = x.shape[0]
+        if k < 2:
+            raise ValueError(f"batch size == {k}, must be >= 2 to form marginal pairs")
+        if self.bound == "infonce":
+            return bounds.infonce(pairwise_scores(self.critic, x, y))
+        perm = torch.randperm(k, device=x.device)
+        tj, tm = joint_scores(self.critic, x, y, perm)
+        if self.bound == "mine":
+            state = None if torch.isnan(self.log_ema) else self.log_ema
+            value, new = bounds.mine_ema(tj, tm, log_ema=state, alpha=self.alpha)
+            if self.training and torch.is_grad_enabled():
+                self.log_ema.copy_(new)
+            return value
+        return bounds.evaluate(self.bound, tj, tm, tau=self.tau)
+
+    def extra_repr(self) -> str:
+        return f"bound={self.bound!r}, alpha={self.alpha}"
+
+
+def adaptive_gradient_clip(
+    main_loss: torch.Tensor, mi_term: torch.Tensor, params: Iterable[nn.Parameter]
+) -> dict[str, float]:
+    """Set ``p.grad`` to g_u + min(|g_u|, |g_m|) g_m / |g_m| for the given parameters.
+
+    g_u is the gradient of ``main_loss`` and g_m of ``mi_term`` (pass the MI term with
+    the sign and weight it has in the total loss, e.g. ``-beta * mi``); norms are
+    global over ``params``. This is the adaptive clipping of Belghazi et al. 2018
+    (section 5.1): the MI term can steer but never dominate. Gradients already in
+    ``p.grad`` are overwritten. Returns both norms, for logging.
+    """
+    params = [p for p in params if p.requires_grad]
+    g_u = torch.autograd.grad(main_loss, params, retain_graph=True, allow_unused=True)
+    g_m = torch.autograd.grad(mi_term, params, retain_graph=True, allow_unused=True)
+    g_u = [torch.zeros_like(p) if g is None else g for p, g in zip(params, g_u)]
+    g_m = [torch.zeros_like(p) if g is None else g for p, g in zip(params, g_m)]
+    nu = torch.sqrt(sum((g * g).sum() for g in g_u))
+    nm = torch.sqrt(sum((g * g).sum() for g in g_m))
+    scale = torch.where(nm > 0, torch.minimum(nu, nm) / nm.clamp_min(1e-30), torch.zeros_like(nm))
+    for p, a, b in zip(params, g_u, g_m):
+        p.grad = a + scale * b
+    return {"grad_main_norm": float(nu), "grad_mi_norm": float(nm)}
