@@ -1,0 +1,27 @@
+"""Figure helpers: one place that picks the non-interactive backend and saves PNGs.
+
+>>> from deepscope.report.figures import plt, save
+>>> fig, ax = plt.subplots()          # doctest: +SKIP
+>>> save(fig, run.figure_path("curve"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs are headless; never open windows
+import matplotlib.pyplot as plt  # noqa: E402
+
+__all__ = ["plt", "save"]
+
+
+def save(fig, path: str | Path, *, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG to ``path`` (parents created), close it and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
