@@ -60,7 +60,59 @@ __all__ = [
     "SpectrumRecorder",
     "plot_spectrum_heatmap",
     "EIGEN_SOLVERS",
+    "sum_of_sinusoids",
+    "flower_curve",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# Targets of the paper's experiments
+# --------------------------------------------------------------------------------------
+def sum_of_sinusoids(
+    t: torch.Tensor, freqs: Sequence[float], amplitudes: Any, phases: Any, *, period: float = 1.0
+) -> torch.Tensor:
+    """``sum_i A_i sin(2 pi k_i t / period + phi_i)``: the paper's target (arXiv 1806.08734, Eq. 8).
+
+    Parameters
+    ----------
+    t : (N,) tensor
+        Positions (``z`` in [0, 1) with ``period=1``, or the angle ``phi`` with ``period=2 pi``).
+    freqs, amplitudes, phases : (F,) sequences or tensors
+
+    Returns
+    -------
+    (N,) tensor, dtype and device of ``t``
+    """
+    k = torch.as_tensor(np.asarray(freqs, dtype=np.float64), dtype=t.dtype, device=t.device)
+    a = torch.as_tensor(np.asarray(amplitudes, dtype=np.float64), dtype=t.dtype, device=t.device)
+    p = torch.as_tensor(np.asarray(phases, dtype=np.float64), dtype=t.dtype, device=t.device)
+    if not (k.shape == a.shape == p.shape and k.ndim == 1):
+        raise ValueError(
+            f"freqs, amplitudes, phases have shapes {tuple(k.shape)}, {tuple(a.shape)}, "
+            f"{tuple(p.shape)}; they must be 1-D of one length"
+        )
+    return (a * torch.sin(2 * math.pi * k * t[:, None] / period + p)).sum(-1)
+
+
+def flower_curve(phi: torch.Tensor, L: float) -> torch.Tensor:
+    """The paper's 2-D manifold ``gamma_L(phi) = (1 + sin(L phi) / 2) (cos phi, sin phi)``.
+
+    Larger ``L`` wraps the curve more tightly in the plane, so a function with frequency k
+    along ``phi`` needs lower frequencies in input space (arXiv 1806.08734, Sec. 4).
+
+    Parameters
+    ----------
+    phi : (N,) tensor
+        Angles, e.g. ``2 pi j / N``.
+    L : float
+        Number of petals (0: the unit circle).
+
+    Returns
+    -------
+    (N, 2) tensor
+    """
+    r = 1 + 0.5 * torch.sin(L * phi)
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi)], dim=-1)
 
 
 # --------------------------------------------------------------------------------------
