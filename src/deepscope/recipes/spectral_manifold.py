@@ -79,7 +79,12 @@ def run(cfg: Config, run) -> dict:
         sum_of_sinusoids,
     )
     from deepscope.nets import MLP
-    from deepscope.recipes.spectral_sinusoids import read_spectra, spearman, train_lockstep, validate
+    from deepscope.recipes.spectral_sinusoids import (
+        read_spectra,
+        spearman,
+        train_lockstep,
+        validate,
+    )
     from deepscope.report.figures import plt, save
 
     s = settings(cfg)
