@@ -102,3 +102,30 @@ def test_manifold_end_to_end(tmp_path):
     assert set(stored["spearman_L_vs_upper_half_mean"]) == {"rho", "p"}
     for name in ("heatmaps", "magnitude_per_L"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+
+
+def test_robustness_from_run_checks_the_run(tmp_path):
+    from deepscope.recipes import spectral_robustness as rec
+
+    cfg = _cfg(rec, tmp_path / "r", from_run=tmp_path / "nothing")
+    with pytest.raises(ValueError, match="from_run == '.*nothing' holds no checkpoint.pt"):
+        execute_recipe("spectral-robustness", cfg, quiet=True)
+
+
+def test_noise_end_to_end(tmp_path):
+    from deepscope.recipes import spectral_noise as rec
+
+    result = execute_recipe("spectral-noise", _cfg(rec, tmp_path), quiet=True)
+    stored = json.loads((tmp_path / "result.json").read_text())
+    for case in ("clean", "low", "high"):
+        assert 0.0 <= stored[case]["final_val_acc"] <= 1.0
+    assert "final_noise_fit" in stored["low"] and "final_noise_fit" not in stored["clean"]
+    recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").open()]
+    assert [r["step"] for r in recs] == [20, 40, 60, 80, 100]
+    assert len(recs[-1]["spectrum_high"]) == 5
+    assert result["settings"]["n_train"] == 200
+    for name in ("validation", "eigenbasis_spectra"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="band == 150 with n_train == 200: need 2 \\* band <= n_train"):
+        rec.run(replace(rec.Config(band=150, n_train=200), out=tmp_path / "x"),
+                Run(tmp_path / "x", config={}, progress=False))

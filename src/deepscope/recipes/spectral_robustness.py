@@ -11,6 +11,7 @@ frequencies are the fragile ones); the figure is the eps x frequency heatmap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from deepscope.train.config import RunConfig
 
@@ -56,6 +57,10 @@ class Config(RunConfig):
 
     record_every: int = 1000
     """Record the training spectrum every this many steps."""
+
+    from_run: Path | None = None
+    """A finished spectral-sinusoids run directory: perturb its seed-0 equal-amplitude network
+    instead of training one here (freqs, n_points, width, depth must match; train_steps is ignored)."""
 
     quick: bool = False
     """Tiny budget for tests and demos: 400 training steps, width 64, 4 layers, 11 eps, 5 directions."""
@@ -109,13 +114,20 @@ def run(cfg: Config, run) -> dict:
     target = sum_of_sinusoids(z, freqs, amps, phases).to(dev)
     net = MLP(1, [s["width"]] * (s["depth"] - 1), 1).to(dev)
     rec = SpectrumRecorder(x, every=s["record_every"], freqs=freqs, scale=amps)
-    train_lockstep(
-        run, [net], ["train"], x, target[None], [rec],
-        steps=s["steps"], lr=s["lr"], record_every=s["record_every"],
-        checkpoint_every=s["checkpoint_every"], desc="spectral-robustness (training)",
-    )
-    _, spectra, losses = read_spectra(run, "train")
-    trained = spectra[-1, 0]
+    if cfg.from_run is None:
+        train_lockstep(
+            run, [net], ["train"], x, target[None], [rec],
+            steps=s["steps"], lr=s["lr"], record_every=s["record_every"],
+            checkpoint_every=s["checkpoint_every"], desc="spectral-robustness (training)",
+        )
+        _, spectra, losses = read_spectra(run, "train")
+        final_loss = float(losses[-1, 0])
+    else:
+        s["steps"] = _load_sinusoids_net(Path(cfg.from_run), s, net, seed=run.seed)
+        with torch.no_grad():
+            final_loss = float(((net(x).squeeze(-1) - target) ** 2).mean())
+        s["from_run"] = str(cfg.from_run)
+    trained = rec.spectrum(net).numpy()
 
     eps = np.linspace(0.0, s["eps_max"], s["n_eps"])
     ratio = perturbation_spectrum(
@@ -147,8 +159,40 @@ def run(cfg: Config, run) -> dict:
         "spearman": rho,
         "normalised_magnitude": np.round(ratio, 5).tolist(),
         "trained_normalised_magnitude": np.round(trained, 4).tolist(),
-        "final_train_loss": float(losses[-1, 0]),
+        "final_train_loss": final_loss,
         "settings": s,
         "paper": PAPER,
         "summary": "\n".join(rows),
     }
+
+
+def _load_sinusoids_net(path: Path, s: dict, net, *, seed: int) -> int:
+    """Load the seed-0 equal-amplitude network of a spectral-sinusoids run into ``net``."""
+    import json
+
+    import torch
+
+    ck, conf = path / "checkpoint.pt", path / "config.json"
+    if not ck.exists() or not conf.exists():
+        raise ValueError(
+            f"from_run == '{path}' holds no checkpoint.pt/config.json; pass the directory of a "
+            f"spectral-sinusoids run (runs/spectral-sinusoids/<id>)"
+        )
+    c = json.loads(conf.read_text())
+    want = {"recipe": "spectral-sinusoids", "freqs": s["freqs"], "n_points": s["n_points"],
+            "width": s["width"], "depth": s["depth"], "quick": False, "seed": seed}
+    diff = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
+    if diff:
+        raise ValueError(
+            f"from_run == '{path}' differs from this config in {diff}; pass matching --freqs, "
+            f"--n-points, --width, --depth, --seed (the phases come from the seed; quick runs cannot "
+            f"be reused)"
+        )
+    blob = torch.load(ck, map_location="cpu", weights_only=False)
+    if blob["step"] != c["steps"]:
+        raise ValueError(
+            f"from_run == '{path}' stopped at step {blob['step']} of {c['steps']}; finish it first "
+            f"(rerun its command with --out {path})"
+        )
+    net.load_state_dict(blob["models"][0])  # model order: seed 0 equal, seed 0 increasing, ...
+    return int(blob["step"])
