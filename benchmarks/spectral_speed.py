@@ -1,0 +1,149 @@
+"""Speed of the spectral-bias sinusoid experiment and overhead of the spectrum recorder.
+
+    OMP_NUM_THREADS=1 python benchmarks/spectral_speed.py --threads 1            # ~3 min
+    OMP_NUM_THREADS=1 python benchmarks/spectral_speed.py --threads 1 --full     # + the real run
+
+Writes benchmarks/results/spectral_speed.json with
+
+- ``paper_size``: seconds per Adam step of the paper's network (1 -> 256 x5 -> 1, 200 points,
+  full batch), measured over ``--steps`` steps and extrapolated to one seed of
+  ``deepscope run spectral-sinusoids`` (60k steps x 2 amplitude cases, recording every 100).
+  With ``--full`` the recipe itself is also run once at that size and its wall time stored.
+- ``recorder_overhead``: the same training with and without ``SpectrumRecorder`` (every 100
+  steps, logging into a Run's metrics.jsonl), same steps, alternated ``--repeats`` times in one
+  process; the ratio of the median times.
+
+Wall times on a shared machine move with its load: the file records the load average and
+``torch.get_num_threads()`` beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from deepscope.dynamics.spectral import SpectrumRecorder, sum_of_sinusoids
+from deepscope.nets import MLP
+from deepscope.train import Run
+
+FREQS = list(range(5, 55, 5))
+PAPER_STEPS = 60_000
+RECORD_EVERY = 100
+
+
+def _setup(seed: int = 0):
+    torch.manual_seed(seed)
+    z = torch.arange(200, dtype=torch.float32) / 200
+    x = z[:, None]
+    y = sum_of_sinusoids(z, FREQS, [1.0] * len(FREQS), [0.0] * len(FREQS))
+    net = MLP(1, [256] * 5, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4)
+    return x, y, net, opt
+
+
+def train(steps: int, *, record: bool, run: Run | None) -> tuple[float, float]:
+    """(seconds for ``steps`` full-batch Adam steps, seconds of those spent in the recorder)."""
+    x, y, net, opt = _setup()
+    rec = SpectrumRecorder(x, every=RECORD_EVERY, freqs=FREQS, log=run.log) if record else None
+    in_rec = 0.0
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        loss = ((net(x).squeeze(-1) - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if rec is not None:
+            t1 = time.perf_counter()
+            rec(step, net)
+            in_rec += time.perf_counter() - t1
+    return time.perf_counter() - t0, in_rec
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1000, help="steps per timed training")
+    ap.add_argument("--repeats", type=int, default=5, help="alternated with/without pairs")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--full", action="store_true", help="also run the paper-size recipe once (slow)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "spectral_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    tmp = Path(tempfile.mkdtemp(prefix="spectral_speed_"))
+    run = Run(tmp / "rec", config={"bench": "spectral_speed"}, seed=0, progress=False)
+    train(200, record=True, run=run)  # warm-up (allocator, kernels)
+    with_rec, without, in_rec = [], [], []
+    for _ in range(args.repeats):
+        without.append(train(args.steps, record=False, run=None)[0])
+        total, spent = train(args.steps, record=True, run=run)
+        with_rec.append(total)
+        in_rec.append(spent)
+    t_without, t_with = statistics.median(without), statistics.median(with_rec)
+    per_step = t_with / args.steps
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
+        },
+        "paper_size": {
+            "method": (
+                f"measured {args.steps} steps of one model (recording every {RECORD_EVERY}), "
+                f"median of {args.repeats}; extrapolated x {PAPER_STEPS} steps x 2 models "
+                f"(one seed = both amplitude cases)"
+            ),
+            "seconds_per_step": per_step,
+            "extrapolated_seconds_one_seed": per_step * PAPER_STEPS * 2,
+            "extrapolated_seconds_one_model": per_step * PAPER_STEPS,
+        },
+        "recorder_overhead": {
+            "steps": args.steps,
+            "record_every": RECORD_EVERY,
+            "seconds_without": without,
+            "seconds_with": with_rec,
+            "ratio_median_with_over_without": t_with / t_without,
+            "overhead_percent": 100 * (t_with / t_without - 1),
+            "seconds_inside_recorder": in_rec,
+            "recorder_share_percent_of_with_runs": 100 * sum(in_rec) / sum(with_rec),
+            "note": (
+                "the A/B ratio moves with the machine's load; the share of time spent inside "
+                "the recorder calls (timed in the same runs) is the steadier estimate"
+            ),
+        },
+    }
+    if args.full:
+        from deepscope.cli import execute_recipe
+        from deepscope.recipes.spectral_sinusoids import Config
+
+        t0 = time.perf_counter()
+        res = execute_recipe(
+            "spectral-sinusoids",
+            Config(n_seeds=1, out=tmp / "full", progress=False, threads=args.threads, device="cpu"),
+            quiet=True,
+        )
+        result["paper_size"]["measured_full_run_seconds"] = time.perf_counter() - t0
+        result["paper_size"]["measured_full_run_spearman"] = res["spearman"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    ov = result["recorder_overhead"]
+    print(
+        f"{per_step * 1e3:.2f} ms/step -> one seed at paper size ~ "
+        f"{math.ceil(per_step * PAPER_STEPS * 2 / 60)} min; recorder overhead "
+        f"{ov['overhead_percent']:+.2f}% A/B, {ov['recorder_share_percent_of_with_runs']:.2f}% "
+        f"inside the recorder (threads={torch.get_num_threads()}); wrote {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
