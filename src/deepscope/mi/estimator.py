@@ -1,0 +1,629 @@
+"""``MINE``: a mutual-information estimator with scikit-learn conventions.
+
+>>> from deepscope.mi import MINE, tasks
+>>> x, y, truth = tasks.correlated_gaussian(10_000, d=5, mi=2.0, seed=0)
+>>> est = MINE(random_state=0).fit(x, y)
+>>> est.mi_, est.ci_, est.mi_bits_                 # nats on held-out data, 95% interval, bits
+>>> est.history_[-1]                               # {'step': ..., 'train': ..., 'val': ...}
+>>> est.score(x_new, y_new)                        # doctest: +SKIP  the fitted critic on new data
+
+Protocol (why the number can be trusted): the rows are shuffled and split into
+train / validation / test; the inputs are standardised (or Gaussianised) with
+statistics of the training split only; the critic is trained on the training
+split with early stopping on the validation bound; ``mi_`` is the bound of the
+critic that did best on validation, evaluated **once** on the test split. The
+maximum over evaluations would be optimistic; a critic evaluated on its own
+training rows overfits upwards.
+
+Belghazi et al., "Mutual Information Neural Estimation", ICML 2018, arXiv 1801.04062.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepscope.mi import bounds
+from deepscope.mi.critics import joint_scores, make_critic, pairwise_scores
+
+__all__ = ["MINE", "NotFittedError", "MIWarning", "prepare_inputs"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a fitted attribute is used before ``fit`` (as in scikit-learn)."""
+
+
+class MIWarning(UserWarning):
+    """An estimate at a known ceiling, a diverged training run, or a similar caveat."""
+
+
+_TRANSFORMS = ("standardize", "gaussianize", "none")
+
+
+def _to_2d_float(a, name: str) -> torch.Tensor:
+    """Validate one input array and return it as a 2-D tensor (no copy when possible)."""
+    if isinstance(a, torch.Tensor):
+        t = a.detach()
+    else:
+        arr = np.asarray(a)
+        if arr.dtype == object:
+            raise TypeError(f"{name} has dtype object; pass a numeric array (float or int)")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+                or arr.dtype == bool):
+            raise TypeError(f"{name} has dtype {arr.dtype}; pass a numeric array (float or int)")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}; pass (N,) or (N, D)")
+    if t.is_complex():
+        raise TypeError(f"{name} is complex; pass real values")
+    return t
+
+
+def _check_finite_and_varying(t: torch.Tensor, name: str) -> None:
+    # checked in chunks so a 1M-row input needs no full-size temporary
+    for s in range(0, t.shape[0], 65536):
+        c = t[s : s + 65536]
+        if c.is_floating_point() and not torch.isfinite(c).all():
+            row = s + int((~torch.isfinite(c)).any(1).nonzero()[0])
+            raise ValueError(f"{name} contains NaN or inf values (first at row {row}); remove or impute them")
+    sd = t.double().std(0) if t.shape[0] <= 65536 else _chunked_std(t)
+    const = (sd == 0).nonzero().flatten().tolist()
+    if const:
+        raise ValueError(f"{name} has constant column(s) {const}; they carry no information: drop them")
+
+
+def _chunked_std(t: torch.Tensor) -> torch.Tensor:
+    n = t.shape[0]
+    s1 = torch.zeros(t.shape[1], dtype=torch.float64)
+    s2 = torch.zeros(t.shape[1], dtype=torch.float64)
+    for s in range(0, n, 65536):
+        c = t[s : s + 65536].double()
+        s1 += c.sum(0)
+        s2 += (c * c).sum(0)
+    var = (s2 - s1 * s1 / n) / max(n - 1, 1)
+    return var.clamp_min(0).sqrt()
+
+
+def prepare_inputs(x, y, *, min_rows: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate paired inputs at the boundary: shapes, dtype, NaN/inf, constant columns, row count.
+
+    Returns 2-D tensors (views of the inputs where possible). Raises ``ValueError``
+    or ``TypeError`` with a message naming the argument, the value and the fix.
+    """
+    tx, ty = _to_2d_float(x, "x"), _to_2d_float(y, "y")
+    if tx.shape[0] != ty.shape[0]:
+        raise ValueError(f"x has {tx.shape[0]} rows and y has {ty.shape[0]}; they must be paired row by row")
+    if tx.shape[0] < min_rows:
+        raise ValueError(
+            f"x and y have {tx.shape[0]} rows; need at least {min_rows} to train and hold out a test split"
+        )
+    _check_finite_and_varying(tx, "x")
+    _check_finite_and_varying(ty, "y")
+    return tx, ty
+
+
+class _Gaussianizer:
+    """Per-column rank -> standard-normal quantile map fitted on training rows.
+
+    New values are placed by linear interpolation of the training empirical CDF,
+    so the map is monotone and defined everywhere (values beyond the training
+    range map to the extreme quantiles).
+    """
+
+    def __init__(self, train: torch.Tensor, max_ref: int = 20000, seed: int = 0):
+        n = train.shape[0]
+        if n > max_ref:  # quantiles from a subsample: the CDF is smooth at this size
+            g = torch.Generator().manual_seed(seed)
+            train = train[torch.randperm(n, generator=g)[:max_ref]]
+            n = max_ref
+        self.ref = torch.sort(train.double(), dim=0).values.numpy()
+        self.levels = (np.arange(n) + 0.5) / n
+
+    def __call__(self, t: torch.Tensor) -> None:
+        from scipy.special import ndtri
+
+        for j in range(t.shape[1]):
+            for s in range(0, t.shape[0], 262144):
+                col = t[s : s + 262144, j].double().numpy()
+                u = np.interp(col, self.ref[:, j], self.levels)
+                t[s : s + 262144, j] = torch.from_numpy(ndtri(u)).to(t.dtype)
+
+
+class MINE:
+    """Mutual Information Neural Estimation of I(X;Y), in nats.
+
+    Parameters
+    ----------
+    bound : str
+        Training objective and reported value: ``'mine'`` (Donsker-Varadhan value,
+        bias-corrected moving-average gradient; default), ``'dv'`` (plain DV gradient),
+        ``'nwj'`` (MINE-f), ``'infonce'`` (capped at log batch_size), ``'smile'``
+        (JS-trained critic, DV read-out clipped to [-tau, tau]).
+    critic : str or nn.Module
+        ``'auto'`` (default: ``'separable'`` for InfoNCE, which scores all K^2 pairs of a
+        batch, ``'concat'`` otherwise), ``'concat'`` (MLP on [x, y], the MINE paper's),
+        ``'separable'`` (g(x)^T h(y)), or any module with ``forward(x, y) -> (K,)``.
+        A module is copied per restart.
+    hidden : sequence of int
+        Hidden widths of a built-in critic.
+    embed : int
+        Embedding size of the separable critic.
+    batch_size : int
+        Pairs per step (>= 2).
+    lr : float
+        Adam learning rate.
+    max_steps : int
+        Upper limit on training steps per restart.
+    eval_every : int
+        Steps between validation evaluations.
+    patience : int
+        Evaluations without improvement of the validation bound before stopping.
+    val_fraction, test_fraction : float
+        Held-out fractions of the rows (test rows are never used in training or selection).
+    transform : str
+        Per-coordinate preprocessing fitted on the training split: ``'standardize'``
+        (default), ``'gaussianize'`` (ranks -> normal quantiles; MI is invariant to it,
+        and it helps when marginals are heavy-tailed; see the README's measurement), or ``'none'``.
+    ema_alpha : float
+        Moving-average weight for ``bound='mine'``.
+    tau : float
+        Clipping for ``bound='smile'``.
+    eval_pairs : int
+        Marginal pairs used for a held-out evaluation (from row shuffles).
+    n_restarts : int
+        Independent critics (seeds ``random_state + r``); the one with the best
+        validation bound gives ``mi_``; all test values are in ``restarts_``.
+    n_bootstrap : int
+        Bootstrap resamples for ``ci_``.
+    device : str
+        ``'auto'``, ``'cpu'``, ``'cuda'``...
+    random_state : int or None
+        Seed of the split, the critic initialisation and the batches.
+    verbose : bool
+        Show a progress bar.
+
+    Attributes
+    ----------
+    mi_ : float
+        Held-out estimate in nats (test split, critic selected on validation).
+    mi_bits_ : float
+        ``mi_ / log 2``.
+    ci_ : (float, float)
+        95% percentile-bootstrap interval of the test estimate: test rows are
+        resampled with replacement and the bound is recomputed from the cached
+        critic scores of the selected critic. It covers the sampling noise of the
+        test split, not the variation between training runs (see ``restarts_``).
+    restarts_ : list of dict
+        Per restart: seed, steps, best validation value, test value.
+    history_ : list of dict
+        Training curve of the selected restart: step, mean training bound since the
+        last evaluation, validation bound.
+    critic_ : nn.Module
+        The selected critic (in eval mode), taking *transformed* inputs.
+    warnings_ : list of str
+        The caveats also issued as ``MIWarning``.
+    n_train_, n_val_, n_test_ : int
+    """
+
+    def __init__(
+        self,
+        *,
+        bound: str = "mine",
+        critic: str | nn.Module = "auto",
+        hidden: Sequence[int] = (100, 100),
+        embed: int = 32,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        max_steps: int = 10_000,
+        eval_every: int = 100,
+        patience: int = 10,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        transform: str = "standardize",
+        ema_alpha: float = 0.01,
+        tau: float = 5.0,
+        eval_pairs: int = 100_000,
+        n_restarts: int = 1,
+        n_bootstrap: int = 500,
+        device: str = "auto",
+        random_state: int | None = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.bound = bound
+        self.critic = critic
+        self.hidden = hidden
+        self.embed = embed
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_steps = max_steps
+        self.eval_every = eval_every
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.transform = transform
+        self.ema_alpha = ema_alpha
+        self.tau = tau
+        self.eval_pairs = eval_pairs
+        self.n_restarts = n_restarts
+        self.n_bootstrap = n_bootstrap
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- scikit-learn plumbing --------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params) -> MINE:
+        valid = self.get_params()
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"set_params got {k!r}; valid parameters are {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        default = type(self)()
+        changed = {k: v for k, v in self.get_params().items() if v != getattr(default, k)}
+        return f"MINE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "mi_"):
+            raise NotFittedError("This MINE instance is not fitted yet; call fit(x, y) first")
+
+    def _validate_params(self) -> None:
+        if self.bound not in bounds.BOUNDS:
+            raise ValueError(f"bound == {self.bound!r}; choose one of {bounds.BOUNDS}")
+        if not (isinstance(self.critic, nn.Module) or self.critic in ("auto", "concat", "separable")):
+            raise ValueError(
+                f"critic == {self.critic!r}; choose 'auto', 'concat', 'separable' or pass an nn.Module"
+            )
+        if self.transform not in _TRANSFORMS:
+            raise ValueError(f"transform == {self.transform!r}; choose one of {_TRANSFORMS}")
+        checks = [
+            ("batch_size", self.batch_size, self.batch_size >= 2, ">= 2"),
+            ("lr", self.lr, self.lr > 0, "> 0"),
+            ("max_steps", self.max_steps, self.max_steps >= 1, ">= 1"),
+            ("eval_every", self.eval_every, self.eval_every >= 1, ">= 1"),
+            ("patience", self.patience, self.patience >= 1, ">= 1"),
+            ("n_restarts", self.n_restarts, self.n_restarts >= 1, ">= 1"),
+            ("n_bootstrap", self.n_bootstrap, self.n_bootstrap >= 0, ">= 0"),
+            ("eval_pairs", self.eval_pairs, self.eval_pairs >= 1, ">= 1"),
+            ("val_fraction", self.val_fraction, 0 < self.val_fraction < 1, "in (0, 1)"),
+            ("test_fraction", self.test_fraction, 0 < self.test_fraction < 1, "in (0, 1)"),
+            ("ema_alpha", self.ema_alpha, 0 < self.ema_alpha <= 1, "in (0, 1]"),
+            ("tau", self.tau, self.tau > 0, "> 0"),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name} == {value}, must be {allowed}")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction == {self.val_fraction + self.test_fraction}, "
+                "must be < 0.9 to leave rows for training"
+            )
+
+    # -- fit ---------------------------------------------------------------
+    def fit(self, x, y) -> MINE:
+        """Train the critic(s) and estimate I(X;Y) on held-out rows.
+
+        Parameters
+        ----------
+        x : (N, Dx) or (N,) array or tensor
+        y : (N, Dy) or (N,) array or tensor
+            Paired samples; numpy or torch, any float/int dtype, CPU or GPU.
+
+        Returns
+        -------
+        self
+        """
+        from deepscope.train.run import resolve_device
+
+        self._validate_params()
+        tx, ty = prepare_inputs(x, y)
+        dev = resolve_device(self.device)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        n = tx.shape[0]
+        n_test = max(int(round(n * self.test_fraction)), 2)
+        n_val = max(int(round(n * self.val_fraction)), 2)
+        n_train = n - n_val - n_test
+        if n_train < self.batch_size:
+            if n_train < 16:
+                raise ValueError(f"only {n_train} training rows after the splits; pass more rows")
+            bs = n_train
+        else:
+            bs = self.batch_size
+        self.n_train_, self.n_val_, self.n_test_ = n_train, n_val, n_test
+
+        # One shuffled float32 copy of each input on the device; the splits are views of it.
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=g)
+        xs, ys = self._shuffled_copy(tx, order, dev), self._shuffled_copy(ty, order, dev)
+        self._fit_transform(xs, n_train, seed)
+        self._fit_transform(ys, n_train, seed, which="y")
+        splits = {
+            "train": (xs[:n_train], ys[:n_train]),
+            "val": (xs[n_train : n_train + n_val], ys[n_train : n_train + n_val]),
+            "test": (xs[n_train + n_val :], ys[n_train + n_val :]),
+        }
+        dims = (xs.shape[1], ys.shape[1])
+
+        self.warnings_ = []
+        runs = []
+        for r in range(self.n_restarts):
+            runs.append(self._train_one(splits, dims, bs, seed + r, dev))
+        best = max(runs, key=lambda rr: rr["val"])
+        test_values = []
+        for rr in runs:
+            value, per_row = self._evaluate(rr["critic"], *splits["test"], seed=seed + 7919, bs=bs)
+            rr["test"] = value
+            rr["per_row"] = per_row
+            test_values.append(value)
+        self.critic_ = best["critic"]
+        self.history_ = best["history"]
+        self.mi_ = float(best["test"])
+        self.mi_bits_ = self.mi_ / math.log(2)
+        self.ci_ = self._bootstrap(best["per_row"], seed)
+        self.restarts_ = [
+            {"seed": rr["seed"], "steps": rr["steps"], "val": rr["val"], "test": rr["test"],
+             "diverged": rr["diverged"]}
+            for rr in runs
+        ]
+        self.batch_size_ = bs
+        self._warn_ceilings(bs)
+        return self
+
+    @staticmethod
+    def _shuffled_copy(t: torch.Tensor, order: torch.Tensor, dev: torch.device) -> torch.Tensor:
+        out = torch.empty(t.shape, dtype=torch.float32, device=dev)
+        order = order.to(t.device)
+        for s in range(0, t.shape[0], 65536):  # chunked: no full-size float64 temporary
+            out[s : s + 65536] = t[order[s : s + 65536]].to(dev, torch.float32)
+        return out
+
+    def _fit_transform(self, t: torch.Tensor, n_train: int, seed: int, which: str = "x") -> None:
+        """Fit the transform on the first n_train rows and apply it in place to all rows."""
+        if self.transform == "none":
+            return
+        if self.transform == "gaussianize":
+            gz = _Gaussianizer(t[:n_train].cpu(), seed=seed)
+            if t.device.type == "cpu":
+                gz(t)
+            else:
+                tmp = t.cpu()
+                gz(tmp)
+                t.copy_(tmp)
+            setattr(self, f"gaussianizer_{which}_", gz)
+            return
+        tr = t[:n_train]
+        mean = tr.mean(0)
+        std = tr.std(0).clamp_min(1e-12)
+        t.sub_(mean).div_(std)
+        setattr(self, f"scale_{which}_", (mean.cpu(), std.cpu()))
+
+    def _new_critic(self, dims: tuple[int, int], seed: int, dev: torch.device) -> nn.Module:
+        # The initialisation draws from its own seed; the caller's global RNG is left untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if isinstance(self.critic, nn.Module):
+                c = copy.deepcopy(self.critic)
+                for m in c.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
+            else:
+                kind = self.critic
+                if kind == "auto":
+                    kind = "separable" if self.bound == "infonce" else "concat"
+                c = make_critic(kind, *dims, hidden=self.hidden, embed=self.embed)
+        return c.to(dev)
+
+    def _train_one(self, splits, dims, bs, seed, dev) -> dict:
+        from contextlib import nullcontext
+
+        critic = self._new_critic(dims, seed, dev)
+        gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+        opt = torch.optim.Adam(critic.parameters(), lr=self.lr, **_adam_speed_kwargs(dev))
+        xtr, ytr = splits["train"]
+        n_train = xtr.shape[0]
+        best_val, best_state, since_best = -math.inf, None, 0
+        history, log_ema, diverged = [], None, False
+        running, n_running = 0.0, 0
+        perm = torch.randperm(n_train, generator=gen).to(dev)
+        pos = 0
+        steps_done = 0
+        bar = _progress(self.verbose, self.max_steps, f"MINE seed {seed}")
+        with bar if bar is not None else nullcontext():
+            task = bar.add_task("train", total=self.max_steps) if bar is not None else None
+            for step in range(1, self.max_steps + 1):
+                if pos + bs > n_train:
+                    perm = torch.randperm(n_train, generator=gen).to(dev)
+                    pos = 0
+                idx = perm[pos : pos + bs]
+                pos += bs
+                xb, yb = xtr[idx], ytr[idx]
+                value, log_ema = self._objective(critic, xb, yb, log_ema, gen, dev)
+                opt.zero_grad(set_to_none=True)
+                (-value).backward()
+                opt.step()
+                running += value.item()
+                n_running += 1
+                steps_done = step
+                if not math.isfinite(running):
+                    diverged = True
+                    break
+                if step % self.eval_every == 0 or step == self.max_steps:
+                    val, _ = self._evaluate(critic, *splits["val"], seed=seed + 104729, bs=bs)
+                    history.append({"step": step, "train": running / n_running, "val": val})
+                    running, n_running = 0.0, 0
+                    if not math.isfinite(val):
+                        diverged = True
+                        break
+                    if val > best_val:
+                        best_val, since_best = val, 0
+                        best_state = copy.deepcopy(critic.state_dict())
+                    else:
+                        since_best += 1
+                        if since_best >= self.patience:
+                            break
+                    if bar is not None:
+                        bar.update(task, completed=step, description=f"val {val:.3f} nats")
+        if best_state is None:  # diverged before the first evaluation
+            best_val = -math.inf
+        else:
+            critic.load_state_dict(best_state)
+        critic.eval()
+        if diverged:
+            self._warn(
+                f"training of restart seed {seed} diverged (non-finite bound at step {steps_done}); "
+                "the best critic before that is used. Try a smaller lr, bound='smile' or bound='nwj'"
+            )
+        return {"critic": critic, "val": best_val, "history": history, "seed": seed,
+                "steps": steps_done, "diverged": diverged}
+
+    def _objective(self, critic, xb, yb, log_ema, gen, dev):
+        k = xb.shape[0]
+        if self.bound == "infonce":
+            return bounds.infonce(pairwise_scores(critic, xb, yb)), None
+        shift = torch.randperm(k, generator=gen).to(dev)
+        tj, tm = joint_scores(critic, xb, yb, shift)
+        if self.bound == "mine":
+            return bounds.mine_ema(tj, tm, log_ema=log_ema, alpha=self.ema_alpha)
+        if self.bound == "dv":
+            return bounds.dv(tj, tm), None
+        if self.bound == "nwj":
+            return bounds.nwj(tj, tm), None
+        return bounds.smile(tj, tm, tau=self.tau), None
+
+    @torch.no_grad()
+    def _evaluate(self, critic, x, y, *, seed: int, bs: int) -> tuple[float, np.ndarray]:
+        """The bound on held-out rows; also per-row contributions for the bootstrap.
+
+        DV-type bounds: joint scores on all n rows, marginal scores on R shuffles of y
+        (R = eval_pairs / n, at least 1). InfoNCE: the K x K bound averaged over
+        consecutive batches of the training batch size (its value depends on K).
+        """
+        was_training = critic.training
+        critic.eval()
+        n = x.shape[0]
+        try:
+            if self.bound == "infonce":
+                rows = []
+                for s in range(0, n - bs + 1, bs):
+                    sc = pairwise_scores(critic, x[s : s + bs], y[s : s + bs])
+                    rows.append((sc.diagonal() - bounds.logmeanexp(sc, dim=1)).cpu())
+                if not rows:  # fewer held-out rows than a batch
+                    sc = pairwise_scores(critic, x, y)
+                    rows.append((sc.diagonal() - bounds.logmeanexp(sc, dim=1)).cpu())
+                per_row = torch.cat(rows).double().numpy()
+                return float(per_row.mean()), per_row
+            g = torch.Generator().manual_seed(seed)
+            reps = max(1, min(self.eval_pairs // n, n - 1))
+            tj = torch.cat([_scores(critic, x[s : s + 8192], y[s : s + 8192]) for s in range(0, n, 8192)])
+            tm = torch.empty(n, reps, dtype=torch.float64)
+            for r in range(reps):
+                # a derangement-free shift of a random permutation: never pairs a row with itself
+                p = torch.randperm(n, generator=g)
+                shuffled = torch.empty_like(p)
+                shuffled[p] = p.roll(1)
+                shuffled = shuffled.to(y.device)
+                tm[:, r] = torch.cat([
+                    _scores(critic, x[s : s + 8192], y[shuffled[s : s + 8192]]) for s in range(0, n, 8192)
+                ]).double().cpu()
+            tj = tj.double().cpu()
+            value = float(self._bound_value(tj, tm))
+            return value, np.concatenate([tj.numpy()[:, None], tm.numpy()], axis=1)
+        finally:
+            critic.train(was_training)
+
+    def _bound_value(self, tj: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
+        name = "dv" if self.bound == "mine" else self.bound
+        return bounds.evaluate(name, tj, tm.reshape(-1), tau=self.tau)
+
+    def _bootstrap(self, per_row: np.ndarray, seed: int) -> tuple[float, float]:
+        if self.n_bootstrap == 0:
+            return (math.nan, math.nan)
+        rng = np.random.default_rng(seed)
+        n = per_row.shape[0]
+        vals = np.empty(self.n_bootstrap)
+        for b in range(self.n_bootstrap):
+            idx = rng.integers(0, n, n)
+            if per_row.ndim == 1:  # InfoNCE: per-row terms
+                vals[b] = per_row[idx].mean()
+            else:
+                rows = torch.from_numpy(per_row[idx])
+                vals[b] = float(self._bound_value(rows[:, 0], rows[:, 1:]))
+        lo, hi = np.percentile(vals, [2.5, 97.5])
+        return (float(lo), float(hi))
+
+    def _warn(self, msg: str) -> None:
+        self.warnings_.append(msg)
+        warnings.warn(msg, MIWarning, stacklevel=3)
+
+    def _warn_ceilings(self, bs: int) -> None:
+        # InfoNCE approaches log K only slowly: at 80% of it the estimate is already capped.
+        if self.bound == "infonce" and self.mi_ >= 0.8 * math.log(bs):
+            self._warn(
+                f"InfoNCE estimate {self.mi_:.3f} nats is at its ceiling log(batch_size) = "
+                f"{math.log(bs):.3f}; the true MI may be higher: raise batch_size or use bound='mine'/'smile'"
+            )
+        ceiling = math.log(self.n_test_)
+        if self.mi_ >= 0.9 * ceiling:
+            self._warn(
+                f"estimate {self.mi_:.3f} nats is near log(N_test) = {ceiling:.3f}, the most any "
+                "distribution-free lower bound can certify from this many samples (McAllester & "
+                "Stratos 2020); the true MI may be higher: use more rows"
+            )
+
+    # -- after fit -----------------------------------------------------------
+    def transform_inputs(self, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the transform fitted on the training split to new inputs."""
+        self._check_fitted()
+        tx, ty = prepare_inputs(x, y, min_rows=2)
+        dev = next(self.critic_.parameters()).device
+        out = []
+        for t, which in ((tx, "x"), (ty, "y")):
+            t = t.to(dev, torch.float32).clone()
+            if self.transform == "standardize":
+                mean, std = getattr(self, f"scale_{which}_")
+                t = (t - mean.to(dev)) / std.to(dev)
+            elif self.transform == "gaussianize":
+                tc = t.cpu()
+                getattr(self, f"gaussianizer_{which}_")(tc)
+                t = tc.to(dev)
+            out.append(t)
+        return out[0], out[1]
+
+    def score(self, x, y) -> float:
+        """The fitted critic's bound on new paired data (nats), with the fitted transform."""
+        tx, ty = self.transform_inputs(x, y)
+        return self._evaluate(self.critic_, tx, ty, seed=0, bs=min(self.batch_size_, tx.shape[0]))[0]
+
+
+def _scores(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    t = critic(x, y)
+    return t[:, 0] if t.ndim == 2 else t
+
+
+def _adam_speed_kwargs(dev: torch.device) -> dict:
+    # The fused Adam kernel does one pass over all parameters instead of a few ops
+    # per tensor; on small critics the optimiser step is a large share of a step.
+    return {"fused": True} if dev.type in ("cpu", "cuda") else {}
+
+
+def _progress(verbose: bool, total: int, desc: str):
+    if not verbose:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
