@@ -30,11 +30,11 @@ def test_sinusoids_writes_result_and_figures(sinusoids_full):
         assert len(stored["learning_step"][case]) == 10
         assert set(stored["spearman"][case]) == {"rho", "p"}
         assert len(stored["final_normalised_magnitude"][case]) == 10
-    assert stored["settings"]["steps"] == 400 and "summary" in stored
+    assert stored["settings"]["steps"] == 600 and "summary" in stored
     for name in ("heatmaps", "heatmap_equal", "heatmap_increasing", "learning_steps"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in recs] == list(range(20, 401, 20))
+    assert [r["step"] for r in recs] == list(range(20, 601, 20))
     assert len(recs[0]["spectrum_equal"]) == 1 and len(recs[0]["spectrum_equal"][0]) == 10
 
 

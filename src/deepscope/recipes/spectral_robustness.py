@@ -63,7 +63,8 @@ class Config(RunConfig):
     instead of training one here (freqs, n_points, width, depth must match; train_steps is ignored)."""
 
     quick: bool = False
-    """Tiny budget for tests and demos: 400 training steps, width 64, 4 layers, 11 eps, 5 directions."""
+    """Tiny budget for tests and demos: 600 training steps at lr 2e-3, width 64, 4 layers, 11 eps,
+    5 directions."""
 
 
 def settings(cfg: Config) -> dict:
@@ -74,8 +75,8 @@ def settings(cfg: Config) -> dict:
         checkpoint_every=cfg.checkpoint_every or 2000, n_seeds=1,
     )
     if cfg.quick:
-        s.update(steps=400, width=64, depth=4, n_eps=11, n_directions=5, record_every=100,
-                 checkpoint_every=200)
+        s.update(steps=600, lr=2e-3, width=64, depth=4, n_eps=11, n_directions=5,
+                 record_every=100, checkpoint_every=200)
     return s
 
 
