@@ -117,12 +117,12 @@ def test_noise_end_to_end(tmp_path):
 
     result = execute_recipe("spectral-noise", _cfg(rec, tmp_path), quiet=True)
     stored = json.loads((tmp_path / "result.json").read_text())
-    for case in ("clean", "low", "high"):
+    for case in ("clean", "low_freq", "high_freq"):
         assert 0.0 <= stored[case]["final_val_acc"] <= 1.0
-    assert "final_noise_fit" in stored["low"] and "final_noise_fit" not in stored["clean"]
+    assert "final_noise_fit" in stored["low_freq"] and "final_noise_fit" not in stored["clean"]
     recs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").open()]
     assert [r["step"] for r in recs] == [20, 40, 60, 80, 100]
-    assert len(recs[-1]["spectrum_high"]) == 5
+    assert len(recs[-1]["spectrum_high_freq"]) == 5
     assert result["settings"]["n_train"] == 200
     for name in ("validation", "eigenbasis_spectra"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000

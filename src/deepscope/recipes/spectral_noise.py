@@ -1,4 +1,4 @@
-"""Spectral bias on real data: label noise in low- vs high-eigenvalue kernel directions (arXiv 1806.08734, Sec. 6).
+"""Spectral bias on real data: label noise along smooth vs rough kernel eigenvectors (arXiv 1806.08734, Sec. 6).
 
 A binary task (classes in ``positive_classes`` -> +1, others -> -1) on sklearn's digits or
 MNIST-1D. The "spectrum" of a function on the training inputs is its projection on the
@@ -6,8 +6,8 @@ eigenvectors of an RBF kernel on those inputs, largest eigenvalue (smoothest) fi
 networks with the same initialisation regress, with MSE and full-batch Adam:
 
 - ``clean``: the labels y;
-- ``low``: y + noise spanned by the ``band`` top-eigenvalue (smooth) directions;
-- ``high``: y + noise spanned by the ``band`` bottom-eigenvalue (rough) directions;
+- ``low_freq``: y + noise spanned by the ``band`` top-eigenvalue (smooth) eigenvectors;
+- ``high_freq``: y + noise spanned by the ``band`` bottom-eigenvalue (rough) eigenvectors;
 
 both noises with norm ``noise_level * ||y||``. Spectral bias predicts that the rough noise is
 fitted late and barely moves the validation accuracy, while the smooth noise is fitted early
@@ -29,7 +29,9 @@ PAPER = (
     "low-frequency noise of the same size"
 )
 
-CASES = ("clean", "low", "high")
+CASES = ("clean", "low_freq", "high_freq")
+NOISE_LABEL = {"low_freq": "noise on top eigenvectors (smooth)",
+               "high_freq": "noise on bottom eigenvectors (rough)"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Config(RunConfig):
     """RBF kernel gamma; 0 picks 1 / median squared distance between training points."""
 
     band: int = 100
-    """Eigen-directions spanning each noise (top `band` for 'low', bottom `band` for 'high')."""
+    """Eigenvectors spanning each noise (top `band` for 'low_freq', bottom `band` for 'high_freq')."""
 
     noise_level: float = 1.0
     """Noise norm as a multiple of the label norm ||y||."""
@@ -66,7 +68,7 @@ class Config(RunConfig):
     depth: int = 4
     """Number of linear layers."""
 
-    record_every: int = 50
+    record_every: int = 10
     """Evaluate and record every this many steps."""
 
     n_bins: int = 20
@@ -151,7 +153,7 @@ def run(cfg: Config, run) -> dict:
     rng = np.random.default_rng(run.seed)
     y = ytr.numpy()
     noise = {"clean": np.zeros(n)}
-    for case, cols in (("low", slice(0, band)), ("high", slice(n - band, n))):
+    for case, cols in (("low_freq", slice(0, band)), ("high_freq", slice(n - band, n))):
         c = evecs[:, cols] @ rng.normal(size=band)
         noise[case] = c / np.linalg.norm(c) * s["noise_level"] * np.linalg.norm(y)
     targets = {case: y + noise[case] for case in CASES}
@@ -219,7 +221,7 @@ def run(cfg: Config, run) -> dict:
     for case in CASES:
         axes[0].plot(steps, [r[f"val_acc_{case}"] for r in recs], label=case)
         if case != "clean":
-            axes[1].plot(steps, [r[f"noise_fit_{case}"] for r in recs], label=f"{case}-eigenvalue noise")
+            axes[1].plot(steps, [r[f"noise_fit_{case}"] for r in recs], label=NOISE_LABEL[case])
     axes[0].set_xlabel("step")
     axes[0].set_ylabel("validation accuracy (clean labels)")
     axes[0].legend()
@@ -242,8 +244,8 @@ def run(cfg: Config, run) -> dict:
 
     out = {"gamma": gamma, "n_val": int(yte.shape[0]),
            "top_eigenvalues": np.round(evals[:5], 5).tolist(),
-           "band_eigenvalues": {"low": [float(evals[band - 1]), float(evals[0])],
-                                "high": [float(evals[-1]), float(evals[n - band])]}}
+           "band_eigenvalues": {"low_freq": [float(evals[band - 1]), float(evals[0])],
+                                "high_freq": [float(evals[-1]), float(evals[n - band])]}}
     for case in CASES:
         acc = np.asarray([r[f"val_acc_{case}"] for r in recs])
         out[case] = {
@@ -258,12 +260,12 @@ def run(cfg: Config, run) -> dict:
             out[case]["step_noise_fit_above_half"] = first_step(f"noise_fit_{case}", 0.5)
     out["settings"] = s
     out["paper"] = PAPER
-    rows = [f"{'target':>7} {'final acc':>9} {'best acc':>8} {'noise fitted':>12} {'half fitted at':>14}"]
+    rows = [f"{'target':>9} {'final acc':>9} {'best acc':>8} {'noise fitted':>12} {'half fitted at':>14}"]
     for case in CASES:
         o = out[case]
         nf = f"{o['final_noise_fit']:.3f}" if case != "clean" else "-"
         hs = o.get("step_noise_fit_above_half")
-        rows.append(f"{case:>7} {o['final_val_acc']:>9.3f} {o['best_val_acc']:>8.3f} {nf:>12} "
+        rows.append(f"{case:>9} {o['final_val_acc']:>9.3f} {o['best_val_acc']:>8.3f} {nf:>12} "
                     f"{'-' if hs is None else hs:>14}")
     out["summary"] = "\n".join(rows)
     return out
