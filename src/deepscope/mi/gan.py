@@ -253,6 +253,7 @@ def train_gan(
     lr: float = 1e-3,
     critic_lr: float = 1e-4,
     critic_hidden: Sequence[int] = (128, 128),
+    lr_decay: bool = True,
     checkpoint_every: int = 1000,
     log_every: int = 100,
     desc: str = "",
@@ -280,6 +281,9 @@ def train_gan(
         Generator steps.
     beta : float
         Weight of the MI term (>= 0).
+    lr_decay : bool
+        Decay the generator's and discriminator's learning rate linearly from ``lr`` to 0
+        over the run (it sharpens the modes at the end; the critic keeps ``critic_lr``).
     checkpoint_every : int
         Checkpoint period in generator steps (a final checkpoint is always written).
 
@@ -334,6 +338,10 @@ def train_gan(
     m_params = list(mi.parameters())
     with run.progress(steps, desc=desc, start=start) as advance:
         for step in range(start + 1, steps + 1):
+            if lr_decay:  # a function of the step alone, so a resumed run follows the same schedule
+                for opt in (g_opt, d_opt):
+                    for group in opt.param_groups:
+                        group["lr"] = lr * (1 - (step - 1) / steps)
             for _ in range(d_steps):
                 real = real_batch()
                 with torch.no_grad():

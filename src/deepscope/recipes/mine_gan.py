@@ -29,7 +29,7 @@ class Config(RunConfig):
     seeds: int = 5
     """Seeds per beta (seed, seed+1, ...)."""
 
-    steps: int = 5000
+    steps: int = 6000
     """Generator steps per run."""
 
     d_steps: int = 1
@@ -55,6 +55,9 @@ class Config(RunConfig):
 
     critic_lr: float = 1e-4
     """Adam learning rate of the MINE statistics network."""
+
+    lr_decay: bool = True
+    """Decay the GAN learning rates linearly to 0 over the run (sharper modes at the end)."""
 
     n_eval: int = 10_000
     """Generated samples on which the mode metrics are computed."""
@@ -114,14 +117,14 @@ def run(cfg: Config, run) -> dict:
                 sub_cfg = {
                     "dataset": cfg.dataset, "beta": beta, "seed": seed, "d_steps": cfg.d_steps,
                     "latent_dim": cfg.latent_dim, "code_dim": cfg.code_dim, "mi_target": cfg.mi_target,
-                    "lr": cfg.lr, "critic_lr": cfg.critic_lr, **size,
+                    "lr": cfg.lr, "critic_lr": cfg.critic_lr, "lr_decay": cfg.lr_decay, **size,
                 }
                 sub = Run(sub_dir, config=sub_cfg, seed=seed, device=cfg.device, progress=cfg.progress)
                 gen = train_gan(
                     sub, data, steps=size["steps"], beta=beta, mi_target=cfg.mi_target,
                     latent_dim=cfg.latent_dim, code_dim=cfg.code_dim, hidden=size["hidden"],
                     d_steps=cfg.d_steps, batch_size=size["batch_size"], lr=cfg.lr,
-                    critic_lr=cfg.critic_lr, checkpoint_every=every,
+                    critic_lr=cfg.critic_lr, lr_decay=cfg.lr_decay, checkpoint_every=every,
                     log_every=max(1, size["steps"] // 50), desc=f"beta={beta:g} seed={seed}",
                 )
                 x = gen.sample(2000, generator=torch.Generator().manual_seed(seed))
