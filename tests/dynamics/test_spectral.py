@@ -11,10 +11,12 @@ from deepscope.dynamics.spectral import (
     SpectrumRecorder,
     eigenbasis_spectrum,
     first_crossing,
+    flower_curve,
     fourier_spectrum,
     kernel_eigenbasis,
     perturbation_spectrum,
     plot_spectrum_heatmap,
+    sum_of_sinusoids,
 )
 from deepscope.nets import MLP
 
@@ -197,3 +199,16 @@ def test_heatmap_writes_png(tmp_path):
     assert (tmp_path / "h.png").stat().st_size > 1000 and fig is not None
     with pytest.raises(ValueError, match="spectra has shape \\(5, 3\\), must be"):
         plot_spectrum_heatmap(np.zeros((5, 3)), [1, 2], [1, 2, 3])
+
+
+def test_targets_along_a_periodic_parameter_read_back():
+    phi = 2 * math.pi * torch.arange(1000, dtype=torch.float64) / 1000
+    f = sum_of_sinusoids(phi, [20, 140], [1.0, 0.5], [0.3, 2.0], period=2 * math.pi)
+    torch.testing.assert_close(fourier_spectrum(f, freqs=[20, 140]),
+                               torch.tensor([1.0, 0.5], dtype=torch.float64))
+    circle = flower_curve(phi, 0.0)
+    torch.testing.assert_close(circle.norm(dim=1), torch.ones(1000, dtype=torch.float64))
+    r = flower_curve(phi, 4.0).norm(dim=1)  # radius 1 + sin(4 phi) / 2
+    assert r.min().item() == pytest.approx(0.5) and r.max().item() == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="they must be 1-D of one length"):
+        sum_of_sinusoids(phi, [1, 2], [1.0], [0.0, 0.0])
