@@ -79,8 +79,12 @@ def _effective(cfg: Config) -> dict:
 def _mean_std(values: list[float]) -> tuple[float, float]:
     import numpy as np
 
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    # float(): a KL of inf comes back from result.json as the string "inf"
+    a = np.asarray([float(v) for v in values], dtype=float)
+    if len(a) < 2:
+        return float(a.mean()), 0.0
+    with np.errstate(invalid="ignore"):
+        return float(a.mean()), float(a.std(ddof=1))
 
 
 def run(cfg: Config, run) -> dict:
