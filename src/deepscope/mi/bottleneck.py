@@ -161,6 +161,10 @@ def test_error(model: IBClassifier, x: torch.Tensor, y: torch.Tensor, *, n_sampl
 test_error.__test__ = False  # not a pytest test despite its name
 
 
+def _standardize(z: torch.Tensor) -> torch.Tensor:
+    return (z - z.mean(0)) / (z.std(0) + 1e-6)
+
+
 def train_ib(
     run,
     data,
@@ -176,6 +180,7 @@ def train_ib(
     lr: float = 1e-3,
     critic_lr: float = 1e-4,
     critic_hidden: Sequence[int] = (256, 256),
+    standardize_code: bool = True,
     checkpoint_every: int = 1,
     eval_samples: int = 12,
     desc: str = "",
@@ -199,6 +204,11 @@ def train_ib(
         Passes over the training set; the budget is the same for every method.
     lr, critic_lr : float
         Adam learning rates of the classifier and of MINE's statistics network.
+    standardize_code : bool
+        For ``'mine'``: feed the critic the code standardised per dimension with batch
+        statistics. I(X;Z) does not change under such an affine map, but without it the
+        encoder can lower the *estimate* by inflating the code's scale until the critic
+        cannot keep up, instead of lowering the information (observed on digits at beta=0.1).
     checkpoint_every : int
         Checkpoint period in epochs (the last epoch is always saved).
 
@@ -259,7 +269,7 @@ def train_ib(
                 logits, z, (mu, std) = model(xb)
                 ce = F.cross_entropy(logits, yb)
                 if method == "mine":
-                    term = mi(xb, z)
+                    term = mi(xb, _standardize(z) if standardize_code else z)
                     # The encoder descends beta * I(X;Z); the critic ascends the same estimate.
                     grads = torch.autograd.grad(ce + beta * term, params, retain_graph=True)
                     for p, g in zip(m_params, torch.autograd.grad(-term, m_params)):

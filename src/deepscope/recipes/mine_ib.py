@@ -43,6 +43,9 @@ class Config(RunConfig):
     beta_mine: float = 1e-2
     """Weight of I(X;Z) for MINE-IB in the table."""
 
+    standardize_code: bool = True
+    """MINE-IB: standardise the code per dimension before the critic (stops the encoder from gaming the estimate by scale)."""
+
     sigma: float = 1.0
     """Noise std of the 'additive' and 'propagated' encoders."""
 
@@ -140,14 +143,14 @@ def run(cfg: Config, run) -> dict:
         sub_cfg = {
             "dataset": cfg.dataset, "method": method, "noise": noise, "beta": beta, "seed": seed,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "critic_lr": cfg.critic_lr,
-            "sigma": cfg.sigma, **{k: v for k, v in size.items() if k not in ("seeds", "sweep_betas")},
+            "sigma": cfg.sigma, "standardize_code": cfg.standardize_code, **{k: v for k, v in size.items() if k not in ("seeds", "sweep_betas")},
         }
         sub = Run(sub_dir, config=sub_cfg, seed=seed, device=cfg.device, progress=cfg.progress)
         model, _ = train_ib(
             sub, ds, method=method, noise=noise, beta=beta, hidden=size["hidden"],
             code_dim=size["code_dim"], sigma=cfg.sigma, epochs=size["epochs"],
             batch_size=cfg.batch_size, lr=cfg.lr, critic_lr=cfg.critic_lr,
-            checkpoint_every=every, desc=f"{method} beta={beta:g} seed={seed}",
+            standardize_code=cfg.standardize_code, checkpoint_every=every, desc=f"{method} beta={beta:g} seed={seed}",
         )
         res = {"method": method, "noise": model.noise, "beta": beta, "seed": seed,
                "test_error": test_error(model, ds.x_test, ds.y_test)}
