@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -44,6 +45,14 @@ class MIWarning(UserWarning):
 
 
 _TRANSFORMS = ("standardize", "gaussianize", "none")
+# Inputs are processed in row chunks of about this many elements (2 MB in float64):
+# big temporaries would be kept by the C allocator after use and inflate the
+# process's memory well beyond the one float32 copy fit() makes.
+_CHUNK_ELEMS = 1 << 18
+
+
+def _rows(t: torch.Tensor) -> int:
+    return max(256, _CHUNK_ELEMS // max(1, t.shape[1]))
 
 
 def _to_2d_float(a, name: str) -> torch.Tensor:
@@ -69,27 +78,35 @@ def _to_2d_float(a, name: str) -> torch.Tensor:
 
 def _check_finite_and_varying(t: torch.Tensor, name: str) -> None:
     # checked in chunks so a 1M-row input needs no full-size temporary
-    for s in range(0, t.shape[0], 65536):
-        c = t[s : s + 65536]
+    step = _rows(t)
+    for s in range(0, t.shape[0], step):
+        c = t[s : s + step]
         if c.is_floating_point() and not torch.isfinite(c).all():
             row = s + int((~torch.isfinite(c)).any(1).nonzero()[0])
             raise ValueError(f"{name} contains NaN or inf values (first at row {row}); remove or impute them")
-    sd = t.double().std(0) if t.shape[0] <= 65536 else _chunked_std(t)
+    sd = _chunked_mean_std(t)[1]
     const = (sd == 0).nonzero().flatten().tolist()
     if const:
         raise ValueError(f"{name} has constant column(s) {const}; they carry no information: drop them")
 
 
-def _chunked_std(t: torch.Tensor) -> torch.Tensor:
-    n = t.shape[0]
-    s1 = torch.zeros(t.shape[1], dtype=torch.float64)
-    s2 = torch.zeros(t.shape[1], dtype=torch.float64)
-    for s in range(0, n, 65536):
-        c = t[s : s + 65536].double()
+def _chunked_mean_std(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column means and standard deviations in float64, one chunk of rows at a time.
+
+    Keeps memory at one chunk (a full-size reduction can allocate a temporary the
+    size of the input) and shifts by the first row for numerical stability.
+    """
+    n, chunk = t.shape[0], _rows(t)
+    shift = t[0].double()
+    s1 = torch.zeros(t.shape[1], dtype=torch.float64, device=t.device)
+    s2 = torch.zeros_like(s1)
+    for s in range(0, n, chunk):
+        c = t[s : s + chunk].double() - shift
         s1 += c.sum(0)
         s2 += (c * c).sum(0)
-    var = (s2 - s1 * s1 / n) / max(n - 1, 1)
-    return var.clamp_min(0).sqrt()
+    mean = s1 / n
+    var = (s2 - s1 * mean) / max(n - 1, 1)
+    return mean + shift, var.clamp_min(0).sqrt()
 
 
 def prepare_inputs(x, y, *, min_rows: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,6 +195,11 @@ class MINE:
         Clipping for ``bound='smile'``.
     eval_pairs : int
         Marginal pairs used for a held-out evaluation (from row shuffles).
+    precision : str
+        ``'fp32'`` (default) or ``'bf16'``: training matmuls in bfloat16 under autocast
+        (weights, optimiser state, bounds and all evaluations stay float32). Faster on
+        CPUs with AVX512-BF16/AMX and on GPUs; see the README's speed benchmark for what
+        it changes in accuracy.
     n_restarts : int
         Independent critics (seeds ``random_state + r``); the one with the best
         validation bound gives ``mi_``; all test values are in ``restarts_``.
@@ -202,7 +224,8 @@ class MINE:
         critic scores of the selected critic. It covers the sampling noise of the
         test split, not the variation between training runs (see ``restarts_``).
     restarts_ : list of dict
-        Per restart: seed, steps, best validation value, test value.
+        Per restart: seed, steps, best validation value, test value, whether training
+        diverged, and the seconds spent in the training loop (validation included).
     history_ : list of dict
         Training curve of the selected restart: step, mean training bound since the
         last evaluation, validation bound.
@@ -231,6 +254,7 @@ class MINE:
         ema_alpha: float = 0.01,
         tau: float = 5.0,
         eval_pairs: int = 100_000,
+        precision: str = "fp32",
         n_restarts: int = 1,
         n_bootstrap: int = 500,
         device: str = "auto",
@@ -252,6 +276,7 @@ class MINE:
         self.ema_alpha = ema_alpha
         self.tau = tau
         self.eval_pairs = eval_pairs
+        self.precision = precision
         self.n_restarts = n_restarts
         self.n_bootstrap = n_bootstrap
         self.device = device
@@ -289,6 +314,8 @@ class MINE:
             raise ValueError(
                 f"critic == {self.critic!r}; choose 'auto', 'concat', 'separable' or pass an nn.Module"
             )
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
         if self.transform not in _TRANSFORMS:
             raise ValueError(f"transform == {self.transform!r}; choose one of {_TRANSFORMS}")
         checks = [
@@ -377,7 +404,7 @@ class MINE:
         self.ci_ = self._bootstrap(best["per_row"], seed)
         self.restarts_ = [
             {"seed": rr["seed"], "steps": rr["steps"], "val": rr["val"], "test": rr["test"],
-             "diverged": rr["diverged"]}
+             "diverged": rr["diverged"], "train_seconds": rr["train_seconds"]}
             for rr in runs
         ]
         self.batch_size_ = bs
@@ -388,8 +415,9 @@ class MINE:
     def _shuffled_copy(t: torch.Tensor, order: torch.Tensor, dev: torch.device) -> torch.Tensor:
         out = torch.empty(t.shape, dtype=torch.float32, device=dev)
         order = order.to(t.device)
-        for s in range(0, t.shape[0], 65536):  # chunked: no full-size float64 temporary
-            out[s : s + 65536] = t[order[s : s + 65536]].to(dev, torch.float32)
+        step = _rows(t)
+        for s in range(0, t.shape[0], step):  # chunked: no full-size temporary
+            out[s : s + step] = t[order[s : s + step]].to(dev, torch.float32)
         return out
 
     def _fit_transform(self, t: torch.Tensor, n_train: int, seed: int, which: str = "x") -> None:
@@ -406,10 +434,11 @@ class MINE:
                 t.copy_(tmp)
             setattr(self, f"gaussianizer_{which}_", gz)
             return
-        tr = t[:n_train]
-        mean = tr.mean(0)
-        std = tr.std(0).clamp_min(1e-12)
-        t.sub_(mean).div_(std)
+        mean, std = _chunked_mean_std(t[:n_train])
+        mean, std = mean.float(), std.float().clamp_min(1e-12)
+        step = _rows(t)
+        for s in range(0, t.shape[0], step):
+            t[s : s + step].sub_(mean).div_(std)
         setattr(self, f"scale_{which}_", (mean.cpu(), std.cpu()))
 
     def _new_critic(self, dims: tuple[int, int], seed: int, dev: torch.device) -> nn.Module:
@@ -442,6 +471,8 @@ class MINE:
         perm = torch.randperm(n_train, generator=gen).to(dev)
         pos = 0
         steps_done = 0
+        amp = _autocast(self.precision, dev)
+        t_start = time.perf_counter()
         bar = _progress(self.verbose, self.max_steps, f"MINE seed {seed}")
         with bar if bar is not None else nullcontext():
             task = bar.add_task("train", total=self.max_steps) if bar is not None else None
@@ -452,7 +483,8 @@ class MINE:
                 idx = perm[pos : pos + bs]
                 pos += bs
                 xb, yb = xtr[idx], ytr[idx]
-                value, log_ema = self._objective(critic, xb, yb, log_ema, gen, dev)
+                with amp:
+                    value, log_ema = self._objective(critic, xb, yb, log_ema, gen, dev)
                 opt.zero_grad(set_to_none=True)
                 (-value).backward()
                 opt.step()
@@ -478,6 +510,7 @@ class MINE:
                             break
                     if bar is not None:
                         bar.update(task, completed=step, description=f"val {val:.3f} nats")
+        train_seconds = time.perf_counter() - t_start
         if best_state is None:  # diverged before the first evaluation
             best_val = -math.inf
         else:
@@ -489,7 +522,7 @@ class MINE:
                 "the best critic before that is used. Try a smaller lr, bound='smile' or bound='nwj'"
             )
         return {"critic": critic, "val": best_val, "history": history, "seed": seed,
-                "steps": steps_done, "diverged": diverged}
+                "steps": steps_done, "diverged": diverged, "train_seconds": train_seconds}
 
     def _objective(self, critic, xb, yb, log_ema, gen, dev):
         k = xb.shape[0]
@@ -613,6 +646,14 @@ class MINE:
 def _scores(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     t = critic(x, y)
     return t[:, 0] if t.ndim == 2 else t
+
+
+def _autocast(precision: str, dev: torch.device):
+    from contextlib import nullcontext
+
+    if precision == "bf16":
+        return torch.autocast(dev.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def _adam_speed_kwargs(dev: torch.device) -> dict:
