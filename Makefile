@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 # The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
 TORCH ?= torch==2.13.0
 
-.PHONY: env demo test lint bench clean
+.PHONY: env demo test test-vision lint bench clean
+
+# torchvision (image datasets) needs another torch build: it gets its own environment.
+VENV_VISION ?= .venv-vision
+TORCH_VISION ?= torch==2.14.1 torchvision==0.29.1
 
 $(BIN)/deepscope: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +28,16 @@ demo: env
 test: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
+$(VENV_VISION)/bin/deepscope: pyproject.toml
+	$(PY) -m venv $(VENV_VISION)
+	$(VENV_VISION)/bin/pip install -q --upgrade pip
+	$(VENV_VISION)/bin/pip install -q $(TORCH_VISION)
+	$(VENV_VISION)/bin/pip install -q -e ".[dev,vision]"
+	touch $@
+
+test-vision: $(VENV_VISION)/bin/deepscope
+	OMP_NUM_THREADS=1 $(VENV_VISION)/bin/python -m pytest -q -p no:cacheprovider -m vision tests
+
 lint: env
 	$(BIN)/ruff check .
 
@@ -32,4 +46,4 @@ bench: env
 	$(BIN)/python benchmarks/mi_speed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV_VISION) build *.egg-info src/*.egg-info
