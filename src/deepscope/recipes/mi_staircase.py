@@ -173,6 +173,9 @@ def _figure(estimates, truth, cfg, path) -> None:
         ax.plot(a, lw=0.3, alpha=0.4)
         ax.plot(np.arange(len(smooth)) + w // 2, smooth, lw=1.2)
         ax.plot(truth, "k", lw=1)
+        if e == "infonce":
+            ax.axhline(np.log(cfg.batch_size), color="r", ls=":", lw=1, label="log K")
+            ax.legend(fontsize=7, loc="upper left")
         ax.set_title(f"{e} ({v})", fontsize=9)
         ax.set_ylim(-1, max(cfg.levels) + 3)
         ax.set_xlabel("step", fontsize=8)
