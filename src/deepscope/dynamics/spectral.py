@@ -71,7 +71,7 @@ __all__ = [
 def sum_of_sinusoids(
     t: torch.Tensor, freqs: Sequence[float], amplitudes: Any, phases: Any, *, period: float = 1.0
 ) -> torch.Tensor:
-    """``sum_i A_i sin(2 pi k_i t / period + phi_i)``: the paper's target (arXiv 1806.08734, Eq. 8).
+    """``sum_i A_i sin(2 pi k_i t / period + phi_i)``: the paper's target (arXiv 1806.08734).
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def flower_curve(phi: torch.Tensor, L: float) -> torch.Tensor:
     """The paper's 2-D manifold ``gamma_L(phi) = (1 + sin(L phi) / 2) (cos phi, sin phi)``.
 
     Larger ``L`` wraps the curve more tightly in the plane, so a function with frequency k
-    along ``phi`` needs lower frequencies in input space (arXiv 1806.08734, Sec. 4).
+    along ``phi`` needs lower frequencies in input space (arXiv 1806.08734, manifold experiment).
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ def fourier_spectrum(values: Any, *, freqs: Sequence[int] | None = None) -> Any:
     ``2 |DFT(values)[k]| / N`` for ``0 < k < N/2`` and ``|DFT(values)[k]| / N`` at ``k = 0``
     and at the Nyquist frequency ``k = N/2``, so that ``A sin(2 pi k z + phi)`` reads ``|A|``
     at ``k`` and 0 elsewhere, and a constant ``c`` reads ``|c|`` at 0. This is the paper's
-    normalised spectrum before division by the target amplitudes (arXiv 1806.08734, Sec. 3).
+    normalised spectrum before division by the target amplitudes (arXiv 1806.08734).
 
     Parameters
     ----------
@@ -243,7 +243,7 @@ def kernel_eigenbasis(
 
     The eigenvectors of a smooth kernel play the role of Fourier modes for data without a
     grid: the top ones vary slowly over the data, the bottom ones oscillate
-    (arXiv 1806.08734, Sec. 6). The sign of each eigenvector is fixed so that its
+    (arXiv 1806.08734, real-data experiment). The sign of each eigenvector is fixed so that its
     largest-magnitude entry is positive, which makes projections reproducible.
 
     Parameters
@@ -315,7 +315,7 @@ def eigenbasis_spectrum(
 
     ``coef = V.T @ f_x`` where the columns of ``V`` are the kernel matrix's eigenvectors in
     descending eigenvalue order (see :func:`kernel_eigenbasis`): the "spectrum" of a function
-    known only at data points (arXiv 1806.08734, Sec. 6). Low index = smooth direction.
+    known only at data points (arXiv 1806.08734, real-data experiment). Low index = smooth direction.
 
     Parameters
     ----------
@@ -413,7 +413,7 @@ def perturbation_spectrum(
     ``delta`` are random directions in parameter space: a standard Gaussian over all
     parameters, scaled to unit Euclidean norm (all parameters concatenated). The paper finds
     that the high frequencies collapse at smaller ``eps`` than the low ones: the parameters
-    that express them occupy less volume (arXiv 1806.08734, Sec. 5). The model is evaluated
+    that express them occupy less volume (arXiv 1806.08734, robustness experiment). The model is evaluated
     with ``torch.func.functional_call`` and is never modified; it is evaluated in its current
     train/eval mode, without gradients.
 

@@ -1,4 +1,4 @@
-"""Spectral bias on a manifold: the flower curve makes high frequencies easier to learn (arXiv 1806.08734, Fig. 3).
+"""Spectral bias on a manifold: the flower curve makes high frequencies easier to learn (arXiv 1806.08734).
 
 The data are 1000 points of ``gamma_L(phi) = (1 + sin(L phi) / 2)(cos phi, sin phi)``; the
 target is ``sum_i sin(k_i phi + phi_i)`` with k = 20, 40, ..., 200 and random phases; the MLP
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from deepscope.train.config import RunConfig
 
 PAPER = (
-    "Rahaman et al. 2019, Fig. 3: larger L lets the network learn the higher frequencies "
+    "Rahaman et al. 2019, manifold experiment: larger L lets the network learn the higher frequencies "
     "faster; the paper shows heatmaps per L, no table"
 )
 

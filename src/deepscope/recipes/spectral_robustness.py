@@ -1,4 +1,4 @@
-"""Spectral bias, robustness: perturbed parameters lose the high frequencies first (arXiv 1806.08734, Fig. 5).
+"""Spectral bias, robustness: perturbed parameters lose the high frequencies first (arXiv 1806.08734).
 
 Trains the 1-D sinusoid MLP (equal amplitudes, k = 5..50) as in ``spectral-sinusoids``, then
 moves its parameters along random unit-norm Gaussian directions, ``theta + eps delta``, and
@@ -16,7 +16,7 @@ from pathlib import Path
 from deepscope.train.config import RunConfig
 
 PAPER = (
-    "Rahaman et al. 2019, Fig. 5: the higher the frequency, the smaller the perturbation at "
+    "Rahaman et al. 2019, robustness experiment: the higher the frequency, the smaller the perturbation at "
     "which its magnitude collapses; the paper shows heatmaps, no table"
 )
 

@@ -1,4 +1,4 @@
-"""Spectral bias in 1-D: an MLP fits sinusoids k=5..50 low frequencies first (arXiv 1806.08734, Fig. 1).
+"""Spectral bias in 1-D: an MLP fits sinusoids k=5..50 low frequencies first (arXiv 1806.08734).
 
 The target is ``sum_i A_i sin(2 pi k_i z + phi_i)`` on ``z_j = j / 200`` with random phases,
 in two cases: equal amplitudes ``A_i = 1`` and increasing amplitudes ``A_i = 0.1 i`` (the high
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from deepscope.train.config import RunConfig
 
 PAPER = (
-    "Rahaman et al. 2019, Fig. 1: in both cases the low frequencies converge first; the paper "
+    "Rahaman et al. 2019, 1-D sinusoids experiment: in both cases the low frequencies converge first; the paper "
     "gives the heatmaps, not a table of learning steps"
 )
 
