@@ -7,6 +7,7 @@
     deepscope mi estimate X Y [options]      MINE estimate of I(X;Y) from .npy/.npz/.csv files
     deepscope mi estimate-csv PATH DX DY     the BMI benchmark's external-estimator protocol
     deepscope report RUNS_DIR                one HTML page over a set of run directories
+    deepscope sweep RECIPE --grid K=V1,V2    a grid of runs, locally or on SLURM (submitit)
 
 Every option is typed and documented from the dataclass field docstrings
 (tyro). The router below reads only the first words of the command line and
@@ -28,6 +29,7 @@ COMMANDS = {
     ("mi", "estimate"): "deepscope.mi.commands:estimate_main",
     ("mi", "estimate-csv"): "deepscope.mi.commands:estimate_csv_main",
     ("report",): "deepscope.report.html:report_main",
+    ("sweep",): "deepscope.sweep:sweep_main",
 }
 
 USAGE = """\
@@ -42,6 +44,9 @@ commands:
   mi estimate X Y [options]   estimate I(X;Y) with MINE from .npy/.npz/.csv files
   mi estimate-csv PATH DX DY  BMI-benchmark protocol: prints only the estimate in nats
   report RUNS_DIR             write an HTML report over a folder of runs
+  sweep RECIPE --grid K=V1,V2 [-- recipe options]
+                              run a grid of a recipe's options (inline, local or SLURM via
+                              submitit); rerun to resume, finished points are skipped
 
 `deepscope COMMAND --help` explains every option of a command.
 """
