@@ -124,7 +124,7 @@ def test_noise_end_to_end(tmp_path):
     assert [r["step"] for r in recs] == [20, 40, 60, 80, 100]
     assert len(recs[-1]["spectrum_high_freq"]) == 5
     assert result["settings"]["n_train"] == 200
-    for name in ("validation", "eigenbasis_spectra"):
+    for name in ("validation", "eigenbasis_spectra", "eigenbasis_spectra_early"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="band == 150 with n_train == 200: need 2 \\* band <= n_train"):
         rec.run(replace(rec.Config(band=150, n_train=200), out=tmp_path / "x"),

@@ -230,12 +230,16 @@ def run(cfg: Config, run) -> dict:
     save(fig, run.figure_path("validation"))
 
     bin_centres = [int(np.mean(b)) for b in bins]
-    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
-    for ax, case in zip(axes, CASES):
-        plot_spectrum_heatmap(np.asarray([r[f"spectrum_{case}"] for r in recs]), steps, bin_centres,
-                              ax=ax, title=f"target: {case}", xlabel="eigen-index (large eigenvalue first)",
-                              colorbar=case == CASES[-1])
-    save(fig, run.figure_path("eigenbasis_spectra"))
+    # the whole run, and its first tenth, where the ordering in eigen-index is visible
+    early = steps <= max(10 * s["record_every"], s["steps"] // 10)
+    for name, keep in (("eigenbasis_spectra", np.ones_like(early)), ("eigenbasis_spectra_early", early)):
+        fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.3))
+        for ax, case in zip(axes, CASES):
+            spec = np.asarray([r[f"spectrum_{case}"] for r in recs])[keep]
+            plot_spectrum_heatmap(spec, steps[keep], bin_centres, ax=ax, title=f"target: {case}",
+                                  xlabel="eigen-index (large eigenvalue first)",
+                                  colorbar=case == CASES[-1])
+        save(fig, run.figure_path(name))
 
     def first_step(key: str, value: float) -> int | None:
         hit = [r["step"] for r in recs if r[key] > value]
