@@ -413,9 +413,9 @@ def perturbation_spectrum(
     ``delta`` are random directions in parameter space: a standard Gaussian over all
     parameters, scaled to unit Euclidean norm (all parameters concatenated). The paper finds
     that the high frequencies collapse at smaller ``eps`` than the low ones: the parameters
-    that express them occupy less volume (arXiv 1806.08734, robustness experiment). The model is evaluated
-    with ``torch.func.functional_call`` and is never modified; it is evaluated in its current
-    train/eval mode, without gradients.
+    that express them occupy less volume (arXiv 1806.08734, robustness experiment). The
+    model is evaluated with ``torch.func.functional_call`` and is never modified; it is
+    evaluated in its current train/eval mode, without gradients.
 
     Parameters
     ----------
