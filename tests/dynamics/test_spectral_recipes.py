@@ -28,6 +28,7 @@ def test_sinusoids_writes_result_and_figures(sinusoids_full):
     assert stored["freqs"] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
     for case in ("equal", "increasing"):
         assert len(stored["learning_step"][case]) == 10
+        assert len(stored["learning_step_per_seed"][case]) == 1
         assert set(stored["spearman"][case]) == {"rho", "p"}
         assert len(stored["final_normalised_magnitude"][case]) == 10
     assert stored["settings"]["steps"] == 600 and "summary" in stored

@@ -209,7 +209,8 @@ def run(cfg: Config, run) -> dict:
         checkpoint_every=s["checkpoint_every"], desc="spectral-sinusoids",
     )
 
-    result: dict = {"freqs": freqs.tolist(), "learning_step": {}, "spearman": {},
+    result: dict = {"freqs": freqs.tolist(), "learning_step": {}, "learning_step_per_seed": {},
+                    "spearman": {},
                     "final_normalised_magnitude": {}, "final_loss": {}}
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.4))
     for ax, case in zip(axes, cases):
@@ -217,6 +218,11 @@ def run(cfg: Config, run) -> dict:
         mean = spectra.mean(1)  # average over seeds: (T, F)
         learned = first_crossing(mean, steps, threshold=s["threshold"])
         result["learning_step"][case] = [None if np.isnan(v) else int(v) for v in learned]
+        per_seed = [first_crossing(spectra[:, i], steps, threshold=s["threshold"])
+                    for i in range(spectra.shape[1])]
+        result["learning_step_per_seed"][case] = [
+            [None if np.isnan(v) else int(v) for v in ls] for ls in per_seed
+        ]
         result["spearman"][case] = spearman(freqs, learned, missing=s["steps"] + s["record_every"])
         result["final_normalised_magnitude"][case] = np.round(mean[-1], 4).tolist()
         result["final_loss"][case] = float(losses[-1].mean())
