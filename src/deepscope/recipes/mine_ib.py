@@ -7,7 +7,7 @@ plots test error and a held-out MINE estimate of I(X;Z) against beta. Every
 checkpoints; an interrupted run resumes and skips finished sub-runs.
 
     deepscope run mine-ib --threads 1                         # MNIST-1D, generated offline
-    deepscope run mine-ib --dataset digits --epochs 100
+    deepscope run mine-ib --dataset digits --epochs 50
     deepscope run mine-ib --dataset mnist --data-root ~/data --hidden 1024 1024 --code-dim 256
     deepscope run mine-ib --quick                             # seconds: a smoke test
 """
