@@ -176,11 +176,16 @@ def run(cfg: Config, run) -> dict:
 
 
 def _figure(cfg, run, data, samples, per_run):
+    import torch
+
     from deepscope.report.figures import plt, save
 
     n = len(samples)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.3), squeeze=False)
+    ref = data.sample(2000, generator=torch.Generator().manual_seed(0)) if data.centers is None else None
     for ax, (beta, x) in zip(axes[0], samples.items()):
+        if ref is not None:  # the true Swiss roll underneath, in grey
+            ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.3, color="0.6", rasterized=True)
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.35, color="tab:blue", rasterized=True)
         if data.centers is not None:
             c = data.centers
@@ -188,11 +193,10 @@ def _figure(cfg, run, data, samples, per_run):
             m = per_run[beta][0]["modes"]
             ax.set_title(f"{'GAN' if beta == 0 else 'GAN+MINE'} β={beta:g}: {m}/{len(c)} modes", fontsize=9)
         else:
-            ref = data.sample(2000)
-            ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.2, color="tab:red", rasterized=True)
             ax.set_title(f"{'GAN' if beta == 0 else 'GAN+MINE'} β={beta:g}", fontsize=9)
-        ax.set_xlim(-5.5, 5.5)
-        ax.set_ylim(-5.5, 5.5)
+        lim = 3.0 if cfg.dataset == "ring" else 5.5
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
