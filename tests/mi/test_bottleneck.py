@@ -95,6 +95,8 @@ def test_bad_inputs(tmp_path):
         train_ib(run, ds, method="vib", noise="additive")
     with pytest.raises(ValueError, match="needs a stochastic code"):
         train_ib(run, ds, method="mine", noise="none")
+    with pytest.raises(ValueError, match="checkpoint_every == 0"):
+        train_ib(run, ds, method="plain", checkpoint_every=0)
     with pytest.raises(ValueError, match=r"batch_size == 1000, must be in \[2, 200\]"):
         train_ib(run, ds, method="plain", batch_size=1000)
     with pytest.raises(ValueError, match="noise == 'dropout'"):

@@ -126,6 +126,8 @@ def test_bad_inputs(tmp_path):
         train_gan(run, make_toy("grid"), steps=1, beta=1.0, mi_target="code")
     with pytest.raises(ValueError, match="beta == -1"):
         train_gan(run, make_toy("grid"), steps=1, beta=-1.0)
+    with pytest.raises(ValueError, match="checkpoint_every == 0"):
+        train_gan(run, make_toy("grid"), steps=1, checkpoint_every=0)
     with pytest.raises(ValueError, match="has no modes"):
         evaluate_generator(Generator(2), make_toy("swissroll"))
 

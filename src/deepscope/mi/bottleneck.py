@@ -235,6 +235,8 @@ def train_ib(
         raise ValueError(f"beta == {beta}, must be >= 0")
     if epochs < 1:
         raise ValueError(f"epochs == {epochs}, must be >= 1")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every == {checkpoint_every}, must be >= 1 (epochs)")
     n_train = data.x_train.shape[0]
     if not 2 <= batch_size <= n_train:
         raise ValueError(f"batch_size == {batch_size}, must be in [2, {n_train}] (the training set size)")
