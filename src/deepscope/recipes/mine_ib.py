@@ -70,7 +70,7 @@ class Config(RunConfig):
     critic_lr: float = 1e-4
     """Adam learning rate of MINE's statistics network."""
 
-    sweep_betas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)
+    sweep_betas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     """Betas of the sweep plot (one seed each); empty to skip the sweep."""
 
     sweep_methods: tuple[str, ...] = ("mine", "vib")
