@@ -201,6 +201,8 @@ def run(cfg: Config, run) -> dict:
 
 
 def _figure(cfg, run, sweep, runs):
+    from matplotlib.ticker import FuncFormatter
+
     from deepscope.report.figures import plt, save
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -222,7 +224,11 @@ def _figure(cfg, run, sweep, runs):
         ax.set_xscale("log")
         ax.set_xlabel("β")
         ax.legend(fontsize=8)
-    ax1.set_ylabel("test error (%)")
+    ax1.set_yscale("log")  # a collapsed code (error ~ 90 %) would flatten the rest
+    plain_numbers = FuncFormatter(lambda v, _: f"{v:g}")
+    ax1.yaxis.set_major_formatter(plain_numbers)
+    ax1.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    ax1.set_ylabel("test error (%, log scale)")
     ax2.set_ylabel("I(X;Z), held-out MINE (nats)")
     fig.suptitle(f"Information bottleneck on {cfg.dataset}", fontsize=10)
     return save(fig, run.figure_path(f"beta_sweep_{cfg.dataset}"), dpi=90)
