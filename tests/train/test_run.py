@@ -57,10 +57,22 @@ def test_files_and_result(tmp_path):
 
 
 def test_resume_with_other_config_is_refused(tmp_path):
-    run = Run(tmp_path, config={"lr": 0.1}, progress=False)
+    run = Run(tmp_path, config={"lr": 0.1, "threads": 1}, progress=False)
     run.save_checkpoint({}, step=1)
     with pytest.raises(ValueError, match=r"differs in \['lr'\]"):
-        Run(tmp_path, config={"lr": 0.2}, progress=False)
+        Run(tmp_path, config={"lr": 0.2, "threads": 1}, progress=False)
+    Run(tmp_path, config={"lr": 0.1, "threads": 2}, progress=False)  # thread count may change
+
+
+def test_elapsed_time_survives_resume(tmp_path):
+    run = Run(tmp_path, config={}, progress=False)
+    run.started -= 100.0  # pretend the first process ran 100 s
+    run.save_checkpoint({}, step=1)
+    resumed = Run(tmp_path, config={}, progress=False)
+    resumed.load_checkpoint()
+    import time
+
+    assert time.time() - resumed.started >= 100.0
 
 
 def test_bad_arguments():

@@ -173,8 +173,9 @@ class Run:
         text = json.dumps(self.config, indent=2, sort_keys=True)
         if path.exists() and self.checkpoint_path.exists():
             old = json.loads(path.read_text())
-            # 'out' and 'progress' may differ between the first run and its resume.
-            ignore = {"out", "progress"}
+            # Where and how fast a run executes may change between a run and its resume
+            # (a preempted job restarts elsewhere); what it computes may not.
+            ignore = {"out", "progress", "threads", "device"}
             diff = sorted(
                 k for k in set(old) | set(self.config)
                 if k not in ignore and old.get(k) != self.config.get(k)
@@ -213,6 +214,7 @@ class Run:
         blob["step"] = int(step)
         blob["rng"] = _rng_state()
         blob["config"] = self.config
+        blob["elapsed"] = time.time() - self.started
         tmp = self.checkpoint_path.with_name(CHECKPOINT + ".tmp")
         torch.save(blob, tmp)
         os.replace(tmp, self.checkpoint_path)
@@ -228,6 +230,8 @@ class Run:
             self.checkpoint_path, map_location=map_location or self.device, weights_only=False
         )
         _set_rng_state(blob["rng"])
+        # Wall time counts across resumes: result.json's "seconds" is the whole run's.
+        self.started = time.time() - float(blob.get("elapsed", 0.0))
         step = blob["step"]
         if self.metrics_path.exists():
             keep = [r for r in self.metrics() if r.get("step", -1) <= step]
