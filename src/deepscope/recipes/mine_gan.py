@@ -29,7 +29,7 @@ class Config(RunConfig):
     seeds: int = 5
     """Seeds per beta (seed, seed+1, ...)."""
 
-    steps: int = 6000
+    steps: int = 12_000
     """Generator steps per run."""
 
     d_steps: int = 1
