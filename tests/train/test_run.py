@@ -83,3 +83,15 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_concurrent_writers_do_not_share_temporaries(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepscope.train.run import atomic_write_text
+
+    target = tmp_path / "config.json"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: atomic_write_text(target, f'{{"i": {i}}}\n'), range(200)))
+    assert json.loads(target.read_text())["i"] in range(200)
+    assert not list(tmp_path.glob("*.tmp"))

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -71,14 +72,24 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def _unique_tmp(path: Path) -> Path:
+    # A unique name per writer: two processes writing the same file never share a temporary.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old or the new file, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = _unique_tmp(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _rng_state() -> dict:
@@ -215,9 +226,12 @@ class Run:
         blob["rng"] = _rng_state()
         blob["config"] = self.config
         blob["elapsed"] = time.time() - self.started
-        tmp = self.checkpoint_path.with_name(CHECKPOINT + ".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        tmp = _unique_tmp(self.checkpoint_path)
+        try:
+            torch.save(blob, tmp)
+            os.replace(tmp, self.checkpoint_path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load_checkpoint(self, *, map_location: Any = None) -> dict | None:
         """Load the checkpoint if there is one, restore RNG states and trim later metric lines.
