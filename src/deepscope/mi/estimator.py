@@ -145,13 +145,18 @@ class _Gaussianizer:
         self.levels = (np.arange(n) + 0.5) / n
 
     def __call__(self, t: torch.Tensor) -> None:
+        """Map the CPU tensor ``t`` in place, one block of rows (all columns) at a time."""
         from scipy.special import ndtri
 
-        for j in range(t.shape[1]):
-            for s in range(0, t.shape[0], 262144):
-                col = t[s : s + 262144, j].double().numpy()
-                u = np.interp(col, self.ref[:, j], self.levels)
-                t[s : s + 262144, j] = torch.from_numpy(ndtri(u)).to(t.dtype)
+        step = _rows(t)
+        u = np.empty((min(step, t.shape[0]), t.shape[1]))
+        for s in range(0, t.shape[0], step):
+            block = t[s : s + step].numpy()
+            out = u[: block.shape[0]]
+            for j in range(t.shape[1]):
+                out[:, j] = np.interp(block[:, j], self.ref[:, j], self.levels)
+            ndtri(out, out=out)
+            block[...] = out  # the float32 view writes through to t
 
 
 class MINE:
