@@ -23,22 +23,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from deepscope.nets import MLP, make_activation
+
 __all__ = ["ConcatCritic", "SeparableCritic", "mlp", "pairwise_scores", "joint_scores", "make_critic"]
 
-_ACT = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
-
-
 def mlp(dim_in: int, hidden: Sequence[int], dim_out: int, *, activation: str = "relu") -> nn.Sequential:
-    """A plain MLP ``dim_in -> hidden... -> dim_out`` with the given activation between layers."""
-    if activation not in _ACT:
-        raise ValueError(f"activation == {activation!r}; choose one of {sorted(_ACT)}")
-    layers: list[nn.Module] = []
-    d = dim_in
-    for h in hidden:
-        layers += [nn.Linear(d, h), _ACT[activation]()]
-        d = h
-    layers.append(nn.Linear(d, dim_out))
-    return nn.Sequential(*layers)
+    """A plain MLP ``dim_in -> hidden... -> dim_out`` that keeps leading dimensions."""
+    return MLP(dim_in, hidden, dim_out, activation=activation, flatten=False)
 
 
 class ConcatCritic(nn.Module):
@@ -63,7 +54,7 @@ class ConcatCritic(nn.Module):
             raise ValueError("hidden == (), ConcatCritic needs at least one hidden layer")
         self.dim_x, self.dim_y = dim_x, dim_y
         self.first = nn.Linear(dim_x + dim_y, hidden[0])
-        self.rest = nn.Sequential(_ACT[activation](), *mlp(hidden[0], hidden[1:], 1, activation=activation))
+        self.rest = nn.Sequential(make_activation(activation), *mlp(hidden[0], hidden[1:], 1, activation=activation))
 
     def _halves(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.first.weight

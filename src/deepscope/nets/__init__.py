@@ -11,9 +11,20 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "ACTIVATIONS", "make_activation"]
 
-_ACT = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU}
+#: Activations accepted by name wherever deepscope builds a network.
+ACTIVATIONS = {
+    "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A new activation module by name; the error lists the names allowed."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation == {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
 
 
 class MLP(nn.Sequential):
@@ -25,18 +36,19 @@ class MLP(nn.Sequential):
     hidden : sequence of int
         Widths of the hidden layers (``len(hidden) + 1`` linear layers in all).
     activation : str
-        'relu', 'elu', 'gelu', 'tanh' or 'leaky_relu'.
-
-    Inputs with more than two dimensions are flattened after the batch dimension.
+        One of ``ACTIVATIONS``: 'relu', 'elu', 'gelu', 'tanh', 'leaky_relu', 'softplus'.
+    flatten : bool
+        Flatten inputs with more than two dimensions after the batch dimension (default).
+        ``False`` keeps leading dimensions, so (K, L, dim_in) maps to (K, L, dim_out).
     """
 
-    def __init__(self, dim_in: int, hidden: Sequence[int], dim_out: int, *, activation: str = "relu"):
-        if activation not in _ACT:
-            raise ValueError(f"activation == {activation!r}; choose one of {sorted(_ACT)}")
-        layers: list[nn.Module] = [nn.Flatten()]
+    def __init__(self, dim_in: int, hidden: Sequence[int], dim_out: int, *, activation: str = "relu",
+                 flatten: bool = True):
+        make_activation(activation)  # validate before building anything
+        layers: list[nn.Module] = [nn.Flatten()] if flatten else []
         d = dim_in
         for h in hidden:
-            layers += [nn.Linear(d, h), _ACT[activation]()]
+            layers += [nn.Linear(d, h), make_activation(activation)]
             d = h
         layers.append(nn.Linear(d, dim_out))
         super().__init__(*layers)
