@@ -123,8 +123,8 @@ def main() -> None:
         },
     }
     if args.full:
-        from deepscope.cli import execute_recipe
         from deepscope.recipes.spectral_sinusoids import Config
+        from deepscope.runner import execute_recipe
 
         t0 = time.perf_counter()
         res = execute_recipe(

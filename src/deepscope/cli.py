@@ -17,12 +17,9 @@ imports just the module that handles them, so ``--help`` stays fast.
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
-import time
-import traceback
-from dataclasses import replace
-from pathlib import Path
+
+from deepscope.runner import recipe_modules, run_recipe_cli
 
 # command words -> "module:function"; the function parses its own arguments with tyro.
 COMMANDS = {
@@ -52,75 +49,6 @@ commands:
 """
 
 
-def recipe_modules() -> dict[str, str]:
-    """Map recipe name ('mine-gaussians') to module ('deepscope.recipes.mine_gaussians')."""
-    import deepscope.recipes as pkg
-
-    out = {}
-    for m in pkgutil.iter_modules(pkg.__path__):
-        if not m.name.startswith("_"):
-            out[m.name.replace("_", "-")] = f"deepscope.recipes.{m.name}"
-    return dict(sorted(out.items()))
-
-
-def load_recipe(name: str):
-    """Import a recipe module by its CLI name; the module defines ``Config`` and ``run``."""
-    mods = recipe_modules()
-    if name not in mods:
-        raise SystemExit(
-            f"deepscope: unknown recipe {name!r}; known: {', '.join(mods) or '(none)'}"
-        )
-    return importlib.import_module(mods[name])
-
-
-def default_run_dir(recipe: str, seed: int) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / recipe / f"{stamp}-s{seed}"
-
-
-def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
-    """Run recipe ``name`` with config ``cfg``: create the Run, call ``run``, write result.json.
-
-    A failure writes ``error.txt`` (the traceback) into the run directory and re-raises,
-    so a crashed run still leaves its config, metrics and last checkpoint behind.
-    """
-    from deepscope.train import Run
-
-    mod = load_recipe(name)
-    out = cfg.out if cfg.out is not None else default_run_dir(name, cfg.seed)
-    cfg = replace(cfg, out=Path(out))
-    run = Run(
-        cfg.out, config={"recipe": name, **_fields(cfg)}, seed=cfg.seed,
-        device=cfg.device, threads=cfg.threads, progress=cfg.progress,
-    )
-    try:
-        result = mod.run(cfg, run)
-    except BaseException:
-        (run.dir / "error.txt").write_text(traceback.format_exc())
-        raise
-    result = {"recipe": name, **result, "run_dir": str(run.dir),
-              "seconds": round(time.time() - run.started, 2)}
-    run.write_result(result)
-    if not quiet:
-        _print_result(result)
-    return result
-
-
-def _fields(cfg) -> dict:
-    from dataclasses import fields
-
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-
-
-def _print_result(result: dict) -> None:
-    from rich.console import Console
-
-    con = Console()
-    if "summary" in result and isinstance(result["summary"], str):
-        con.print(result["summary"], markup=False, highlight=False)
-    con.print(f"[bold]wrote[/bold] {result['run_dir']}/result.json ({result['seconds']} s)")
-
-
 def _run_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "--list"):
         mods = recipe_modules()
@@ -129,16 +57,7 @@ def _run_command(argv: list[str]) -> int:
             doc = (importlib.import_module(modname).__doc__ or "").strip().splitlines()
             print(f"  {name:24s} {doc[0] if doc else ''}")
         return 0
-    import tyro
-
-    name = argv[0]
-    mod = load_recipe(name)
-    cfg = tyro.cli(
-        mod.Config, args=argv[1:], prog=f"deepscope run {name}",
-        description=(mod.__doc__ or "").strip(),
-    )
-    execute_recipe(name, cfg)
-    return 0
+    return run_recipe_cli(argv[0], argv[1:])
 
 
 def main(argv: list[str] | None = None) -> int:

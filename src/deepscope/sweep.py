@@ -86,9 +86,9 @@ def point_argv(point: dict[str, str], shared: list[str], out: Path) -> list[str]
 
 def run_point(recipe: str, argv: list[str]) -> dict:
     """Parse ``argv`` with the recipe's config and run it (what each job executes)."""
-    from deepscope.cli import execute_recipe, load_recipe
+    from deepscope.runner import execute_recipe, load_recipe, parse_config
 
-    cfg = tyro.cli(load_recipe(recipe).Config, args=argv)
+    cfg = parse_config(load_recipe(recipe).Config, argv, prog=f"deepscope run {recipe}")
     return execute_recipe(recipe, cfg, quiet=True)
 
 
@@ -98,9 +98,14 @@ def sweep_main(argv: list[str]) -> int:
         i = argv.index("--")
         argv, shared = argv[:i], argv[i + 1 :]
     args = tyro.cli(SweepArgs, args=argv, prog="deepscope sweep")
-    from deepscope.cli import load_recipe
+    from deepscope.runner import load_recipe, parse_config
+    from deepscope.train.run import is_finished
 
-    mod = load_recipe(args.recipe)
+    try:
+        mod = load_recipe(args.recipe)
+    except ValueError as e:
+        print(f"deepscope sweep: {e}", file=sys.stderr)
+        return 2
     if args.max_parallel < 1:
         print(f"deepscope sweep: max_parallel == {args.max_parallel}, must be >= 1", file=sys.stderr)
         return 2
@@ -115,12 +120,15 @@ def sweep_main(argv: list[str]) -> int:
         d = root / point_name(p)
         pa = point_argv(p, shared, d)
         try:  # validate every point before submitting any
-            tyro.cli(mod.Config, args=pa)
+            parse_config(mod.Config, pa, prog=f"deepscope run {args.recipe}").with_preset().validate()
+        except ValueError as e:
+            print(f"deepscope sweep: point {point_name(p)}: {e}", file=sys.stderr)
+            return 2
         except SystemExit:
             print(f"deepscope sweep: point {point_name(p)} has invalid options: {' '.join(pa)}", file=sys.stderr)
             return 2
         jobs.append((p, d, pa))
-    todo = [(p, d, pa) for p, d, pa in jobs if not (d / "result.json").exists()]
+    todo = [(p, d, pa) for p, d, pa in jobs if not is_finished(d)]
     print(f"sweep {args.recipe}: {len(jobs)} points, {len(jobs) - len(todo)} already done, "
           f"{len(todo)} to run -> {root}")
     root.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from dataclasses import fields, replace
 
 import pytest
 
-from deepscope.cli import execute_recipe
+from deepscope.runner import execute_recipe
 from deepscope.train import Run
 
 

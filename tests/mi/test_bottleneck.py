@@ -104,8 +104,8 @@ def test_bad_inputs(tmp_path):
 
 
 def test_recipe_quick_end_to_end(tmp_path):
-    from deepscope.cli import execute_recipe
     from deepscope.recipes.mine_ib import Config
+    from deepscope.runner import execute_recipe
 
     cfg = Config(out=tmp_path / "r", dataset="digits", quick=True, progress=False)
     res = execute_recipe("mine-ib", cfg, quiet=True)
@@ -117,8 +117,8 @@ def test_recipe_quick_end_to_end(tmp_path):
 
 
 def test_recipe_rejects_bad_config(tmp_path):
-    from deepscope.cli import execute_recipe
     from deepscope.recipes.mine_ib import Config
+    from deepscope.runner import execute_recipe
 
     with pytest.raises(ValueError, match="method 'dropout'"):
         execute_recipe("mine-ib", Config(out=tmp_path / "a", methods=("dropout",), quick=True, progress=False), quiet=True)

@@ -133,8 +133,8 @@ def test_bad_inputs(tmp_path):
 
 
 def test_recipe_quick_end_to_end(tmp_path):
-    from deepscope.cli import execute_recipe
     from deepscope.recipes.mine_gan import Config
+    from deepscope.runner import execute_recipe
 
     cfg = Config(out=tmp_path / "r", quick=True, progress=False, seed=0)
     res = execute_recipe("mine-gan", cfg, quiet=True)
@@ -149,8 +149,8 @@ def test_recipe_quick_end_to_end(tmp_path):
 
 
 def test_recipe_rejects_bad_config(tmp_path):
-    from deepscope.cli import execute_recipe
     from deepscope.recipes.mine_gan import Config
+    from deepscope.runner import execute_recipe
 
     with pytest.raises(ValueError, match="betas == "):
         execute_recipe("mine-gan", Config(out=tmp_path, quick=True, progress=False, betas=(-1.0,)), quiet=True)

@@ -95,3 +95,106 @@ def test_concurrent_writers_do_not_share_temporaries(tmp_path):
         list(pool.map(lambda i: atomic_write_text(target, f'{{"i": {i}}}\n'), range(200)))
     assert json.loads(target.read_text())["i"] in range(200)
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _gen_loop(run, steps, every, kill_at=None):
+    """A loop in the house style: explicit generator, run.save / run.restore."""
+    g = run.generator("data")
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    start = run.restore(models={"lin": model}, opt=opt)["step"]
+    for step in range(start + 1, steps + 1):
+        x = torch.randn(8, 3, generator=g)
+        loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        run.log(step, loss=loss.item())
+        if step % every == 0:
+            run.save(step, models={"lin": model}, opt=opt, note="plain value")
+        if kill_at is not None and step == kill_at:
+            return None
+    return model.weight.detach().clone()
+
+
+def test_save_restore_with_generators_resumes_identically(tmp_path):
+    w_full = _gen_loop(Run(tmp_path / "a", config={}, seed=5, progress=False), 20, 5)
+    _gen_loop(Run(tmp_path / "b", config={}, seed=5, progress=False), 20, 5, kill_at=13)
+    run_b = Run(tmp_path / "b", config={}, seed=5, progress=False)
+    torch.randn(100)  # the global RNG is not what the loop draws from
+    w_res = _gen_loop(run_b, 20, 5)
+    torch.testing.assert_close(w_full, w_res, rtol=0, atol=0)
+    assert [r["loss"] for r in run_b.metrics()] == [
+        r["loss"] for r in Run(tmp_path / "a", config={}, seed=5).metrics()]
+    blob = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)  # no pickled objects
+    assert set(blob["objects"]["models"]) == {"lin"} and blob["objects"]["note"] == "plain value"
+    assert Run(tmp_path / "b", config={}, seed=5).restore(
+        models={"lin": torch.nn.Linear(3, 1)})["step"] == 20
+
+
+def test_restore_names_missing_entries(tmp_path):
+    run = Run(tmp_path, config={}, progress=False)
+    run.save(1, model=torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"has no \['opt'\]"):
+        run.restore(opt=torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1))
+
+
+def test_generators_are_named_and_seeded(tmp_path):
+    a = Run(tmp_path / "a", seed=1, progress=False)
+    b = Run(tmp_path / "b", seed=1, progress=False)
+    assert a.generator("x") is a.generator("x")
+    x1 = torch.rand(4, generator=a.generator("x"))
+    assert torch.equal(x1, torch.rand(4, generator=b.generator("x")))
+    assert not torch.equal(torch.rand(4, generator=a.generator("y")), x1)
+
+
+def test_child_finished_and_read_result(tmp_path):
+    import math
+
+    from deepscope.train.run import is_finished, read_result
+
+    run = Run(tmp_path, config={}, seed=2, progress=False)
+    sub = run.child("seed3", config={"seed": 3}, seed=3)
+    assert sub.dir == tmp_path / "seed3" and sub.seed == 3 and not sub.finished
+    sub.write_result({"kl": math.inf, "neg": -math.inf, "x": [1.0, math.inf]})
+    assert sub.finished and is_finished(tmp_path / "seed3")
+    r = read_result(tmp_path / "seed3")
+    assert r["kl"] == math.inf and r["neg"] == -math.inf and r["x"][1] == math.inf
+    assert run.child("seed3", config={"seed": 3}, seed=3).read_result() == r
+
+
+def test_null_run_lets_loops_run_without_a_directory():
+    from deepscope.train.run import NullRun, as_run
+
+    run = as_run(None)
+    assert isinstance(run, NullRun) and run.device.type == "cpu"
+    assert run.restore(model=torch.nn.Linear(1, 1)) == {"step": 0}
+    run.save(3, model=torch.nn.Linear(1, 1))
+    run.log(1, a=1)
+    with run.progress(3) as adv:
+        adv(1, loss=0.5)
+
+
+def test_fork_seeded_leaves_global_rng_alone():
+    from deepscope.train.rng import fork_seeded, make_generator
+
+    before = torch.get_rng_state()
+    with fork_seeded(make_generator(0, "m")):
+        w1 = torch.nn.Linear(4, 4).weight.detach().clone()
+    assert torch.equal(torch.get_rng_state(), before)
+    with fork_seeded(make_generator(0, "m")):
+        w2 = torch.nn.Linear(4, 4).weight.detach().clone()
+    assert torch.equal(w1, w2)
+
+
+def test_config_validation_at_the_boundary():
+    from deepscope.train.config import deferred_validation
+
+    with pytest.raises(ValueError, match="seed == -1, must be an integer >= 0"):
+        RunConfig(seed=-1)
+    with pytest.raises(ValueError, match="device == 'gpu'"):
+        RunConfig(device="gpu")
+    with deferred_validation():
+        cfg = RunConfig(threads=-2)  # built, not yet validated (the CLI validates once)
+    with pytest.raises(ValueError, match="threads == -2"):
+        cfg.validate()

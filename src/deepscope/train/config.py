@@ -1,9 +1,54 @@
-"""Options every recipe shares. Imports nothing heavy: the CLI builds ``--help`` from it."""
+"""Options every recipe shares, and validation at the boundary. Imports nothing heavy.
+
+A recipe's ``Config`` subclasses :class:`RunConfig`, adds typed fields (``Literal[...]`` for
+choices, so ``--help`` lists them) with docstrings (they become ``--help`` text), and
+overrides :meth:`RunConfig.validate` to check its own fields, calling ``super().validate()``::
+
+    @dataclass(frozen=True)
+    class Config(RunConfig):
+        steps: int = 5000
+        '''Training steps.'''
+
+        QUICK: ClassVar[dict] = {"steps": 200}     # what --quick sets
+
+        def validate(self) -> None:
+            super().validate()
+            require(self.steps >= 1, "steps", self.steps, ">= 1")
+
+Validation runs in ``__post_init__``, so a bad config never exists: ``Config(steps=-5)``
+raises ``ValueError: steps == -5, must be >= 1``. The CLI parses with validation deferred
+(:func:`deferred_validation`), then validates once and prints that message as one line.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import contextvars
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
+
+__all__ = ["RunConfig", "require", "deferred_validation"]
+
+_DEFER = contextvars.ContextVar("deepscope_defer_validation", default=False)
+
+
+def require(ok: bool, name: str, value: Any, must: str) -> None:
+    """Raise ``ValueError("{name} == {value!r}, must be {must}")`` unless ``ok``."""
+    if not ok:
+        raise ValueError(f"{name} == {value!r}, must be {must}")
+
+
+@contextlib.contextmanager
+def deferred_validation() -> Iterator[None]:
+    """Build configs without validating them (the CLI validates once, after parsing)."""
+    token = _DEFER.set(True)
+    try:
+        yield
+    finally:
+        _DEFER.reset(token)
 
 
 @dataclass(frozen=True)
@@ -27,3 +72,34 @@ class RunConfig:
 
     checkpoint_every: int = 0
     """Write a checkpoint every this many steps (0: the recipe's default)."""
+
+    quick: bool = False
+    """A tiny budget for trying the recipe in seconds; overrides the sizes listed in the recipe's help."""
+
+    debug: bool = False
+    """On a crash, print the full traceback (it is always kept in the run's error.txt)."""
+
+    #: Field values that ``--quick`` sets (a ``dataclasses.replace`` preset).
+    QUICK: ClassVar[Mapping[str, Any]] = {}
+
+    #: Fields that may change between a run and its resume (where and how fast, not what).
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
+        {"out", "progress", "threads", "device", "debug"}
+    )
+
+    def __post_init__(self) -> None:
+        if not _DEFER.get():
+            self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the option, the value and what is allowed."""
+        require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        require(self.threads >= 0, "threads", self.threads, ">= 0 (0 keeps torch's default)")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every,
+                ">= 0 (0: the recipe's default)")
+        require(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device) is not None, "device",
+                self.device, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+    def with_preset(self) -> RunConfig:
+        """The config with ``QUICK`` applied when ``quick`` is set (else ``self``)."""
+        return replace(self, **self.QUICK) if self.quick and self.QUICK else self

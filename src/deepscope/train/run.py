@@ -8,10 +8,22 @@ Layout written under ``run.dir``::
     figures/*.png   ``run.figure_path(name)``
     checkpoint.pt   one dict: whatever the loop saves + step + RNG states (atomic: tmp + rename)
 
-A loop that checkpoints every n steps and calls ``load_checkpoint`` at start
-resumes where a killed run stopped: RNG states are restored and metric lines
-logged after the checkpoint are dropped, so the resumed run's files match an
-uninterrupted run's.
+A loop resumes where a killed run stopped when it calls ``run.restore`` at its start
+and ``run.save`` every n steps: model, optimiser and generator states come back, and
+metric lines logged after the checkpoint are dropped, so the resumed run's files match
+an uninterrupted run's::
+
+    g = run.generator("data")                      # seeded from (run.seed, "data")
+    start = run.restore(model=model, opt=opt)["step"]   # 0 on a fresh run
+    for step in range(start + 1, steps + 1):
+        ...
+        run.log(step, loss=loss.item())
+        if step % every == 0:
+            run.save(step, model=model, opt=opt)   # + every generator handed out
+
+Sub-runs (one per seed, per setting) are ``run.child(name, config=...)``: a child whose
+``result.json`` exists is finished (``child.finished``) and is skipped by recipes and
+``deepscope sweep`` alike. Loops called without a run get :class:`NullRun` (``as_run``).
 """
 
 from __future__ import annotations
@@ -31,9 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Run", "resolve_device", "atomic_write_text", "to_jsonable"]
+from deepscope.train.rng import make_generator
+
+__all__ = [
+    "Run", "NullRun", "as_run", "resolve_device", "atomic_write_text", "to_jsonable",
+    "is_finished", "read_result",
+]
 
 CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -93,9 +111,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # as tensors and numbers, so the checkpoint loads with weights_only=True
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -104,11 +124,69 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def is_finished(path: str | os.PathLike) -> bool:
+    """A run (or sub-run, or sweep point) directory is finished when it holds ``result.json``."""
+    return (Path(path) / RESULT).exists()
+
+
+def _from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v) for v in obj]
+    if obj == "inf":
+        return math.inf
+    if obj == "-inf":
+        return -math.inf
+    return obj
+
+
+def read_result(path: str | os.PathLike) -> dict:
+    """Read ``result.json`` of a run directory; ``"inf"``/``"-inf"`` come back as floats."""
+    p = Path(path)
+    p = p if p.name == RESULT else p / RESULT
+    return _from_json(json.loads(p.read_text()))
+
+
+def _stateful(obj: Any) -> bool:
+    return isinstance(obj, torch.Generator) or callable(getattr(obj, "state_dict", None))
+
+
+def _state_of(obj: Any) -> Any:
+    if isinstance(obj, torch.Generator):
+        return obj.get_state()
+    if callable(getattr(obj, "state_dict", None)):
+        return obj.state_dict()
+    if isinstance(obj, Mapping) and any(_stateful(v) for v in obj.values()):
+        return {str(k): _state_of(v) for k, v in obj.items()}
+    return obj  # a plain value (an optimizer's state_dict keeps its int keys)
+
+
+def _load_state(obj: Any, state: Any, name: str) -> Any:
+    """Load ``state`` into ``obj`` in place; plain values are returned instead."""
+    if isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    elif hasattr(obj, "load_state_dict") and callable(obj.load_state_dict):
+        obj.load_state_dict(state)
+    elif isinstance(obj, Mapping) and any(_stateful(v) for v in obj.values()):
+        missing = sorted(set(map(str, obj)) - set(state))
+        if missing:
+            raise ValueError(f"checkpoint entry {name!r} has no state for {missing}; "
+                             "was it written by another version of this loop?")
+        for k, v in obj.items():
+            _load_state(v, state[str(k)], f"{name}.{k}")
+    else:
+        return state
+    return obj
 
 
 class Run:
@@ -164,6 +242,38 @@ class Run:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
         self.started = time.time()
+        self._generators: dict[str, torch.Generator] = {}
+
+    # -- randomness ----------------------------------------------------------
+    def generator(self, name: str = "") -> torch.Generator:
+        """The run's ``torch.Generator`` called ``name``, seeded from ``(seed, name)``.
+
+        The same name gives the same object; :meth:`save` checkpoints every generator handed
+        out and :meth:`restore` puts their states back, so a resumed loop draws the same
+        numbers as an uninterrupted one. Generators live on the CPU (draw there, then move).
+        """
+        if name not in self._generators:
+            self._generators[name] = make_generator(self.seed, name)
+        return self._generators[name]
+
+    # -- sub-runs ------------------------------------------------------------
+    def child(self, name: str, *, config: Any = None, seed: int | None = None) -> Run:
+        """A sub-run in ``<dir>/<name>`` with the same device and progress setting.
+
+        ``seed`` defaults to this run's. Check ``child.finished`` to skip a finished sub-run
+        (its ``result.json`` exists) and ``child.read_result()`` to reuse its numbers.
+        """
+        return Run(self.dir / name, config=config, seed=self.seed if seed is None else seed,
+                   device=self.device, progress=self.show_progress)
+
+    @property
+    def finished(self) -> bool:
+        """``result.json`` exists: the run completed (see :func:`is_finished`)."""
+        return is_finished(self.dir)
+
+    def read_result(self) -> dict:
+        """This run's ``result.json`` with infinities restored (see :func:`read_result`)."""
+        return read_result(self.dir)
 
     # -- files -------------------------------------------------------------
     @property
@@ -186,7 +296,7 @@ class Run:
             old = json.loads(path.read_text())
             # Where and how fast a run executes may change between a run and its resume
             # (a preempted job restarts elsewhere); what it computes may not.
-            ignore = {"out", "progress", "threads", "device"}
+            ignore = {"out", "progress", "threads", "device", "debug"}
             diff = sorted(
                 k for k in set(old) | set(self.config)
                 if k not in ignore and old.get(k) != self.config.get(k)
@@ -219,13 +329,23 @@ class Run:
         return path
 
     # -- checkpoints -------------------------------------------------------
-    def save_checkpoint(self, state: Mapping[str, Any], *, step: int) -> None:
-        """Atomically save ``state`` plus ``step`` and the RNG states."""
-        blob = dict(state)
-        blob["step"] = int(step)
-        blob["rng"] = _rng_state()
-        blob["config"] = self.config
-        blob["elapsed"] = time.time() - self.started
+    def save(self, step: int, **objects: Any) -> None:
+        """Atomically checkpoint ``objects`` by name, with ``step``, generators and RNG states.
+
+        Each object is saved by its ``state_dict()`` (modules, optimizers, schedulers,
+        ``MILoss``), ``get_state()`` (``torch.Generator``), a dict of such objects by name
+        (``models={"equal_s0": net, ...}``), or as it is (numbers, strings, tensors, lists
+        and dicts of them). Every generator from :meth:`generator` is saved too. The file
+        loads with ``torch.load(..., weights_only=True)``: it holds no pickled objects.
+        """
+        blob = {
+            "step": int(step),
+            "objects": {k: _state_of(v) for k, v in objects.items()},
+            "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "rng": _rng_state(),
+            "config": self.config,
+            "elapsed": time.time() - self.started,
+        }
         tmp = _unique_tmp(self.checkpoint_path)
         try:
             torch.save(blob, tmp)
@@ -233,24 +353,52 @@ class Run:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load_checkpoint(self, *, map_location: Any = None) -> dict | None:
-        """Load the checkpoint if there is one, restore RNG states and trim later metric lines.
+    def restore(self, **objects: Any) -> dict:
+        """Load the checkpoint into ``objects`` (in place) and return ``{"step": ..., plain values}``.
 
-        Returns the saved dict (with ``"step"``), or ``None`` for a fresh run.
+        A fresh run returns ``{"step": 0}`` and changes nothing. On resume, the generators
+        handed out so far (and any asked for later, by name) get their saved states, the
+        global RNGs are restored, wall time keeps counting from the saved elapsed time, and
+        metric lines logged after the checkpoint are dropped. Objects saved as plain values
+        are returned in the dict under their names.
         """
         if not self.checkpoint_path.exists():
-            return None
-        blob = torch.load(
-            self.checkpoint_path, map_location=map_location or self.device, weights_only=False
-        )
+            return {"step": 0}
+        blob = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        saved = blob["objects"]
+        missing = sorted(set(objects) - set(saved))
+        if missing:
+            raise ValueError(
+                f"checkpoint {self.checkpoint_path} has no {missing} (it holds {sorted(saved)}); "
+                "pass a new --out or delete the checkpoint"
+            )
+        out: dict[str, Any] = {"step": int(blob["step"])}
+        for name, obj in objects.items():
+            value = _load_state(obj, saved[name], name)
+            if value is not obj:
+                out[name] = value
+        for name, state in blob["generators"].items():
+            self.generator(name).set_state(state)
         _set_rng_state(blob["rng"])
         # Wall time counts across resumes: result.json's "seconds" is the whole run's.
         self.started = time.time() - float(blob.get("elapsed", 0.0))
-        step = blob["step"]
+        step = out["step"]
         if self.metrics_path.exists():
             keep = [r for r in self.metrics() if r.get("step", -1) <= step]
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
-        return blob
+        return out
+
+    # -- transitional: the old names, until every loop uses save/restore ---------
+    def save_checkpoint(self, state: Mapping[str, Any], *, step: int) -> None:
+        """Deprecated: use :meth:`save`."""
+        self.save(step, **state)
+
+    def load_checkpoint(self, *, map_location: Any = None) -> dict | None:
+        """Deprecated: use :meth:`restore`."""
+        if not self.checkpoint_path.exists():
+            return None
+        keys = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)["objects"]
+        return self.restore(**{k: None for k in keys})
 
     # -- progress ----------------------------------------------------------
     @contextlib.contextmanager
@@ -286,3 +434,53 @@ class Run:
                 bar.update(task, advance=n, info=info)
 
             yield advance
+
+
+class NullRun:
+    """A run that writes nothing: what a loop gets when it is called without a :class:`Run`.
+
+    It has the device, ``log``, ``save``, ``restore`` (always a fresh start), ``progress``
+    (silent) and ``child`` (another ``NullRun``), so loops need no ``if run is not None``.
+    """
+
+    dir = None
+    finished = False
+
+    def __init__(self, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.show_progress = False
+        self.started = time.time()
+
+    def log(self, step: int, **metrics: Any) -> None:
+        pass
+
+    def metrics(self) -> list[dict]:
+        return []
+
+    def write_result(self, result: Mapping[str, Any]) -> None:
+        pass
+
+    def save(self, step: int, **objects: Any) -> None:
+        pass
+
+    def restore(self, **objects: Any) -> dict:
+        return {"step": 0}
+
+    def child(self, name: str, *, config: Any = None, seed: int | None = None) -> NullRun:
+        return NullRun(self.device)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, *, desc: str = "", start: int = 0) -> Iterator:
+        yield lambda n=1, **kw: None
+
+
+def as_run(run: Run | NullRun | None, device: str | torch.device | None = None) -> Run | NullRun:
+    """``run`` itself, or a :class:`NullRun` on ``device`` (default CPU) when ``run`` is None.
+
+    A loop's ``device`` argument wins over the run's when both are given.
+    """
+    if run is None:
+        return NullRun("cpu" if device is None else device)
+    if device is not None and resolve_device(device) != run.device:
+        run.device = resolve_device(device)
+    return run
