@@ -10,7 +10,7 @@ directory and gives the networks back in eval mode.
 >>> from deepscope.nets import build_net
 >>> from deepscope.nets.io import save_model, load_model
 >>> net = build_net("mlp", input_shape=(64,), num_classes=10, hidden=(32,))
->>> save_model("/tmp/ds_model.pt", net, "mlp", input_shape=(64,), num_classes=10,
+>>> path = save_model("/tmp/ds_model.pt", net, "mlp", input_shape=(64,), num_classes=10,
 ...            hidden=(32,), attrs={"input_bounds": (0.0, 1.0)})
 >>> back = load_model("/tmp/ds_model.pt")
 >>> back.input_bounds, back.training
