@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
 TORCH ?= torch==2.13.0
 
-.PHONY: env demo test test-vision lint bench clean
+.PHONY: env demo test test-distributed test-vision lint bench clean
 
 # torchvision (image datasets) needs another torch build: it gets its own environment.
 VENV_VISION ?= .venv-vision
@@ -26,8 +26,12 @@ env: $(BIN)/deepscope
 demo: env
 	$(BIN)/deepscope run mine-gaussians --quick
 
+# The main suite; the slower checks (torchrun, SLURM, browser) have targets of their own.
 test: env
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed"
+
+test-distributed: env
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
 
 $(VENV_VISION)/bin/deepscope: pyproject.toml
 	$(PY) -m venv $(VENV_VISION)

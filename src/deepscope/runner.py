@@ -96,13 +96,15 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
     try:
         result = mod.run(cfg, run)
     except BaseException:
-        (run.dir / "error.txt").write_text(traceback.format_exc())
+        if run.writes:
+            (run.dir / "error.txt").write_text(traceback.format_exc())
         raise
-    (run.dir / "error.txt").unlink(missing_ok=True)  # a resumed run that finished is not failed
+    if run.writes:  # a resumed run that finished is not failed
+        (run.dir / "error.txt").unlink(missing_ok=True)
     result = {"recipe": name, **result, "run_dir": str(run.dir),
               "seconds": round(time.time() - run.started, 2)}
     run.write_result(result)
-    if not quiet:
+    if not quiet and run.writes:
         _print_result(result)
     return result
 

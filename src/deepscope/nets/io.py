@@ -61,15 +61,18 @@ def save_model(path: str | os.PathLike, model: nn.Module, net: str, *,
         ``input_shape``, ``num_classes``, ``norm`` and the builder's options.
     """
     from deepscope.nets import NETS
+    from deepscope.train.distributed import env_rank
 
     if net not in NETS:
         raise ValueError(f"net == {net!r}, must be one of {sorted(NETS)}")
+    path = Path(path)
+    if env_rank() != 0:  # under torchrun only rank 0 writes
+        return path
     blob = {
         "format": _FORMAT, "net": net, "kwargs": _plain(build_kwargs),
         "attrs": _plain(dict(attrs or {})),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:

@@ -18,8 +18,16 @@ __all__ = ["plt", "save"]
 
 
 def save(fig, path: str | Path, *, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG to ``path`` (parents created), close it and return the path."""
+    """Save ``fig`` as PNG to ``path`` (parents created), close it and return the path.
+
+    Under torchrun only rank 0 writes (the other processes draw the same figure).
+    """
+    from deepscope.train.distributed import env_rank
+
     path = Path(path)
+    if env_rank() != 0:
+        plt.close(fig)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepscope.train.distributed import env_rank
 from deepscope.train.rng import make_generator
 
 __all__ = [
@@ -229,8 +230,11 @@ class Run:
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed == {seed!r}, must be an integer >= 0")
         self.dir = Path(dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "figures").mkdir(exist_ok=True)
+        # Under torchrun every process runs the loop; only rank 0 writes the directory.
+        self.writes = env_rank() == 0
+        if self.writes:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            (self.dir / "figures").mkdir(exist_ok=True)
         self.seed = seed
         self.device = resolve_device(device)
         self.show_progress = progress
@@ -306,11 +310,14 @@ class Run:
                     f"run directory {self.dir} holds a checkpoint from another config "
                     f"(differs in {diff}); pass a new --out or delete {self.checkpoint_path}"
                 )
-        atomic_write_text(path, text + "\n")
+        if self.writes:
+            atomic_write_text(path, text + "\n")
 
     # -- metrics -----------------------------------------------------------
     def log(self, step: int, **metrics: Any) -> None:
         """Append ``{"step": step, **metrics, "time": seconds}`` to metrics.jsonl."""
+        if not self.writes:
+            return
         rec = {"step": int(step), **to_jsonable(metrics), "time": round(time.time() - self.started, 3)}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -325,6 +332,8 @@ class Run:
     def write_result(self, result: Mapping[str, Any]) -> Path:
         """Write ``result.json`` atomically and return its path."""
         path = self.dir / "result.json"
+        if not self.writes:
+            return path
         atomic_write_text(path, json.dumps(to_jsonable(result), indent=2) + "\n")
         return path
 
@@ -338,6 +347,8 @@ class Run:
         and dicts of them). Every generator from :meth:`generator` is saved too. The file
         loads with ``torch.load(..., weights_only=True)``: it holds no pickled objects.
         """
+        if not self.writes:
+            return
         blob = {
             "step": int(step),
             "objects": {k: _state_of(v) for k, v in objects.items()},
@@ -383,7 +394,7 @@ class Run:
         # Wall time counts across resumes: result.json's "seconds" is the whole run's.
         self.started = time.time() - float(blob.get("elapsed", 0.0))
         step = out["step"]
-        if self.metrics_path.exists():
+        if self.writes and self.metrics_path.exists():
             keep = [r for r in self.metrics() if r.get("step", -1) <= step]
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
         return out
@@ -404,7 +415,7 @@ class Run:
     @contextlib.contextmanager
     def progress(self, total: int, *, desc: str = "", start: int = 0) -> Iterator:
         """A context manager yielding ``advance(n=1, **fields)``; a no-op when progress is off."""
-        if not self.show_progress:
+        if not self.show_progress or not self.writes:
             yield lambda n=1, **kw: None
             return
         from rich.progress import (

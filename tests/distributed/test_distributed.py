@@ -1,0 +1,65 @@
+"""torchrun with 2 CPU processes (gloo) gives the single-process numbers; `make test-distributed`."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.distributed
+SCRIPT = Path(__file__).with_name("ddp_loop.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(out, steps, kill_at=None):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+           str(SCRIPT), str(out), str(steps)] + ([str(kill_at)] if kill_at else [])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _single(out, steps):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    p = subprocess.run([sys.executable, str(SCRIPT), str(out), str(steps)], capture_output=True,
+                       text=True, env={**env, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert p.returncode == 0, p.stderr
+
+
+def _losses(out):
+    return [json.loads(line)["loss"] for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+    _single(tmp_path / "one", 20)
+    p = _torchrun(tmp_path / "two", 20)
+    assert p.returncode == 0, p.stderr[-3000:]
+    a = torch.load(tmp_path / "one" / "final.pt")
+    b = torch.load(tmp_path / "two" / "final.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert _losses(tmp_path / "one") == pytest.approx(_losses(tmp_path / "two"), rel=1e-5)
+
+
+def test_resume_under_torchrun(tmp_path):
+    _single(tmp_path / "one", 20)
+    killed = _torchrun(tmp_path / "two", 20, kill_at=13)
+    assert killed.returncode != 0
+    assert not (tmp_path / "two" / "final.pt").exists()
+    p = _torchrun(tmp_path / "two", 20)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 21))  # lines after the step-10 checkpoint were dropped, none doubled
+    a = torch.load(tmp_path / "one" / "final.pt")
+    b = torch.load(tmp_path / "two" / "final.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
