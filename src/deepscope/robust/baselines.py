@@ -1,0 +1,669 @@
+"""Baselines for training under label noise, with CrossSplit's networks, data and budget.
+
+>>> import torch
+>>> from deepscope.robust.baselines import train_ce, train_coteaching
+>>> g = torch.Generator().manual_seed(0)
+>>> x = torch.randn(300, 20, generator=g); y = (x[:, 0] > 0).long()
+>>> res = train_ce(x, y, num_classes=2, generator=g, epochs=2, batch_size=64, net="mlp",
+...                net_kwargs={"hidden": (16,)}, x_test=x, y_test=y)
+>>> len(res.history), 0.5 < res.last_test_acc <= 1.0
+(2, True)
+
+- :func:`train_ce`: cross-entropy on the noisy labels; the result holds the test accuracy at
+  the last and the best epoch, and, given a validation split, the epoch of best validation
+  accuracy. :func:`train_ce_early_stopping` holds out a *noisy* validation split (the only
+  one a practitioner has) and reports the test accuracy at its best epoch: the honest baseline.
+- :func:`train_coteaching`: Co-teaching (Han et al. 2018, arXiv 1804.06872): two networks,
+  each trains on the small-loss examples of its peer's choosing; the kept fraction falls
+  from 1 to ``1 - forget_rate`` over the first ``num_gradual`` epochs.
+- :func:`train_dividemix`: DivideMix (Li, Socher & Hoi 2020, arXiv 2002.06488): per-sample
+  loss GMM co-divide into labelled/unlabeled sets for the peer, label refinement and
+  co-guessing, MixMatch. It shares most components with CrossSplit.
+- :func:`train_confident_learning`: Confident learning (Northcutt et al. 2021, arXiv
+  1911.00068) through the cleanlab library itself: out-of-fold predicted probabilities ->
+  ``cleanlab.filter.find_label_issues`` -> drop the flagged examples -> retrain.
+
+Two-network methods predict with the sum of both networks' logits, as CrossSplit does.
+Every loop logs one line per epoch to its run, checkpoints, and resumes to identical numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepscope.robust._noisy import (
+    TrainResult,
+    autocast,
+    batches,
+    build_models,
+    check_amp,
+    check_data,
+    check_float,
+    check_int,
+    cycle_batches,
+    evaluating,
+    grad_scaler,
+    linear_rampup,
+    mix,
+    neg_entropy,
+    predict_probs,
+    prior_penalty,
+    sgd_cosine,
+    sharpen,
+    soft_cross_entropy,
+    test_metrics,
+)
+from deepscope.robust.augment import Views
+from deepscope.train.rng import spawn
+from deepscope.train.run import NullRun, Run, as_run
+
+__all__ = [
+    "train_ce", "train_ce_early_stopping", "train_coteaching", "train_dividemix",
+    "train_confident_learning", "coteaching_keep_rate", "TrainResult",
+]
+
+
+def _common_checks(epochs: int, batch_size: int, checkpoint_every: int, lr: float,
+                   lr_min: float, momentum: float, weight_decay: float) -> None:
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("checkpoint_every", checkpoint_every, 1)
+    for name, v in (("lr", lr), ("lr_min", lr_min), ("momentum", momentum),
+                    ("weight_decay", weight_decay)):
+        check_float(name, v, 0.0)
+
+
+# -- cross-entropy ---------------------------------------------------------------------------------
+
+def train_ce(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    generator: torch.Generator,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    x_val: torch.Tensor | None = None,
+    y_val: torch.Tensor | None = None,
+    net: str = "cnn1d",
+    net_kwargs: Mapping[str, Any] | None = None,
+    views: Views | None = None,
+    run: Run | NullRun | None = None,
+    device: str | torch.device | None = None,
+    epochs: int = 300,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    lr_min: float = 2e-3,
+    confidence_penalty: float = 0.0,
+    amp: bool = False,
+    checkpoint_every: int = 1,
+    desc: str = "ce",
+) -> TrainResult:
+    """Cross-entropy training of one network on (noisy) labels.
+
+    Parameters
+    ----------
+    x : (N, ...) float tensor
+    y : (N,) int tensor
+        Given labels.
+    num_classes : int
+    generator : torch.Generator
+    x_test, y_test : tensors, optional
+        ``test_acc`` after every epoch.
+    x_val, y_val : tensors, optional
+        A (noisy) validation split: ``val_acc`` after every epoch, and the network of the
+        best ``val_acc`` is kept (``info['best_val_epoch']``, ``info['best_val_state']``).
+    net, net_kwargs, views, run, device, lr, momentum, weight_decay, lr_min, amp
+        As :func:`deepscope.robust.crosssplit.train_crosssplit`. The training view is
+        ``views.weak``.
+    epochs, batch_size : int
+    confidence_penalty : float
+        Weight of the negative-entropy penalty (0: plain cross-entropy).
+    checkpoint_every : int
+        Epochs between checkpoints.
+
+    Returns
+    -------
+    TrainResult
+        ``models['net']``; ``history`` with ``train_loss``, ``test_acc``, ``val_acc``;
+        ``info['best_val_epoch']`` and ``info['test_acc_at_best_val']`` given a validation split.
+    """
+    x, y = check_data(x, y, num_classes)
+    if x_test is not None:
+        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
+    if x_val is not None:
+        x_val, y_val = check_data(x_val, y_val, num_classes, name="x_val")
+    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    check_float("confidence_penalty", confidence_penalty, 0.0)
+    run = as_run(run, device)
+    dev = run.device
+    check_amp(amp, dev)
+    views = views or Views()
+    model = build_models(("net",), net=net, net_kwargs=net_kwargs, input_shape=x.shape[1:],
+                         num_classes=num_classes, generator=generator, device=dev)["net"]
+    opt, sched = sgd_cosine(model.parameters(), lr=lr, momentum=momentum,
+                            weight_decay=weight_decay, epochs=epochs, lr_min=lr_min)
+    scaler = grad_scaler(dev, amp)
+    best = {"net": copy.deepcopy(model)}  # the network at the best validation accuracy
+    state = run.restore(model=model, best=best, opt=opt, sched=sched, scaler=scaler,
+                        generator=generator, history=None)
+    start = state["step"]
+    history: list[dict] = list(state.get("history") or [])
+    idx = torch.arange(len(x))
+    with run.progress(epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, epochs + 1):
+            model.train()
+            total, bs = 0.0, batches(idx, batch_size, generator)
+            for b in bs:
+                xb = views.weak(x[b].to(dev), generator)
+                with autocast(dev, amp):
+                    logits = model(xb).float()
+                loss = F.cross_entropy(logits, y[b].to(dev))
+                if confidence_penalty:
+                    loss = loss + confidence_penalty * neg_entropy(logits)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total += loss.item()
+            sched.step()
+            rec: dict[str, Any] = {"epoch": epoch, "train_loss": round(total / len(bs), 5)}
+            rec.update(test_metrics({"net": model}, x_test, y_test, views=views, device=dev))
+            if x_val is not None:
+                rec["val_acc"] = round(float((predict_probs(model, x_val, views=views, device=dev)
+                                              .argmax(1) == y_val).double().mean()), 5)
+                if rec["val_acc"] > max((r["val_acc"] for r in history), default=-1.0):
+                    best["net"].load_state_dict(model.state_dict())
+            history.append(rec)
+            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
+            if epoch % checkpoint_every == 0 or epoch == epochs:
+                run.save(epoch, model=model, best=best, opt=opt, sched=sched, scaler=scaler,
+                         generator=generator, history=history)
+            advance(1, acc=rec.get("test_acc", float("nan")))
+    model.eval()
+    info: dict[str, Any] = {}
+    if x_val is not None:
+        i = int(np.argmax([r["val_acc"] for r in history]))  # first epoch of the best val_acc
+        info.update(best_val_epoch=history[i]["epoch"], best_val_acc=history[i]["val_acc"],
+                    test_acc_at_best_val=history[i].get("test_acc"),
+                    best_val_state=best["net"].eval())
+    return TrainResult({"net": model}, history, info)
+
+
+def train_ce_early_stopping(
+    x: torch.Tensor, y: torch.Tensor, *, num_classes: int, generator: torch.Generator,
+    val_fraction: float = 0.1, **kwargs: Any,
+) -> TrainResult:
+    """Cross-entropy with early stopping on a held-out *noisy* validation split.
+
+    A random ``val_fraction`` of (x, y) is held out (its labels are as noisy as the rest);
+    the network trains on the remainder with :func:`train_ce` and the epoch of best
+    validation accuracy is selected. ``info['test_acc_at_best_val']`` is the honest number;
+    ``info['val_index']`` the held-out indices. Other keywords go to :func:`train_ce`.
+    """
+    check_float("val_fraction", val_fraction, 0.0, 0.5, open_low=True)
+    x, y = check_data(x, y, num_classes)
+    perm = torch.randperm(len(x), generator=generator)
+    n_val = max(1, int(round(val_fraction * len(x))))
+    val, tr = perm[:n_val].sort().values, perm[n_val:].sort().values
+    res = train_ce(x[tr], y[tr], num_classes=num_classes, generator=generator, x_val=x[val],
+                   y_val=y[val], **kwargs)
+    res.info["val_index"] = val
+    return res
+
+
+# -- co-teaching -----------------------------------------------------------------------------------
+
+def coteaching_keep_rate(epoch: int, forget_rate: float, num_gradual: int = 10,
+                         exponent: float = 1.0) -> float:
+    """R(T) = 1 - forget_rate * min((T / num_gradual)^c, 1) for the 0-based epoch T (arXiv 1804.06872)."""
+    if num_gradual <= 0:
+        return 1.0 - forget_rate
+    return 1.0 - forget_rate * min((epoch / num_gradual) ** exponent, 1.0)
+
+
+def train_coteaching(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    generator: torch.Generator,
+    forget_rate: float,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    y_true: torch.Tensor | None = None,
+    net: str = "cnn1d",
+    net_kwargs: Mapping[str, Any] | None = None,
+    views: Views | None = None,
+    run: Run | NullRun | None = None,
+    device: str | torch.device | None = None,
+    epochs: int = 300,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    lr_min: float = 2e-3,
+    num_gradual: int = 10,
+    exponent: float = 1.0,
+    amp: bool = False,
+    checkpoint_every: int = 1,
+    desc: str = "coteaching",
+) -> TrainResult:
+    """Co-teaching (Han et al. 2018, arXiv 1804.06872, Algorithm 1).
+
+    In each batch, each network ranks the examples by its cross-entropy and keeps the
+    ``R(T)`` fraction with the smallest loss; the *peer* takes a gradient step on them.
+
+    Parameters
+    ----------
+    forget_rate : float in [0, 1)
+        τ: the fraction eventually dropped; the paper sets it to the (assumed known) noise rate.
+    num_gradual, exponent : int, float
+        ``R(T) = 1 - τ min((T / num_gradual)^c, 1)`` (10 and 1 in the paper).
+    y_true : (N,) int tensor, optional
+        Clean labels, only to log ``kept_precision`` (the fraction of kept examples whose label
+        is correct).
+    Other parameters
+        As :func:`train_ce`.
+
+    Returns
+    -------
+    TrainResult
+        ``models`` 'net_a', 'net_b'; ``history`` with ``keep_rate``, ``test_acc``.
+    """
+    x, y = check_data(x, y, num_classes)
+    if x_test is not None:
+        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
+    if y_true is not None:
+        _, y_true = check_data(x, y_true, num_classes, name="y_true")
+    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    check_float("forget_rate", forget_rate, 0.0, 0.99)
+    check_int("num_gradual", num_gradual, 0)
+    run = as_run(run, device)
+    dev = run.device
+    check_amp(amp, dev)
+    views = views or Views()
+    models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
+                          input_shape=x.shape[1:], num_classes=num_classes, generator=generator,
+                          device=dev)
+    opts, scheds = {}, {}
+    for name, m in models.items():
+        opts[name], scheds[name] = sgd_cosine(m.parameters(), lr=lr, momentum=momentum,
+                                              weight_decay=weight_decay, epochs=epochs,
+                                              lr_min=lr_min)
+    scaler = grad_scaler(dev, amp)
+    state = run.restore(models=models, opts=opts, scheds=scheds, scaler=scaler,
+                        generator=generator, history=None)
+    start = state["step"]
+    history: list[dict] = list(state.get("history") or [])
+    idx = torch.arange(len(x))
+    with run.progress(epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, epochs + 1):
+            keep = coteaching_keep_rate(epoch - 1, forget_rate, num_gradual, exponent)
+            for m in models.values():
+                m.train()
+            kept_clean, kept = 0, 0
+            for b in batches(idx, batch_size, generator):
+                xb, yb = views.weak(x[b].to(dev), generator), y[b].to(dev)
+                with autocast(dev, amp):
+                    la, lb = models["net_a"](xb).float(), models["net_b"](xb).float()
+                n_keep = max(1, int(keep * len(b)))
+                # each network picks its small-loss examples for its peer
+                pick_a = F.cross_entropy(la, yb, reduction="none").detach().argsort()[:n_keep]
+                pick_b = F.cross_entropy(lb, yb, reduction="none").detach().argsort()[:n_keep]
+                loss_a = F.cross_entropy(la[pick_b], yb[pick_b])
+                loss_b = F.cross_entropy(lb[pick_a], yb[pick_a])
+                for name, loss in (("net_a", loss_a), ("net_b", loss_b)):
+                    opts[name].zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opts[name])
+                    scaler.update()
+                if y_true is not None:
+                    yt = y_true[b].to(dev)
+                    kept_clean += int((yb[pick_a] == yt[pick_a]).sum() + (yb[pick_b] == yt[pick_b]).sum())
+                    kept += 2 * n_keep
+            for s in scheds.values():
+                s.step()
+            rec: dict[str, Any] = {"epoch": epoch, "keep_rate": round(keep, 5)}
+            if kept:
+                rec["kept_precision"] = round(kept_clean / kept, 5)
+            rec.update(test_metrics(models, x_test, y_test, views=views, device=dev))
+            history.append(rec)
+            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
+            if epoch % checkpoint_every == 0 or epoch == epochs:
+                run.save(epoch, models=models, opts=opts, scheds=scheds, scaler=scaler,
+                         generator=generator, history=history)
+            advance(1, acc=rec.get("test_acc", float("nan")))
+    for m in models.values():
+        m.eval()
+    return TrainResult(models, history, {})
+
+
+# -- DivideMix ------------------------------------------------------------------------------------
+
+def _clean_probability(model, x, y, *, views, device, seed: int, amp: bool) -> torch.Tensor:
+    """DivideMix's co-divide: a 2-component GMM on the per-sample losses (min-max normalised);
+    the posterior of the component with the smaller mean. (N,) float tensor."""
+    from sklearn.mixture import GaussianMixture
+
+    p = predict_probs(model, x, views=views, device=device, amp=amp)
+    loss = -torch.log(p[torch.arange(len(y)), y].clamp_min(1e-12)).double()
+    loss = (loss - loss.min()) / (loss.max() - loss.min()).clamp_min(1e-12)
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4,
+                          random_state=seed % 2**32)
+    z = loss.numpy()[:, None]
+    gmm.fit(z)
+    prob = gmm.predict_proba(z)[:, int(np.argmin(gmm.means_.ravel()))]
+    return torch.from_numpy(prob).float()
+
+
+def train_dividemix(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    generator: torch.Generator,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    y_true: torch.Tensor | None = None,
+    net: str = "cnn1d",
+    net_kwargs: Mapping[str, Any] | None = None,
+    views: Views | None = None,
+    run: Run | NullRun | None = None,
+    device: str | torch.device | None = None,
+    epochs: int = 300,
+    warmup_epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 0.02,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    lr_min: float = 2e-3,
+    p_threshold: float = 0.5,
+    temperature: float = 0.5,
+    mixup_alpha: float = 4.0,
+    unlabeled_weight: float = 25.0,
+    rampup_epochs: int = 16,
+    prior_weight: float = 1.0,
+    guess_views: int = 2,
+    confidence_penalty: float = 0.0,
+    amp: bool = False,
+    checkpoint_every: int = 1,
+    desc: str = "dividemix",
+) -> TrainResult:
+    """DivideMix (Li, Socher & Hoi 2020, arXiv 2002.06488, Algorithm 1).
+
+    After a cross-entropy warm-up (both networks on all the data), every epoch and for each
+    network k with peer p:
+
+    - co-divide: a GMM on p's per-sample losses gives each example's clean probability
+      ``w_i``; ``w_i > p_threshold`` -> labelled (with weight w_i), else unlabeled;
+    - label refinement (eq. 3): ``y_i' = sharpen(w_i y_i + (1 - w_i) mean_views p_k(x_i))``;
+    - co-guessing (eq. 4): unlabeled targets = sharpen(mean over both networks and views);
+    - MixMatch: MixUp of labelled and unlabeled weak views (λ ~ Beta(α, α), λ = max(λ, 1-λ));
+      loss = soft-CE + λ_u MSE + KL(uniform || mean prediction) (eqs. 9-12).
+
+    Parameters
+    ----------
+    p_threshold, temperature, mixup_alpha, unlabeled_weight, rampup_epochs, prior_weight
+        τ = 0.5, T = 0.5, α = 4, λ_u (the paper uses 0 to 150 by dataset and noise; 25 here),
+        its ramp after warm-up, and the prior term's weight.
+    guess_views : int
+        Weak views per example averaged for refinement and guessing and mixed into the batch (2).
+    y_true : (N,) int tensor, optional
+        Clean labels, to log ``labelled_precision`` (fraction of the labelled set truly clean).
+    Other parameters
+        As :func:`train_ce`; ``confidence_penalty`` applies during warm-up (0.1 under
+        asymmetric noise in the paper).
+
+    Returns
+    -------
+    TrainResult
+        ``models`` 'net_a', 'net_b'; ``history`` with ``labelled_fraction``, ``test_acc``...
+    """
+    x, y = check_data(x, y, num_classes)
+    if x_test is not None:
+        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
+    if y_true is not None:
+        _, y_true = check_data(x, y_true, num_classes, name="y_true")
+    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    check_int("warmup_epochs", warmup_epochs, 0)
+    check_int("guess_views", guess_views, 1)
+    check_int("rampup_epochs", rampup_epochs, 0)
+    check_float("p_threshold", p_threshold, 0.0, 1.0)
+    check_float("temperature", temperature, 0.0, open_low=True)
+    check_float("mixup_alpha", mixup_alpha, 0.0, open_low=True)
+    for name, v in (("unlabeled_weight", unlabeled_weight), ("prior_weight", prior_weight),
+                    ("confidence_penalty", confidence_penalty)):
+        check_float(name, v, 0.0)
+    if warmup_epochs > epochs:
+        raise ValueError(f"warmup_epochs == {warmup_epochs}, must be <= epochs == {epochs}")
+    run = as_run(run, device)
+    dev = run.device
+    check_amp(amp, dev)
+    views = views or Views()
+    n, k_cls = len(x), num_classes
+    models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
+                          input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
+                          device=dev)
+    opts, scheds = {}, {}
+    for name, m in models.items():
+        opts[name], scheds[name] = sgd_cosine(m.parameters(), lr=lr, momentum=momentum,
+                                              weight_decay=weight_decay, epochs=epochs,
+                                              lr_min=lr_min)
+    scaler = grad_scaler(dev, amp)
+    peer = {"net_a": "net_b", "net_b": "net_a"}
+    onehot_y = F.one_hot(y, k_cls).float()
+    state = run.restore(models=models, opts=opts, scheds=scheds, scaler=scaler,
+                        generator=generator, history=None)
+    start = state["step"]
+    history: list[dict] = list(state.get("history") or [])
+    everything = torch.arange(n)
+
+    def step(name: str, loss: torch.Tensor) -> None:
+        opts[name].zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opts[name])
+        scaler.update()
+
+    def mean_probs(nets, xb) -> torch.Tensor:
+        with torch.no_grad(), autocast(dev, amp):
+            ps = [torch.softmax(m(views.weak(xb, generator)).float(), -1)
+                  for m in nets for _ in range(guess_views)]
+        return sum(ps) / len(ps)
+
+    def train_epoch(name: str, e0: int, w: torch.Tensor) -> dict:
+        model, other = models[name], models[peer[name]]
+        model.train()
+        other.eval()  # the peer only guesses
+        lab_idx = (w > p_threshold).nonzero().squeeze(1)
+        unl_idx = (w <= p_threshold).nonzero().squeeze(1)
+        if len(lab_idx) == 0:  # nothing looks clean: fall back to the most probable half
+            lab_idx = w.argsort(descending=True)[: max(1, n // 2)]
+            unl_idx = w.argsort(descending=True)[max(1, n // 2):]
+        lab = batches(lab_idx, batch_size, generator)
+        unl = cycle_batches(unl_idx, batch_size, len(lab), generator) if len(unl_idx) else []
+        lams = np.random.default_rng(spawn(generator)).beta(mixup_alpha, mixup_alpha, len(lab))
+        lx_sum = lu_sum = 0.0
+        for i, b in enumerate(lab):
+            xl = x[b].to(dev)
+            wb = w[b].to(dev)[:, None]
+            p_own = mean_probs([model], xl)
+            tl = sharpen(wb * onehot_y[b].to(dev) + (1 - wb) * p_own, temperature)
+            inputs = [views.weak(xl, generator) for _ in range(guess_views)]
+            targets = [tl] * guess_views
+            n_lab = len(b) * guess_views
+            if unl:
+                xu = x[unl[i]].to(dev)
+                tu = sharpen(mean_probs([model, other], xu), temperature)
+                inputs += [views.weak(xu, generator) for _ in range(guess_views)]
+                targets += [tu] * guess_views
+            all_x, all_t = torch.cat(inputs), torch.cat(targets)
+            lam = float(max(lams[i], 1 - lams[i]))
+            perm = torch.randperm(len(all_x), generator=generator).to(dev)
+            all_x, all_t = mix(all_x, all_t, lam, perm)
+            with autocast(dev, amp):
+                logits = model(all_x).float()
+            loss_x = soft_cross_entropy(logits[:n_lab], all_t[:n_lab])
+            loss = loss_x + prior_weight * prior_penalty(logits)
+            if unl:
+                lam_u = unlabeled_weight * linear_rampup(e0 + i / len(lab), warmup_epochs,
+                                                         rampup_epochs)
+                loss_u = ((torch.softmax(logits[n_lab:], -1) - all_t[n_lab:]) ** 2).mean()
+                loss = loss + lam_u * loss_u
+                lu_sum += loss_u.item()
+            step(name, loss)
+            lx_sum += loss_x.item()
+        rec = {"loss_x": lx_sum / len(lab), "loss_u": lu_sum / len(lab),
+               "labelled_fraction": len(lab_idx) / n}
+        if y_true is not None:
+            rec["labelled_precision"] = float((y[lab_idx] == y_true[lab_idx]).double().mean())
+        return rec
+
+    with run.progress(epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, epochs + 1):
+            e0 = epoch - 1
+            rec: dict[str, Any] = {"epoch": epoch}
+            if e0 < warmup_epochs:
+                rec["phase"] = "warmup"
+                for name, model in models.items():
+                    model.train()
+                    total, bs = 0.0, batches(everything, 2 * batch_size, generator)
+                    for b in bs:
+                        with autocast(dev, amp):
+                            logits = model(views.weak(x[b].to(dev), generator)).float()
+                        loss = F.cross_entropy(logits, y[b].to(dev))
+                        if confidence_penalty:
+                            loss = loss + confidence_penalty * neg_entropy(logits)
+                        step(name, loss)
+                        total += loss.item()
+                    rec[f"loss_{name}"] = round(total / len(bs), 5)
+            else:
+                rec["phase"] = "dividemix"
+                with evaluating(*models.values()):
+                    clean = {name: _clean_probability(m, x, y, views=views, device=dev,
+                                                      seed=spawn(generator), amp=amp)
+                             for name, m in models.items()}
+                for name in models:  # each network trains on its peer's division
+                    stats = train_epoch(name, e0, clean[peer[name]])
+                    rec.update({f"{k}_{name}": round(v, 5) for k, v in stats.items()})
+            for s in scheds.values():
+                s.step()
+            rec.update(test_metrics(models, x_test, y_test, views=views, device=dev))
+            history.append(rec)
+            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
+            if epoch % checkpoint_every == 0 or epoch == epochs:
+                run.save(epoch, models=models, opts=opts, scheds=scheds, scaler=scaler,
+                         generator=generator, history=history)
+            advance(1, acc=rec.get("test_acc", float("nan")))
+    for m in models.values():
+        m.eval()
+    return TrainResult(models, history, {})
+
+
+# -- confident learning (cleanlab) ---------------------------------------------------------------
+
+def train_confident_learning(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    generator: torch.Generator,
+    x_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    y_true: torch.Tensor | None = None,
+    folds: int = 4,
+    cv_epochs: int | None = None,
+    filter_by: str = "prune_by_noise_rate",
+    run: Run | NullRun | None = None,
+    device: str | torch.device | None = None,
+    **ce_kwargs: Any,
+) -> TrainResult:
+    """Confident learning with cleanlab: out-of-fold probabilities, drop the flagged labels, retrain.
+
+    1. Split the data into ``folds`` folds; for each, train :func:`train_ce` on the others for
+       ``cv_epochs`` and predict probabilities on it (the test view, in eval mode).
+    2. ``cleanlab.filter.find_label_issues(labels, pred_probs, filter_by=filter_by)`` flags
+       the examples whose given label is likely wrong (Northcutt et al. 2021, arXiv 1911.00068).
+    3. Train :func:`train_ce` on the remaining examples.
+
+    Each fold and the final training are sub-runs (``fold<i>``, ``retrain``) of ``run``, so a
+    killed run resumes inside the stage it reached and skips finished folds.
+
+    Parameters
+    ----------
+    folds : int
+        >= 2.
+    cv_epochs : int, optional
+        Epochs of each fold model; default: ``ce_kwargs['epochs']``.
+    filter_by : str
+        cleanlab's method: 'prune_by_noise_rate' (default), 'prune_by_class', 'both',
+        'confident_learning', 'predicted_neq_given', ...
+    y_true : (N,) int tensor, optional
+        Clean labels, to report the precision and recall of the removed set.
+    **ce_kwargs
+        Passed to :func:`train_ce` (net, net_kwargs, views, epochs, batch_size, lr, ...).
+
+    Returns
+    -------
+    TrainResult
+        The retrained network and its history; ``info`` holds ``removed`` (bool mask),
+        ``n_removed``, ``pred_probs`` and, given ``y_true``, ``removed_precision`` /
+        ``removed_recall``.
+    """
+    from cleanlab.filter import find_label_issues
+
+    x, y = check_data(x, y, num_classes)
+    check_int("folds", folds, 2)
+    if y_true is not None:
+        _, y_true = check_data(x, y_true, num_classes, name="y_true")
+    epochs = ce_kwargs.get("epochs", 300)
+    cv_epochs = epochs if cv_epochs is None else cv_epochs
+    check_int("cv_epochs", cv_epochs, 1)
+    run = as_run(run, device)
+    views = ce_kwargs.get("views") or Views()
+    perm = torch.randperm(len(x), generator=generator)
+    fold_of = torch.empty(len(x), dtype=torch.long)
+    fold_of[perm] = torch.arange(len(x)) % folds
+    probs = torch.zeros(len(x), num_classes)
+    fold_kwargs = {**ce_kwargs, "epochs": cv_epochs}
+    for f in range(folds):
+        held = (fold_of == f).nonzero().squeeze(1)
+        sub = run.child(f"fold{f}", config={"fold": f, "folds": folds, "cv_epochs": cv_epochs})
+        g = torch.Generator().manual_seed(spawn(generator))  # one stream per fold
+        path = None if sub.dir is None else sub.dir / "pred_probs.pt"
+        if sub.finished and path is not None and path.exists():
+            p = torch.load(path, weights_only=True)
+        else:
+            tr = (fold_of != f).nonzero().squeeze(1)
+            res = train_ce(x[tr], y[tr], num_classes=num_classes, generator=g, run=sub,
+                           desc=f"cleanlab fold {f}", **fold_kwargs)
+            p = predict_probs(res.models["net"], x[held], views=views, device=sub.device)
+            if path is not None:
+                torch.save(p, path)
+                sub.write_result({"fold": f, "n_held": len(held)})
+        probs[held] = p
+    removed = torch.from_numpy(find_label_issues(y.numpy(), probs.double().numpy(),
+                                                 filter_by=filter_by, n_jobs=1))
+    keep = (~removed).nonzero().squeeze(1)
+    g = torch.Generator().manual_seed(spawn(generator))
+    sub = run.child("retrain", config={"n_kept": len(keep)})
+    res = train_ce(x[keep], y[keep], num_classes=num_classes, generator=g, run=sub,
+                   x_test=x_test, y_test=y_test, desc="cleanlab retrain", **ce_kwargs)
+    info: dict[str, Any] = {"removed": removed, "n_removed": int(removed.sum()), "pred_probs": probs}
+    if y_true is not None:
+        wrong = y != y_true
+        info["removed_precision"] = float(wrong[removed].double().mean()) if removed.any() else float("nan")
+        info["removed_recall"] = float(removed[wrong].double().mean()) if wrong.any() else float("nan")
+    res.info.update(info)
+    if sub.dir is not None and not sub.finished:
+        sub.write_result({k: v for k, v in info.items() if k not in ("removed", "pred_probs")}
+                         | {"last_test_acc": res.last_test_acc})
+    return res

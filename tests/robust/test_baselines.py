@@ -1,0 +1,156 @@
+"""Baselines: cross-entropy (+ early stopping), co-teaching, DivideMix, confident learning (cleanlab)."""
+
+import json
+
+import pytest
+import torch
+
+from deepscope.robust.baselines import (
+    coteaching_keep_rate,
+    train_ce,
+    train_ce_early_stopping,
+    train_confident_learning,
+    train_coteaching,
+    train_dividemix,
+)
+from deepscope.robust.noise import make_label_noise
+from deepscope.train import Run
+
+
+def _problem(n=240, k=3, seed=0, noise="sym40", spread=2.0):
+    g = torch.Generator().manual_seed(seed)
+    mu = spread * torch.randn(k, 40, generator=g)
+    y = torch.arange(n) % k
+    x = mu[y] + torch.randn(n, 40, generator=g)
+    yt = torch.arange(90) % k
+    xt = mu[yt] + torch.randn(90, 40, generator=g)
+    noisy = make_label_noise(y, noise, num_classes=k, generator=g)
+    return x, noisy.labels, y, xt, yt
+
+
+NET = dict(net="mlp", net_kwargs={"hidden": (32,)}, lr=0.05)
+
+
+def _g(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KilledRun(Run):
+    def log(self, step, **metrics):
+        super().log(step, **metrics)
+        if step == 3:
+            raise _Killed
+
+
+def _metrics(path):
+    return [{k: v for k, v in json.loads(s).items() if k != "time"}
+            for s in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["ce", "coteaching", "dividemix"])
+def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
+    x, y, y_true, xt, yt = _problem(n=120)
+    train, kw = {
+        "ce": (train_ce, dict(batch_size=20, x_val=xt[:30], y_val=yt[:30])),
+        "coteaching": (train_coteaching, dict(batch_size=20, forget_rate=0.4, num_gradual=2,
+                                              y_true=y_true)),
+        "dividemix": (train_dividemix, dict(batch_size=20, warmup_epochs=1, y_true=y_true)),
+    }[method]
+    kw = {**NET, **kw, "epochs": 4, "x_test": xt, "y_test": yt}
+    full = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "a", progress=False), **kw)
+    with pytest.raises(_Killed):
+        train(x, y, num_classes=3, generator=_g(), run=_KilledRun(tmp_path / "b", progress=False), **kw)
+    torch.manual_seed(99)
+    resumed = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "b", progress=False), **kw)
+    for name in full.models:
+        torch.testing.assert_close(_weights(full.models[name]), _weights(resumed.models[name]),
+                                   rtol=0, atol=0)
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b") and full.history == resumed.history
+    if method == "ce":
+        torch.testing.assert_close(_weights(full.info["best_val_state"]),
+                                   _weights(resumed.info["best_val_state"]), rtol=0, atol=0)
+
+
+def test_early_stopping_selects_the_best_noisy_validation_epoch():
+    x, y, _, xt, yt = _problem(n=200)
+    res = train_ce_early_stopping(x, y, num_classes=3, generator=_g(), epochs=5, batch_size=20,
+                                  x_test=xt, y_test=yt, val_fraction=0.2, **NET)
+    val = res.info["val_index"]
+    assert len(val) == 40 and len(set(val.tolist())) == 40
+    accs = [r["val_acc"] for r in res.history]
+    best = res.info["best_val_epoch"]
+    assert accs[best - 1] == max(accs) and accs.index(max(accs)) == best - 1
+    assert res.info["test_acc_at_best_val"] == res.history[best - 1]["test_acc"]
+    # the kept network is the one of the selected epoch: it reproduces that epoch's val accuracy
+    xv, yv = x[val], y[val]
+    acc = float((res.info["best_val_state"](xv).argmax(1) == yv).double().mean())
+    assert round(acc, 5) == res.info["best_val_acc"]
+    with pytest.raises(ValueError, match=r"val_fraction == 0.7, must be a number > 0.0 and <= 0.5"):
+        train_ce_early_stopping(x, y, num_classes=3, generator=_g(), val_fraction=0.7)
+
+
+def test_coteaching_schedule_and_small_loss_selection_prefers_clean_labels():
+    assert [coteaching_keep_rate(t, 0.4, 10) for t in (0, 5, 10, 50)] == [1.0, 0.8, 0.6, 0.6]
+    assert coteaching_keep_rate(3, 0.5, 0) == 0.5
+    x, y, y_true, xt, yt = _problem(n=300)
+    res = train_coteaching(x, y, num_classes=3, generator=_g(), forget_rate=0.4, num_gradual=2,
+                           epochs=4, batch_size=20, y_true=y_true, x_test=xt, y_test=yt, **NET)
+    clean_rate = float((y == y_true).double().mean())  # ~0.73
+    # once it drops 40%, the kept small-loss examples are mostly the clean ones
+    assert res.history[-1]["keep_rate"] == 0.6
+    assert res.history[-1]["kept_precision"] > clean_rate + 0.15
+
+
+def test_dividemix_co_divide_finds_the_clean_examples():
+    x, y, y_true, xt, yt = _problem(n=300)
+    res = train_dividemix(x, y, num_classes=3, generator=_g(), epochs=4, warmup_epochs=2,
+                          batch_size=20, y_true=y_true, x_test=xt, y_test=yt, **NET)
+    clean_rate = float((y == y_true).double().mean())
+    last = res.history[-1]
+    assert last["phase"] == "dividemix" and res.history[0]["phase"] == "warmup"
+    for name in ("net_a", "net_b"):
+        assert last[f"labelled_precision_{name}"] > clean_rate + 0.15
+        assert 0.3 < last[f"labelled_fraction_{name}"] < 0.95
+
+
+def test_confident_learning_through_cleanlab_finds_obvious_flips(tmp_path):
+    # well separated classes, 15% of labels moved to another class: obvious to cleanlab
+    x, y, y_true, xt, yt = _problem(n=300, noise="symother15", spread=3.0)
+    kw = dict(num_classes=3, folds=3, cv_epochs=3, epochs=3, batch_size=20,
+              y_true=y_true, x_test=xt, y_test=yt, **NET)
+    res = train_confident_learning(x, y, generator=_g(), run=Run(tmp_path, progress=False), **kw)
+    wrong = y != y_true
+    assert int(wrong.sum()) == 45
+    assert res.info["removed_recall"] >= 0.9 and res.info["removed_precision"] >= 0.9
+    assert res.info["n_removed"] == int(res.info["removed"].sum())
+    assert res.last_test_acc > 0.9
+    # cleanlab itself, on the same out-of-fold probabilities, flags exactly these examples
+    from cleanlab.filter import find_label_issues
+
+    again = find_label_issues(y.numpy(), res.info["pred_probs"].double().numpy(), n_jobs=1)
+    assert torch.equal(torch.from_numpy(again), res.info["removed"])
+    # stages are sub-runs: a second call resumes from them and gives the same numbers
+    for d in ("fold0", "fold1", "fold2", "retrain"):
+        assert (tmp_path / d / "result.json").exists()
+    res2 = train_confident_learning(x, y, generator=_g(), run=Run(tmp_path, progress=False), **kw)
+    assert torch.equal(res2.info["removed"], res.info["removed"]) and res2.history == res.history
+
+
+def test_bad_arguments_name_the_fix():
+    x, y, _, _, _ = _problem(n=60)
+    with pytest.raises(ValueError, match=r"forget_rate == 1.5, must be a number >= 0.0 and <= 0.99"):
+        train_coteaching(x, y, num_classes=3, generator=_g(), forget_rate=1.5)
+    with pytest.raises(ValueError, match=r"folds == 1, must be an integer >= 2"):
+        train_confident_learning(x, y, num_classes=3, generator=_g(), folds=1)
+    with pytest.raises(ValueError, match=r"epochs == 0, must be an integer >= 1"):
+        train_ce(x, y, num_classes=3, generator=_g(), epochs=0)
+    with pytest.raises(ValueError, match=r"p_threshold == 2, must be a number >= 0.0 and <= 1.0"):
+        train_dividemix(x, y, num_classes=3, generator=_g(), p_threshold=2)
