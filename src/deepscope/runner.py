@@ -76,6 +76,28 @@ def _fields(cfg) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
+def command_line(name: str, cfg) -> str:
+    """The ``deepscope run`` command that makes ``cfg``: the options that differ from defaults."""
+    import shlex
+    from dataclasses import MISSING
+
+    words = ["deepscope", "run", name]
+    for f in fields(cfg):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(cfg, f.name)
+        if f.name in ("progress", "debug") or value == default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(value, (tuple, list)):
+            words += [flag, *map(str, value)] if value else [flag]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
+
+
 def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
     """Run recipe ``name`` with ``cfg``: preset, Run, ``run(cfg, run)``, ``result.json``.
 
@@ -101,8 +123,11 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
         raise
     if run.writes:  # a resumed run that finished is not failed
         (run.dir / "error.txt").unlink(missing_ok=True)
-    result = {"recipe": name, **result, "run_dir": str(run.dir),
+    result = {"recipe": name, "system": getattr(mod, "SYSTEM", None), **result,
+              "run_dir": str(run.dir), "command": command_line(name, cfg),
               "seconds": round(time.time() - run.started, 2)}
+    if callable(getattr(mod, "verdict", None)):  # computed from the numbers, never by hand
+        result["verdict"] = {"system": result["system"], **mod.verdict(result)}
     run.write_result(result)
     if not quiet and run.writes:
         _print_result(result)

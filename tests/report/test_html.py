@@ -1,32 +1,56 @@
 import json
+import math
 
 from deepscope.cli import main
+from deepscope.report.html import collect_runs, fmt
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
 
 
-def _run_dir(root, name, *, result=True, error=False):
+def _run_dir(root, name, *, result=None, error=False, recipe="demo"):
     d = root / name
     (d / "figures").mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps({"recipe": "demo", "seed": 0}))
-    # a 1x1 PNG
-    (d / "figures" / "curve.png").write_bytes(bytes.fromhex(
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-        "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"))
-    if result:
-        (d / "result.json").write_text(json.dumps({"summary": "a <table>", "acc": 0.91234, "seconds": 1.5}))
+    (d / "config.json").write_text(json.dumps({"recipe": recipe, "seed": 0}))
+    (d / "figures" / "curve.png").write_bytes(PNG)
+    if result is not None:
+        (d / "result.json").write_text(json.dumps(result))
     if error:
-        (d / "error.txt").write_text("Traceback: boom")
+        (d / "error.txt").write_text("Traceback (most recent call last):\n  File x\nValueError: boom here\n")
+    return d
 
 
-def test_report_lists_runs_statuses_and_embeds_figures(tmp_path, capsys):
-    _run_dir(tmp_path, "a/1")
-    _run_dir(tmp_path, "b/2", result=False, error=True)
-    _run_dir(tmp_path, "c/3", result=False)
+def test_report_verdicts_sections_subruns_and_figures(tmp_path, capsys):
+    _run_dir(tmp_path, "mine", result={
+        "summary": "a <table>", "acc": 0.91234, "kl": "inf", "seconds": 1.5, "system": "MINE",
+        "command": "deepscope run mine-gaussians --quick",
+        "verdict": {"system": "MINE", "claim": "tracks the truth", "measured": "18/20 within 10%",
+                    "verdict": "reproduced"}})
+    _run_dir(tmp_path, "mine/seed1", result={"modes": 24.0, "kl": None})
+    _run_dir(tmp_path, "a3t", error=True)
+    (tmp_path / "a3t" / "config.json").write_text(json.dumps({"recipe": "a3t", "system": "A3T"}))
+    _run_dir(tmp_path, "other", result=None)
     assert main(["report", str(tmp_path)]) == 0
     page = (tmp_path / "report.html").read_text()
-    assert "3 run(s)" in page
-    assert "data:image/png;base64," in page
+    assert "3 run(s) (1 sub-runs)" in page
+    assert page.count("data:image/png;base64,") == 3  # top-level runs; sub-runs are a table
     assert "a &lt;table&gt;" in page  # summaries are escaped
-    assert "0.9123" in page and ">failed<" in page and ">incomplete<" in page and "boom" in page
+    assert "0.9123" in page and "ValueError: boom here" in page
+    assert "<td class='v-reproduced'>reproduced</td>" in page
+    assert "<td class='v-failed'>failed</td>" in page
+    assert page.count("<td class='v-not-run'>not run</td>") == 4  # the four systems without runs
+    assert "1 sub-run(s)" in page and "seed1" in page and "kl=nan" in page
+    assert "deepscope run mine-gaussians --quick" in page and "inf ± nan" not in page
+
+
+def test_subruns_have_parents_and_numbers_format(tmp_path):
+    _run_dir(tmp_path, "p", result={})
+    _run_dir(tmp_path, "p/c", result={})
+    runs = {r["dir"].name: r for r in collect_runs(tmp_path)}
+    assert runs["p"]["parent"] is None and runs["c"]["parent"] == (tmp_path / "p").resolve()
+    assert fmt(math.inf) == "inf" and fmt(-math.inf) == "-inf" and fmt(math.nan) == "nan"
+    assert fmt(None) == "nan" and fmt(0.123456) == "0.1235"
 
 
 def test_report_bad_dir(tmp_path, capsys):

@@ -12,6 +12,11 @@ A recipe module ``deepscope/recipes/<name>.py`` (CLI name: underscores become da
   draws the figures and returns the headline numbers (written to ``result.json``; a
   ``"summary"`` string is printed).
 
+Optionally, ``SYSTEM`` (one of ``deepscope.report.html.SYSTEMS``) groups its runs in the
+report, and ``verdict(result) -> {"claim", "measured", "verdict"}`` computes, from the
+numbers in ``result``, whether the paper's claim reproduced ('reproduced', 'partly', 'not
+reproduced'); the runner stores it in ``result.json`` and the report's verdict table shows it.
+
 A recipe never imports another recipe: shared training and analysis code lives in the
 method packages (``mi``, ``dynamics``, ``robust``). Keep the module's top-level imports
 light (dataclasses, typing): torch and the method modules are imported inside ``run`` so

@@ -1,10 +1,16 @@
-"""``deepscope report RUNS_DIR``: one self-contained HTML page over a set of run directories.
+"""``deepscope report RUNS...``: one self-contained HTML page over a set of run directories.
 
-Every folder below RUNS_DIR that holds a ``result.json`` is a run. The page has a
-table of all runs (recipe, directory, status, seconds) and, per run, its printed
-summary, its scalar results, its config and its figures (embedded as base64 PNG, so
-the page can be mailed or archived alone). A run that crashed (``error.txt``) or was
-stopped before its result (``config.json`` only) is listed with that status.
+The page opens with the **verdict table**: one row per system, the paper's claim, our
+measurement with its interval, and a verdict (reproduced / partly / not reproduced / not run)
+taken from each run's ``result.json`` (a recipe computes it from its own numbers with its
+``verdict(result)`` function; nothing is written by hand). Then one section per system: each
+top-level run with its summary, headline numbers, figures (embedded as base64 PNG, so the page
+can be mailed or archived alone), the command that made it and its config; sub-runs (a run
+directory inside another) are grouped under their parent. A run that crashed (``error.txt``)
+shows the first line of its error; one stopped before its result is "incomplete".
+
+When opened in a browser, a small script checks that every figure decoded and writes the
+count into the page (``#figure-check``); the browser test reads it back.
 """
 
 from __future__ import annotations
@@ -12,41 +18,31 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 
-__all__ = ["ReportArgs", "collect_runs", "write_report", "report_main"]
+__all__ = ["ReportArgs", "SYSTEMS", "collect_runs", "write_report", "report_main"]
+
+#: The six systems, in the order the page shows them.
+SYSTEMS = ("MINE", "Spectral bias", "Neural feature alignment", "Lazy vs hasty", "CrossSplit", "A3T")
+
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run", "failed")
 
 
 @dataclass(frozen=True)
 class ReportArgs:
-    """Write one HTML page (tables and figures) over every run found below RUNS_DIR."""
+    """Write one HTML page (verdicts, tables, figures) over every run found below RUNS."""
 
-    runs_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUNS_DIR")]
-    """Folder to search for run directories (those with config.json)."""
+    runs: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUNS")]
+    """Run directories, or folders to search for them (those with config.json)."""
     out: Path | None = None
-    """Output HTML file (default RUNS_DIR/report.html)."""
-
-
-def collect_runs(root: Path) -> list[dict]:
-    """Find run directories below ``root`` and read their files."""
-    runs = []
-    for cfg in sorted(root.rglob("config.json")):
-        d = cfg.parent
-        entry = {"dir": d, "config": _read_json(cfg), "result": None, "status": "incomplete"}
-        if (d / "result.json").exists():
-            entry["result"] = _read_json(d / "result.json")
-            entry["status"] = "done"
-        elif (d / "error.txt").exists():
-            entry["status"] = "failed"
-            entry["error"] = (d / "error.txt").read_text()[-3000:]
-        entry["figures"] = sorted((d / "figures").glob("*.png")) if (d / "figures").exists() else []
-        runs.append(entry)
-    return runs
+    """Output HTML file (default: report.html in the first RUNS folder)."""
 
 
 def _read_json(p: Path):
@@ -56,61 +52,195 @@ def _read_json(p: Path):
         return {"_unreadable": f"{p.name}: {e}"}
 
 
+def collect_runs(roots) -> list[dict]:
+    """Find run directories below ``roots`` (a path or paths) and read their files.
+
+    Each entry has ``dir``, ``root``, ``config``, ``result`` (or None), ``status``
+    ('done', 'failed', 'incomplete'), ``figures``, ``error`` (first line) and ``parent``
+    (the directory of the enclosing run, or None for a top-level run).
+    """
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    runs, seen = [], set()
+    for root in roots:
+        for cfg in sorted(root.rglob("config.json")):
+            d = cfg.parent.resolve()
+            if d in seen:
+                continue
+            seen.add(d)
+            entry = {"dir": cfg.parent, "root": root, "config": _read_json(cfg), "result": None,
+                     "status": "incomplete", "error": None}
+            if (cfg.parent / "result.json").exists():
+                entry["result"] = _read_json(cfg.parent / "result.json")
+                entry["status"] = "done"
+            elif (cfg.parent / "error.txt").exists():
+                entry["status"] = "failed"
+                entry["error"] = _error_line((cfg.parent / "error.txt").read_text())
+            figs = cfg.parent / "figures"
+            entry["figures"] = sorted(figs.glob("*.png")) if figs.exists() else []
+            runs.append(entry)
+    dirs = {r["dir"].resolve() for r in runs}
+    for r in runs:
+        r["parent"] = next((p for p in r["dir"].resolve().parents if p in dirs), None)
+    return runs
+
+
+def _error_line(text: str) -> str:
+    """The exception line of a traceback (its last non-empty line)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "(empty error.txt)"
+
+
+def fmt(v) -> str:
+    """A number as the page shows it: 4 significant digits; non-finite values by name."""
+    if isinstance(v, bool) or v is None:
+        return "nan" if v is None else str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.4g}"
+    return str(v)
+
+
 def _scalars(d: dict) -> list[tuple[str, object]]:
-    return [(k, v) for k, v in d.items() if isinstance(v, (int, float, str)) and k != "summary"]
+    skip = {"summary", "verdict", "paper", "command", "run_dir", "recipe", "system"}
+    return [(k, v) for k, v in d.items()
+            if (isinstance(v, (int, float, str)) or v is None) and k not in skip]
 
 
 def _table(rows: list[tuple[str, object]]) -> str:
-    cells = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
-    )
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(fmt(v))}</td></tr>" for k, v in rows)
     return f"<table class='kv'>{cells}</table>"
 
 
-def _fmt(v) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+def _e(s) -> str:
+    return html.escape(str(s))
 
 
-def write_report(root: Path, out: Path) -> Path:
-    """Write the HTML report for the runs under ``root`` to ``out``; return ``out``."""
-    runs = collect_runs(root)
+def _system_of(run: dict) -> str | None:
+    if (run["result"] or {}).get("system"):
+        return str(run["result"]["system"])
+    v = (run["result"] or {}).get("verdict")
+    if isinstance(v, dict) and v.get("system"):
+        return str(v["system"])
+    cfg = run["config"] if isinstance(run["config"], dict) else {}
+    return cfg.get("system")
+
+
+def _verdict_rows(top: list[dict]) -> list[dict]:
+    """One row per system: the best-informed top-level run (done beats failed beats incomplete)."""
+    rows = []
+    for system in SYSTEMS:
+        mine = [r for r in top if _system_of(r) == system]
+        done = [r for r in mine if r["status"] == "done"
+                and isinstance((r["result"] or {}).get("verdict"), dict)]
+        failed = [r for r in mine if r["status"] == "failed"]
+        if done:
+            for r in done:
+                v = r["result"]["verdict"]
+                rows.append({"system": system, "claim": v.get("claim", ""),
+                             "measured": v.get("measured", ""), "verdict": v.get("verdict", "?"),
+                             "run": r})
+        elif failed:
+            r = failed[0]
+            rows.append({"system": system, "claim": "", "measured": r["error"],
+                         "verdict": "failed", "run": r})
+        else:
+            rows.append({"system": system, "claim": "", "measured": "", "verdict": "not run",
+                         "run": None})
+    return rows
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "text-align:left;font-size:13px;vertical-align:top}pre{background:#f6f6f6;padding:.6em;"
+    "overflow-x:auto;font-size:12px}img{max-width:100%;border:1px solid #eee;margin:.3em 0}"
+    ".failed,.v-failed,.v-not-reproduced{color:#b00}.incomplete,.v-partly{color:#a60}"
+    ".v-reproduced{color:#070}.v-not-run{color:#777}details{margin:.3em 0}"
+    "table.verdicts td:nth-child(4){font-weight:bold;white-space:nowrap}"
+)
+
+# Runs in the browser: counts the figures that decoded, for people and for the browser test.
+_CHECK = (
+    "<script>window.addEventListener('load',function(){var im=document.images,ok=0;"
+    "for(var i=0;i<im.length;i++){if(im[i].complete&&im[i].naturalWidth>0)ok++;}"
+    "document.getElementById('figure-check').textContent='figures decoded: '+ok+' of '+im.length;"
+    "});</script>"
+)
+
+
+def _run_section(r: dict, anchor: str, children: list[dict]) -> list[str]:
+    name = _e(r["dir"])
+    out = [f"<h3 id='{anchor}'>{name} <small class='{r['status']}'>({r['status']})</small></h3>"]
+    res = r["result"] or {}
+    if r["error"]:
+        out.append(f"<pre class='failed'>{_e(r['error'])}</pre>")
+    if isinstance(res.get("summary"), str):
+        out.append(f"<pre>{_e(res['summary'])}</pre>")
+    if res.get("paper"):
+        out.append(f"<p><b>Paper:</b> {_e(res['paper'])}</p>")
+    if res:
+        out.append(_table(_scalars(res)))
+    for fig in r["figures"]:
+        data = base64.b64encode(fig.read_bytes()).decode()
+        out.append(f"<div><img alt='{_e(fig.name)}' src='data:image/png;base64,{data}'></div>")
+    if res.get("command"):
+        out.append(f"<p><b>Command:</b> <code>{_e(res['command'])}</code></p>")
+    out.append(f"<details><summary>config</summary><pre>{_e(json.dumps(r['config'], indent=2))}</pre></details>")
+    if res:
+        out.append("<details><summary>result.json</summary><pre>"
+                   f"{_e(json.dumps(res, indent=2)[:20000])}</pre></details>")
+    if children:
+        out.append(f"<details><summary>{len(children)} sub-run(s)</summary><table>"
+                   "<tr><th>sub-run</th><th>status</th><th>headline numbers</th></tr>")
+        for c in children:
+            rel = c["dir"].resolve().relative_to(r["dir"].resolve())
+            nums = ", ".join(f"{k}={fmt(v)}" for k, v in _scalars(c["result"] or {})[:8])
+            out.append(f"<tr><td>{_e(rel)}</td><td class='{c['status']}'>{c['status']}</td>"
+                       f"<td>{_e(nums or (c['error'] or ''))}</td></tr>")
+        out.append("</table></details>")
+    return out
+
+
+def write_report(roots, out: Path) -> Path:
+    """Write the HTML report for the runs under ``roots`` to ``out``; return ``out``."""
+    runs = collect_runs(roots)
+    top = [r for r in runs if r["parent"] is None]
+    kids: dict = {}
+    for r in runs:
+        if r["parent"] is not None:
+            kids.setdefault(r["parent"], []).append(r)
+    anchors = {id(r): f"run{i}" for i, r in enumerate(top)}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>deepscope report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:left;font-size:13px}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:12px}"
-        "img{max-width:100%;border:1px solid #eee;margin:.3em 0}.failed{color:#b00}.incomplete{color:#a60}"
-        "details{margin:.3em 0}</style></head><body>",
-        f"<h1>deepscope report</h1><p>{len(runs)} run(s) under <code>{html.escape(str(root))}</code></p>",
-        "<table><tr><th>recipe</th><th>run</th><th>status</th><th>seconds</th></tr>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>deepscope report</h1>",
+        f"<p>{len(top)} run(s) ({len(runs) - len(top)} sub-runs) under "
+        f"{', '.join('<code>' + _e(r) + '</code>' for r in ([roots] if isinstance(roots, (str, Path)) else roots))}; "
+        f"written {time.strftime('%Y-%m-%d %H:%M')}. <span id='figure-check'></span></p>",
+        "<h2>Verdicts</h2><table class='verdicts' id='verdicts'><tr><th>system</th><th>paper's claim</th>"
+        "<th>our measurement</th><th>verdict</th><th>run</th></tr>",
     ]
-    for i, r in enumerate(runs):
-        recipe = r["config"].get("recipe", "?") if isinstance(r["config"], dict) else "?"
-        secs = (r["result"] or {}).get("seconds", "")
-        parts.append(
-            f"<tr><td>{html.escape(str(recipe))}</td><td><a href='#run{i}'>{html.escape(str(r['dir'].relative_to(root)))}</a></td>"
-            f"<td class='{r['status']}'>{r['status']}</td><td>{secs}</td></tr>"
-        )
+    for row in _verdict_rows(top):
+        link = (f"<a href='#{anchors[id(row['run'])]}'>{_e(row['run']['dir'])}</a>"
+                if row["run"] is not None else "")
+        cls = "v-" + str(row["verdict"]).replace(" ", "-")
+        parts.append(f"<tr><td>{_e(row['system'])}</td><td>{_e(row['claim'])}</td>"
+                     f"<td>{_e(row['measured'])}</td><td class='{cls}'>{_e(row['verdict'])}</td>"
+                     f"<td>{link}</td></tr>")
     parts.append("</table>")
-    for i, r in enumerate(runs):
-        parts.append(f"<h2 id='run{i}'>{html.escape(str(r['dir'].relative_to(root)))} "
-                     f"<small class='{r['status']}'>({r['status']})</small></h2>")
-        res = r["result"] or {}
-        if isinstance(res.get("summary"), str):
-            parts.append(f"<pre>{html.escape(res['summary'])}</pre>")
-        if res:
-            parts.append(_table(_scalars(res)))
-        if "error" in r:
-            parts.append(f"<pre class='failed'>{html.escape(r['error'])}</pre>")
-        for fig in r["figures"]:
-            data = base64.b64encode(fig.read_bytes()).decode()
-            parts.append(f"<div><img alt='{html.escape(fig.name)}' src='data:image/png;base64,{data}'></div>")
-        parts.append("<details><summary>config</summary><pre>"
-                     f"{html.escape(json.dumps(r['config'], indent=2))}</pre></details>")
-        if res:
-            parts.append("<details><summary>result.json</summary><pre>"
-                         f"{html.escape(json.dumps(res, indent=2)[:20000])}</pre></details>")
-    parts.append("</body></html>")
+    groups = [(s, [r for r in top if _system_of(r) == s]) for s in SYSTEMS]
+    groups.append(("Other runs", [r for r in top if _system_of(r) not in SYSTEMS]))
+    for system, members in groups:
+        if not members:
+            continue
+        parts.append(f"<h2>{_e(system)}</h2>")
+        for r in members:
+            parts += _run_section(r, anchors[id(r)], kids.get(r["dir"].resolve(), []))
+    parts.append(_CHECK + "</body></html>")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts))
     return out
@@ -118,9 +248,10 @@ def write_report(root: Path, out: Path) -> Path:
 
 def report_main(argv: list[str]) -> int:
     args = tyro.cli(ReportArgs, args=argv, prog="deepscope report")
-    if not args.runs_dir.is_dir():
-        print(f"deepscope report: RUNS_DIR {str(args.runs_dir)!r} is not a directory", file=sys.stderr)
+    missing = [str(p) for p in args.runs if not p.is_dir()]
+    if missing:
+        print(f"deepscope report: RUNS {missing[0]!r} is not a directory", file=sys.stderr)
         return 2
-    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html")
+    out = write_report(list(args.runs), args.out or args.runs[0] / "report.html")
     print(f"wrote {out}")
     return 0
