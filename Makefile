@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
 TORCH ?= torch==2.13.0
 
-.PHONY: env demo test test-distributed test-vision lint bench clean
+.PHONY: env demo test test-distributed test-slurm test-vision lint bench clean
 
 # torchvision (image datasets) needs another torch build: it gets its own environment.
 VENV_VISION ?= .venv-vision
@@ -32,6 +32,13 @@ test: env
 
 test-distributed: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
+
+# deepscope sweep --executor slurm against a real single-node SLURM started here and stopped
+# after, even when the test fails. Needs root and Debian's slurmctld slurmd slurm-client munge.
+test-slurm: env
+	bash scripts/slurm-local.sh start && \
+	  OMP_NUM_THREADS=1 DEEPSCOPE_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m slurm tests/cluster; \
+	  rc=$$?; bash scripts/slurm-local.sh stop; exit $$rc
 
 $(VENV_VISION)/bin/deepscope: pyproject.toml
 	$(PY) -m venv $(VENV_VISION)
