@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
 TORCH ?= torch==2.13.0
 
-.PHONY: env demo test test-distributed test-slurm test-vision lint bench clean
+.PHONY: env demo test test-browser test-distributed test-slurm test-vision lint bench clean
 
 # torchvision (image datasets) needs another torch build: it gets its own environment.
 VENV_VISION ?= .venv-vision
@@ -28,7 +28,11 @@ demo: env
 
 # The main suite; the slower checks (torchrun, SLURM, browser) have targets of their own.
 test: env
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not slurm and not browser"
+
+# The report in headless Chromium (Debian's chromium; .ci/run installs it).
+test-browser: env
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
 
 test-distributed: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed

@@ -172,6 +172,7 @@ def _submit(args: SweepArgs, todo, root: Path) -> list[str]:
             submitted = [ex.submit(run_point, args.recipe, pa) for _, _, pa in chunk]
         for (p, d, _), job in zip(chunk, submitted):
             try:
+                _wait(job, args.executor)
                 job.result()
                 print(f"  done   {point_name(p)} (job {job.job_id})")
             except Exception as e:  # noqa: BLE001
@@ -179,3 +180,38 @@ def _submit(args: SweepArgs, todo, root: Path) -> list[str]:
                 msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 print(f"  FAILED {point_name(p)} (job {job.job_id}): {msg} (see {d}/error.txt)")
     return failed
+
+
+def _in_squeue(job_id: str) -> bool | None:
+    """Whether SLURM still lists the job (None when squeue cannot be asked)."""
+    import subprocess
+
+    try:
+        p = subprocess.run(["squeue", "-h", "-j", str(job_id)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(p.stdout.strip()) if p.returncode == 0 else False
+
+
+def _wait(job, executor: str, poll: float = 5.0, grace: int = 3) -> None:
+    """Block until ``job`` finished; fail a SLURM job that left the queue without a result.
+
+    submitit asks ``sacct`` for a job's state; on a cluster without accounting that fails and a
+    job killed by ``scancel`` or the OOM killer would be waited for forever. Here a job absent
+    from ``squeue`` ``grace`` polls in a row, with no result file, counts as failed (rerun the
+    sweep to resume it from its checkpoint).
+    """
+    if executor != "slurm":
+        return
+    gone = 0
+    while not job.paths.result_pickle.exists():
+        queued = _in_squeue(job.job_id)
+        if queued is None:  # no squeue here: let submitit decide
+            return
+        gone = 0 if queued else gone + 1
+        if gone >= grace:
+            if job.paths.result_pickle.exists():
+                return
+            raise RuntimeError(f"job {job.job_id} left the SLURM queue without a result "
+                               "(cancelled, preempted or killed); rerun the sweep to resume it")
+        time.sleep(poll)

@@ -171,8 +171,14 @@ _CHECK = (
 )
 
 
+def _name(r: dict) -> str:
+    """A run's directory relative to the folder it was found in (that folder's name if equal)."""
+    rel = r["dir"].resolve().relative_to(Path(r["root"]).resolve())
+    return str(rel) if str(rel) != "." else Path(r["root"]).resolve().name
+
+
 def _run_section(r: dict, anchor: str, children: list[dict]) -> list[str]:
-    name = _e(r["dir"])
+    name = _e(_name(r))
     out = [f"<h3 id='{anchor}'>{name} <small class='{r['status']}'>({r['status']})</small></h3>"]
     res = r["result"] or {}
     if r["error"]:
@@ -224,7 +230,7 @@ def write_report(roots, out: Path) -> Path:
         "<th>our measurement</th><th>verdict</th><th>run</th></tr>",
     ]
     for row in _verdict_rows(top):
-        link = (f"<a href='#{anchors[id(row['run'])]}'>{_e(row['run']['dir'])}</a>"
+        link = (f"<a href='#{anchors[id(row['run'])]}'>{_e(_name(row['run']))}</a>"
                 if row["run"] is not None else "")
         cls = "v-" + str(row["verdict"]).replace(" ", "-")
         parts.append(f"<tr><td>{_e(row['system'])}</td><td>{_e(row['claim'])}</td>"
