@@ -1,0 +1,227 @@
+"""A3T: adversarial training with a discriminator on a hidden layer (Erraqabi et al., arXiv 1801.04055).
+
+The classifier is split at a hidden layer into an encoder E and a head R (``R(E(x))`` is the
+network's output). Each training step
+
+1. makes adversarial examples by FGSM, ``x_adv = clip(x + ε·sign(∇ₓ CE(R(E(x)), y)))``
+   (PGD as an option);
+2. trains the discriminator D (an MLP on E's output, one logit: "this representation comes
+   from a clean input") on ``BCE(D(E(x)), 1) + BCE(D(E(x_adv)), 0)``;
+3. trains E and R on ``α·CE(R(E(x)), y) + (1 − α)·CE(R(E(x_adv)), y) − β·log D(E(x_adv))``:
+   classify both, and make adversarial representations look clean to D.
+
+>>> import torch
+>>> from deepscope.nets import MLP
+>>> from deepscope.robust.a3t import A3T
+>>> from deepscope.robust.adversarial import train_robust
+>>> from deepscope.train.rng import fork_seeded
+>>> g = torch.Generator().manual_seed(0)
+>>> x, y = torch.rand(64, 8), torch.randint(3, (64,))
+>>> with fork_seeded(g):
+...     net = MLP(8, [32, 32], 3)
+>>> a3t = A3T(eps=0.1, bounds=(0.0, 1.0), layer=1)
+>>> net = train_robust(net, x, y, a3t, generator=g, epochs=2, batch_size=32)
+>>> type(a3t.disc_).__name__                      # the trained discriminator
+'MLP'
+
+**Alternating updates, not gradient reversal.** Steps 2 and 3 are two optimisers taking turns
+(D first, on detached representations; then the classifier, with D's weights frozen). A
+gradient-reversal layer (Ganin et al., arXiv 1505.07818) would instead make the encoder
+*maximise D's own loss*, ``−β·BCE`` over clean and adversarial representations, the
+saturating minimax form whose gradient vanishes once D is confident. The paper writes the
+encoder's loss as ``−β·log D(E(x_adv))`` on adversarial representations only (the
+non-saturating form of GANs); alternating updates minimise exactly the paper's two losses,
+keep separate Adam moments for D and the classifier, and let D's learning rate differ.
+
+**Defaults.** α = 0.5 is the weight of Goodfellow et al.'s FGSM objective (arXiv 1412.6572),
+which A3T's classification loss keeps. The layer (the first hidden layer), β = 1 and D's size
+(two hidden layers of 256, ReLU) are deepscope's choices: the text of the paper available to
+us gives the losses but not these values (docs/a3t.md says how they were chosen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepscope.nets import MLP, split_mlp
+from deepscope.robust.adversarial import Objective, _check_eps, _check_fraction, train_robust
+from deepscope.robust.attacks import FGSM, PGD
+from deepscope.robust.attacks.base import check_norm
+from deepscope.train.rng import fork_seeded
+
+__all__ = ["A3T", "split_model", "train_a3t"]
+
+
+def split_model(model: nn.Module, layer: int | str) -> tuple[nn.Module, nn.Module]:
+    """Encoder and head of ``model`` sharing its parameters, ``head(encoder(x)) == model(x)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A :class:`~deepscope.nets.MLP`, or any deepscope classifier (``.features``, ``.classifier``).
+    layer : int or 'features'
+        An MLP's hidden layer 1..L (its activation included), or 'features' for the
+        penultimate representation of any deepscope classifier.
+    """
+    if layer == "features":
+        if not hasattr(model, "features") or not hasattr(model, "classifier"):
+            raise ValueError(f"layer == 'features', but {type(model).__name__} has no "
+                             ".features/.classifier; build it with deepscope.nets.build_net")
+        return model.features, model.classifier
+    if isinstance(model, MLP):
+        return split_mlp(model, layer)
+    raise ValueError(f"layer == {layer!r}: integer layers split a deepscope MLP; for a "
+                     f"{type(model).__name__} use layer='features'")
+
+
+def _out_dim(model: nn.Module, encoder: nn.Module, layer) -> int:
+    if layer == "features" and hasattr(model, "feature_dim"):
+        return int(model.feature_dim)
+    linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"layer == {layer!r}: cannot tell the encoder's output width")
+    return linears[-1].out_features
+
+
+class A3T(Objective):
+    """The A3T objective (Erraqabi et al. 2017, arXiv 1801.04055), for :func:`train_robust`.
+
+    Parameters
+    ----------
+    eps : float
+        Radius of the training attack.
+    norm : 'linf' or 'l2'
+    bounds : (lo, hi)
+        Input domain (numbers or per-feature tensors).
+    layer : int or 'features'
+        Where D is attached: an MLP's hidden layer (1 = the first), or 'features'.
+    alpha : float
+        Weight of the clean cross-entropy; ``1 − alpha`` weighs the adversarial one.
+    beta : float
+        Weight of the encoder's fooling loss ``−log D(E(x_adv))`` (0 gives FGSM-AT).
+    disc_hidden : sequence of int
+        Hidden widths of D (ReLU MLP, one output logit).
+    disc_lr : float
+        D's Adam learning rate.
+    attack : 'fgsm' or 'pgd'
+        How the training adversarial examples are made (the paper: FGSM).
+    pgd_steps : int
+        Steps when ``attack='pgd'`` (random start, step 2.5·ε/steps).
+
+    Attributes
+    ----------
+    encoder_, head_ : nn.Module
+        Views of the trained model (after ``setup``).
+    disc_ : MLP
+        The discriminator; ``disc_opt_`` its optimiser.
+    """
+
+    name = "a3t"
+
+    def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0), layer: int | str = 1,
+                 alpha: float = 0.5, beta: float = 1.0, disc_hidden: Sequence[int] = (256, 256),
+                 disc_lr: float = 1e-3, attack: str = "fgsm", pgd_steps: int = 10):
+        self.eps = _check_eps(eps)
+        self.norm = check_norm(norm)
+        self.bounds = bounds
+        if not (layer == "features" or (isinstance(layer, int) and not isinstance(layer, bool)
+                                        and layer >= 1)):
+            raise ValueError(f"layer == {layer!r}, must be an int >= 1 (an MLP's hidden layer) "
+                             "or 'features'")
+        self.layer = layer
+        self.alpha = _check_fraction("alpha", alpha)
+        if not isinstance(beta, (int, float)) or beta < 0:
+            raise ValueError(f"beta == {beta!r}, must be >= 0")
+        self.beta = float(beta)
+        self.disc_hidden = tuple(disc_hidden)
+        if any(not isinstance(h, int) or h < 1 for h in self.disc_hidden):
+            raise ValueError(f"disc_hidden == {disc_hidden!r}, must be widths >= 1, e.g. (256, 256)")
+        if not disc_lr > 0:
+            raise ValueError(f"disc_lr == {disc_lr!r}, must be > 0")
+        self.disc_lr = float(disc_lr)
+        if attack not in ("fgsm", "pgd"):
+            raise ValueError(f"attack == {attack!r}, must be 'fgsm' (the paper) or 'pgd'")
+        self.attack = attack
+        self.pgd_steps = pgd_steps
+
+    # -- state ---------------------------------------------------------------
+    def setup(self, model, *, generator, device):
+        self.encoder_, self.head_ = split_model(model, self.layer)
+        dim = _out_dim(model, self.encoder_, self.layer)
+        with fork_seeded(generator):
+            self.disc_ = MLP(dim, list(self.disc_hidden), 1).to(device)
+        self.disc_opt_ = torch.optim.Adam(self.disc_.parameters(), lr=self.disc_lr)
+
+    def state(self):
+        return {"disc": self.disc_, "disc_opt": self.disc_opt_}
+
+    def _check_setup(self):
+        if not hasattr(self, "disc_"):
+            raise RuntimeError("A3T is not set up: call setup(model, generator=g, device=d) "
+                               "first (train_robust does)")
+
+    # -- the three losses ----------------------------------------------------
+    def adversarial(self, model, x, y, generator):
+        """Training adversarial examples: FGSM (the paper) or PGD."""
+        if self.attack == "fgsm":
+            return FGSM(model, eps=self.eps, norm=self.norm, bounds=self.bounds)(x, y)
+        return PGD(model, eps=self.eps, norm=self.norm, bounds=self.bounds,
+                   steps=self.pgd_steps)(x, y, generator=generator)
+
+    def disc_loss(self, z: torch.Tensor, z_adv: torch.Tensor) -> torch.Tensor:
+        """D's loss: ``BCE(D(z), clean) + BCE(D(z_adv), adversarial)``, averaged; (N, d) inputs."""
+        d_clean, d_adv = self.disc_(z).squeeze(1), self.disc_(z_adv).squeeze(1)
+        return 0.5 * (F.binary_cross_entropy_with_logits(d_clean, torch.ones_like(d_clean))
+                      + F.binary_cross_entropy_with_logits(d_adv, torch.zeros_like(d_adv)))
+
+    def fool_loss(self, z_adv: torch.Tensor) -> torch.Tensor:
+        """The encoder's loss ``−log D(z_adv)`` (mean), differentiable in ``z_adv`` only.
+
+        D's weights take no gradient from it: they are frozen while the graph is built.
+        """
+        flags = [p.requires_grad for p in self.disc_.parameters()]
+        for p in self.disc_.parameters():
+            p.requires_grad_(False)
+        try:
+            logit = self.disc_(z_adv).squeeze(1)
+        finally:
+            for p, f in zip(self.disc_.parameters(), flags):
+                p.requires_grad_(f)
+        return F.softplus(-logit).mean()  # -log sigmoid(logit)
+
+    def loss(self, model, x, y, generator):
+        self._check_setup()
+        x_adv = self.adversarial(model, x, y, generator)
+        z, z_adv = self.encoder_(x), self.encoder_(x_adv)
+        # 1. discriminator step on detached representations
+        d_loss = self.disc_loss(z.detach(), z_adv.detach())
+        self.disc_opt_.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.disc_opt_.step()
+        # 2. classifier (encoder + head) loss against the updated, frozen discriminator
+        ce_clean = F.cross_entropy(self.head_(z), y)
+        ce_adv = F.cross_entropy(self.head_(z_adv), y)
+        fool = self.fool_loss(z_adv)
+        loss = self.alpha * ce_clean + (1 - self.alpha) * ce_adv + self.beta * fool
+        with torch.no_grad():
+            d_acc = 0.5 * ((self.disc_(z).squeeze(1) > 0).float().mean()
+                           + (self.disc_(z_adv).squeeze(1) <= 0).float().mean())
+        return loss, {"loss": loss.item(), "ce_clean": ce_clean.item(), "ce_adv": ce_adv.item(),
+                      "fool": fool.item(), "disc_loss": d_loss.item(), "disc_acc": d_acc.item()}
+
+
+def train_a3t(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+              generator: torch.Generator, bounds=(0.0, 1.0), run=None, device=None,
+              epochs: int = 50, batch_size: int = 64, lr: float = 1e-3, **options) -> nn.Module:
+    """Train ``model`` with :class:`A3T` in one call; ``options`` go to :class:`A3T`.
+
+    ``x`` (N, ...) inputs inside ``bounds``, ``y`` (N,) labels; see :func:`train_robust`
+    for ``run``, ``epochs``, ``batch_size`` and ``lr``.
+    """
+    objective = A3T(eps=eps, bounds=bounds, **options)
+    return train_robust(model, x, y, objective, generator=generator, run=run, device=device,
+                        epochs=epochs, batch_size=batch_size, lr=lr, desc="a3t")
