@@ -6,7 +6,8 @@
     deepscope run RECIPE [--help] [options]  run one; writes runs/RECIPE/<id>/
     deepscope mi estimate X Y [options]      MINE estimate of I(X;Y) from .npy/.npz/.csv files
     deepscope mi estimate-csv PATH DX DY     the BMI benchmark's external-estimator protocol
-    deepscope report RUNS_DIR                one HTML page over a set of run directories
+    deepscope reproduce [SYSTEM ...|all]     each paper's headline experiment + the report
+    deepscope report RUNS...                 one HTML page over a set of run directories
     deepscope sweep RECIPE --grid K=V1,V2    a grid of runs, locally or on SLURM (submitit)
 
 Every option is typed and documented from the dataclass field docstrings
@@ -27,6 +28,7 @@ COMMANDS = {
     ("mi", "estimate-csv"): "deepscope.mi.commands:estimate_csv_main",
     ("report",): "deepscope.report.html:report_main",
     ("sweep",): "deepscope.sweep:sweep_main",
+    ("reproduce",): "deepscope.reproduce:reproduce_main",
 }
 
 USAGE = """\
@@ -40,7 +42,9 @@ commands:
   run RECIPE [options]        run a recipe; `deepscope run RECIPE --help` lists its options
   mi estimate X Y [options]   estimate I(X;Y) with MINE from .npy/.npz/.csv files
   mi estimate-csv PATH DX DY  BMI-benchmark protocol: prints only the estimate in nats
-  report RUNS_DIR             write an HTML report over a folder of runs
+  reproduce [SYSTEM ...|all] --scale smoke|quick|paper
+                              each paper's headline experiment, then one HTML report
+  report RUNS...              write an HTML report (verdicts, tables, figures) over runs
   sweep RECIPE --grid K=V1,V2 [-- recipe options]
                               run a grid of a recipe's options (inline, local or SLURM via
                               submitit); rerun to resume, finished points are skipped
