@@ -113,7 +113,7 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
     cfg = replace(cfg, out=Path(out))
     run = Run(
         cfg.out, config={"recipe": name, **_fields(cfg)}, seed=cfg.seed,
-        device=cfg.device, threads=cfg.threads, progress=cfg.progress,
+        device=cfg.device, threads=cfg.threads, progress=cfg.progress, loggers=cfg.logger,
     )
     try:
         result = mod.run(cfg, run)
@@ -121,6 +121,8 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
         if run.writes:
             (run.dir / "error.txt").write_text(traceback.format_exc())
         raise
+    finally:
+        run.close()
     if run.writes:  # a resumed run that finished is not failed
         (run.dir / "error.txt").unlink(missing_ok=True)
     result = {"recipe": name, "system": getattr(mod, "SYSTEM", None), **result,

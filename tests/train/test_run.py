@@ -198,3 +198,22 @@ def test_config_validation_at_the_boundary():
         cfg = RunConfig(threads=-2)  # built, not yet validated (the CLI validates once)
     with pytest.raises(ValueError, match="threads == -2"):
         cfg.validate()
+
+
+def test_tensorboard_and_wandb_loggers(tmp_path):
+    pytest.importorskip("tensorboard")
+    wandb = pytest.importorskip("wandb")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = Run(tmp_path, config={"lr": 0.1}, progress=False, loggers=("tensorboard", "wandb"))
+    for step in (1, 2, 3):
+        run.log(step, loss=1.0 / step, note="text is not a scalar")
+    run.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2, 3]
+    assert acc.Scalars("loss")[2].value == pytest.approx(1 / 3)
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")), "no offline wandb run"
+    assert wandb.run is None  # finished
+    with pytest.raises(ValueError, match="logger == 'mlflow'"):
+        Run(tmp_path / "x", loggers=("mlflow",))

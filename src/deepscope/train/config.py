@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 __all__ = ["RunConfig", "require", "deferred_validation"]
 
@@ -79,12 +79,15 @@ class RunConfig:
     debug: bool = False
     """On a crash, print the full traceback (it is always kept in the run's error.txt)."""
 
+    logger: tuple[Literal["tensorboard", "wandb"], ...] = ()
+    """Also log metrics to TensorBoard (event files in RUN/tensorboard) and/or wandb (offline, in RUN/wandb; `wandb sync` later). Needs the `tracking` extra."""
+
     #: Field values that ``--quick`` sets (a ``dataclasses.replace`` preset).
     QUICK: ClassVar[Mapping[str, Any]] = {}
 
     #: Fields that may change between a run and its resume (where and how fast, not what).
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"out", "progress", "threads", "device", "debug"}
+        {"out", "progress", "threads", "device", "debug", "logger"}
     )
 
     def __post_init__(self) -> None:

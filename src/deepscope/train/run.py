@@ -190,6 +190,35 @@ def _load_state(obj: Any, state: Any, name: str) -> Any:
     return obj
 
 
+#: Experiment trackers a run can also log to, beside metrics.jsonl (optional extras).
+LOGGERS = ("tensorboard", "wandb")
+
+
+def _open_tracker(name: str, dir: Path, config: Any) -> Any:
+    try:
+        if name == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            return SummaryWriter(log_dir=str(dir / "tensorboard"))
+        import wandb
+    except ImportError as e:
+        raise ImportError(
+            f"logger == {name!r} needs the {name} package: pip install 'deepscope[tracking]'"
+        ) from e
+    # Offline: nothing leaves the machine; `wandb sync <run dir>/wandb/offline-run-*` uploads later.
+    return wandb.init(mode="offline", dir=str(dir), project="deepscope", name=str(dir),
+                      config=config, reinit="create_new")
+
+
+def _log_to(tracker: Any, name: str, step: int, scalars: dict[str, float]) -> None:
+    if name == "tensorboard":
+        for k, v in scalars.items():
+            tracker.add_scalar(k, v, step)
+        tracker.flush()
+    else:
+        tracker.log(scalars, step=step)
+
+
 class Run:
     """An experiment's output directory with metrics, checkpoints, resume and progress.
 
@@ -209,6 +238,11 @@ class Run:
         ``torch.set_num_threads`` when > 0.
     progress : bool
         Show progress bars (rich) on a terminal.
+    loggers : tuple of str
+        Also log every metric to ``'tensorboard'`` (event files in ``<dir>/tensorboard``) and/or
+        ``'wandb'`` (offline mode, in ``<dir>/wandb``; ``wandb sync`` uploads it later).
+        After a resume, the steps between the checkpoint and the kill appear twice there;
+        ``metrics.jsonl`` is the record of truth.
 
     Examples
     --------
@@ -226,6 +260,7 @@ class Run:
         device: str = "auto",
         threads: int = 0,
         progress: bool = True,
+        loggers: tuple[str, ...] = (),
     ) -> None:
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed == {seed!r}, must be an integer >= 0")
@@ -247,6 +282,11 @@ class Run:
         torch.manual_seed(seed)
         self.started = time.time()
         self._generators: dict[str, torch.Generator] = {}
+        bad = [name for name in loggers if name not in LOGGERS]
+        if bad:
+            raise ValueError(f"logger == {bad[0]!r}, must be one of {', '.join(LOGGERS)}")
+        self.loggers = tuple(loggers)
+        self._trackers: dict[str, Any] = {}
 
     # -- randomness ----------------------------------------------------------
     def generator(self, name: str = "") -> torch.Generator:
@@ -268,7 +308,7 @@ class Run:
         (its ``result.json`` exists) and ``child.read_result()`` to reuse its numbers.
         """
         return Run(self.dir / name, config=config, seed=self.seed if seed is None else seed,
-                   device=self.device, progress=self.show_progress)
+                   device=self.device, progress=self.show_progress, loggers=self.loggers)
 
     @property
     def finished(self) -> bool:
@@ -300,7 +340,7 @@ class Run:
             old = json.loads(path.read_text())
             # Where and how fast a run executes may change between a run and its resume
             # (a preempted job restarts elsewhere); what it computes may not.
-            ignore = {"out", "progress", "threads", "device", "debug"}
+            ignore = {"out", "progress", "threads", "device", "debug", "logger"}
             diff = sorted(
                 k for k in set(old) | set(self.config)
                 if k not in ignore and old.get(k) != self.config.get(k)
@@ -321,6 +361,23 @@ class Run:
         rec = {"step": int(step), **to_jsonable(metrics), "time": round(time.time() - self.started, 3)}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if self.loggers:
+            scalars = {k: float(v) for k, v in rec.items()
+                       if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for name in self.loggers:
+                _log_to(self._tracker(name), name, int(step), scalars)
+
+    def _tracker(self, name: str) -> Any:
+        """The TensorBoard writer or wandb run of this directory, opened on first use."""
+        if name not in self._trackers:
+            self._trackers[name] = _open_tracker(name, self.dir, self.config)
+        return self._trackers[name]
+
+    def close(self) -> None:
+        """Flush and close the experiment trackers (TensorBoard, wandb); metrics.jsonl needs none."""
+        for name, t in self._trackers.items():
+            t.close() if name == "tensorboard" else t.finish()
+        self._trackers = {}
 
     def metrics(self) -> list[dict]:
         """All logged records, in order."""
@@ -469,6 +526,9 @@ class NullRun:
         return []
 
     def write_result(self, result: Mapping[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def save(self, step: int, **objects: Any) -> None:
