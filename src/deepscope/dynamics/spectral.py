@@ -9,7 +9,7 @@ Cookbook::
     import math, torch
     from deepscope.dynamics.spectral import (
         fourier_spectrum, eigenbasis_spectrum, perturbation_spectrum,
-        SpectrumRecorder, first_crossing, plot_spectrum_heatmap,
+        SpectrumRecorder, first_crossing, spearman, plot_spectrum_heatmap,
     )
     from deepscope.nets import MLP
 
@@ -30,6 +30,7 @@ Cookbook::
         rec(step, net)                                # also logs through log=run.log if given
     steps, spectra = rec.steps_, rec.spectra_         # (T,), (T, F)
     learned_at = first_crossing(spectra, steps, threshold=0.5)     # (F,) NaN: never
+    spearman([5, 40], learned_at, missing=1100)       # {"rho": ..., "p": ...}; never = last
     plot_spectrum_heatmap(spectra, steps, [5, 40], path="heatmap.png")
 
     # 4. how fast each frequency collapses when the parameters are perturbed
@@ -43,6 +44,7 @@ accepts a ``torch.Tensor`` or a NumPy array and the result comes back in the sam
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ __all__ = [
     "eigenbasis_spectrum",
     "perturbation_spectrum",
     "first_crossing",
+    "spearman",
     "SpectrumRecorder",
     "plot_spectrum_heatmap",
     "EIGEN_SOLVERS",
@@ -516,6 +519,21 @@ def first_crossing(curves: Any, at: Any, *, threshold: float = 0.5, above: bool 
     out = a[first].astype(float)
     out[~hit.any(axis=0)] = np.nan
     return out
+
+
+def spearman(x: Any, values: Any, *, missing: float) -> dict[str, float]:
+    """Spearman's rho (scipy) between ``x`` and ``values``, NaN values read as ``missing``.
+
+    Used with ``missing`` past the last step (a frequency never learned ranks last).
+    Constant input gives ``{"rho": nan, "p": nan}``.
+    """
+    from scipy.stats import spearmanr
+
+    v = np.where(np.isnan(np.asarray(values, dtype=float)), missing, values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: rho is NaN, reported as null
+        res = spearmanr(x, v)
+    return {"rho": float(res.statistic), "p": float(res.pvalue)}
 
 
 class SpectrumRecorder:

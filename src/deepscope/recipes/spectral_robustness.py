@@ -1,148 +1,131 @@
 """Spectral bias, robustness: perturbed parameters lose the high frequencies first (arXiv 1806.08734).
 
-Trains the 1-D sinusoid MLP (equal amplitudes, k = 5..50) as in ``spectral-sinusoids``, then
-moves its parameters along random unit-norm Gaussian directions, ``theta + eps delta``, and
-measures each frequency's amplitude divided by the unperturbed model's amplitude (averaged
-over directions). result.json lists per frequency the smallest eps where that ratio falls
-below ``threshold`` and its Spearman correlation with frequency (the paper: negative, high
-frequencies are the fragile ones); the figure is the eps x frequency heatmap.
+    deepscope run spectral-robustness --threads 1 --from-run runs/spectral-sinusoids/<id>
+    deepscope run spectral-robustness --quick       # trains 600 steps, 11 eps x 5 directions
+
+Trains the 1-D sinusoid MLP (equal amplitudes, k = 5..50) as in ``spectral-sinusoids`` (or
+takes that recipe's network ``equal_s0`` with ``--from-run``), then moves its parameters along
+random unit-norm Gaussian directions, ``theta + eps delta``, and measures each frequency's
+amplitude divided by the unperturbed model's amplitude (averaged over directions).
+result.json lists per frequency the smallest eps where that ratio falls below ``threshold``
+and its Spearman correlation with frequency (the paper: negative, high frequencies are the
+fragile ones); the figure is the eps x frequency heatmap.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from deepscope.train.config import RunConfig
+from deepscope.dynamics.spectral_config import SinusoidsConfig
+from deepscope.train.config import require
 
 PAPER = (
     "Rahaman et al. 2019, robustness experiment: the higher the frequency, the smaller the perturbation at "
     "which its magnitude collapses; the paper shows heatmaps, no table"
 )
+FROM_RUN_MODEL = "equal_s0"  # the seed-0 equal-amplitude network of a spectral-sinusoids run
 
 
 @dataclass(frozen=True)
-class Config(RunConfig):
+class Config(SinusoidsConfig):
     """Options of the parameter-perturbation experiment (defaults: the paper's settings)."""
 
-    freqs: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
-    """Frequencies of the target (equal amplitudes, random phases)."""
-
-    n_points: int = 200
-    """Grid points z_j = j / n_points."""
-
-    train_steps: int = 60000
-    """Full-batch Adam steps to train the model before perturbing it."""
-
-    lr: float = 3e-4
-    """Adam learning rate."""
-
-    width: int = 256
-    """Width of every hidden layer."""
-
-    depth: int = 6
-    """Number of linear layers."""
+    record_every: int = 1000  # the training spectrum is only a by-product here
 
     eps_max: float = 5.0
-    """Largest perturbation size (the paper: eps in [0, 5])."""
+    """Largest perturbation size; eps takes n_eps values in [0, eps_max] (the paper: [0, 5])."""
 
     n_eps: int = 21
-    """Number of eps values, equally spaced in [0, eps_max]."""
+    """Number of eps values, equally spaced from 0 to eps_max inclusive."""
 
     n_directions: int = 50
-    """Random unit-norm directions per eps (averaged)."""
+    """Random unit-norm directions per eps; the ratios are averaged over them."""
 
     threshold: float = 0.5
-    """A frequency has collapsed at the first eps where its normalised magnitude drops below this."""
-
-    record_every: int = 1000
-    """Record the training spectrum every this many steps."""
+    """A frequency has collapsed at the first eps where its normalised magnitude is below this."""
 
     from_run: Path | None = None
-    """A finished spectral-sinusoids run directory: perturb its seed-0 equal-amplitude network
-    instead of training one here (freqs, n_points, width, depth must match; train_steps is ignored)."""
+    """A finished spectral-sinusoids run directory: perturb its network equal_s0 instead of
+    training one here (freqs, n_points, width, depth, seed must match; steps is ignored)."""
 
-    quick: bool = False
-    """Tiny budget for tests and demos: 600 training steps at lr 2e-3, width 64, 4 layers, 11 eps,
-    5 directions."""
+    QUICK: ClassVar[dict] = {"steps": 600, "lr": 2e-3, "width": 64, "depth": 4, "n_eps": 11,
+                             "n_directions": 5, "record_every": 100, "checkpoint_every": 200}
 
+    def validate(self) -> None:
+        super().validate()
+        require(self.eps_max > 0, "eps_max", self.eps_max, "> 0")
+        require(self.n_eps >= 2, "n_eps", self.n_eps, ">= 2 (eps = 0 and eps_max at least)")
+        require(self.n_directions >= 1, "n_directions", self.n_directions, ">= 1")
+        if self.from_run is not None:
+            self._check_from_run(Path(self.from_run))
 
-def settings(cfg: Config) -> dict:
-    s = dict(
-        freqs=list(cfg.freqs), n_points=cfg.n_points, steps=cfg.train_steps, lr=cfg.lr,
-        width=cfg.width, depth=cfg.depth, eps_max=cfg.eps_max, n_eps=cfg.n_eps,
-        n_directions=cfg.n_directions, threshold=cfg.threshold, record_every=cfg.record_every,
-        checkpoint_every=cfg.checkpoint_every or 2000, n_seeds=1,
-    )
-    if cfg.quick:
-        s.update(steps=600, lr=2e-3, width=64, depth=4, n_eps=11, n_directions=5,
-                 record_every=100, checkpoint_every=200)
-    return s
+    def _check_from_run(self, path: Path) -> None:
+        conf = path / "config.json"
+        require((path / "checkpoint.pt").exists() and conf.exists(), "from_run", str(path),
+                "a spectral-sinusoids run directory holding checkpoint.pt and config.json")
+        require((path / "result.json").exists(), "from_run", str(path),
+                f"a finished run; finish it first (rerun its command with --out {path})")
+        c = json.loads(conf.read_text())
+        want = {"recipe": "spectral-sinusoids", "freqs": list(self.freqs),
+                "n_points": self.n_points, "width": self.width, "depth": self.depth,
+                "quick": False, "seed": self.seed}
+        diff = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
+        require(not diff, "from_run", str(path),
+                f"a run with this config, but it differs in {diff}; pass matching --freqs, "
+                f"--n-points, --width, --depth, --seed (quick runs cannot be reused)")
 
 
 def run(cfg: Config, run) -> dict:
     import numpy as np
     import torch
 
-    from deepscope.dynamics.spectral import (
-        SpectrumRecorder,
-        first_crossing,
-        perturbation_spectrum,
-        plot_spectrum_heatmap,
-        sum_of_sinusoids,
-    )
-    from deepscope.nets import MLP
-    from deepscope.recipes.spectral_sinusoids import (
-        read_spectra,
-        spearman,
-        train_lockstep,
-        validate,
-    )
+    from deepscope.dynamics import spectral, spectral_train
     from deepscope.report.figures import plt, save
 
-    s = settings(cfg)
-    validate(s)
-    if not s["eps_max"] > 0 or s["n_eps"] < 2:
-        raise ValueError(
-            f"eps_max == {s['eps_max']} and n_eps == {s['n_eps']}: need eps_max > 0 and n_eps >= 2"
-        )
-    dev = run.device
-    freqs = np.asarray(s["freqs"])
+    freqs = np.asarray(cfg.freqs)
     amps = np.ones(len(freqs))
-    z = torch.arange(s["n_points"], dtype=torch.float32) / s["n_points"]
-    x = z[:, None].to(dev)
-    phases = np.random.default_rng(run.seed).uniform(0, 2 * np.pi, size=len(freqs))
-    target = sum_of_sinusoids(z, freqs, amps, phases).to(dev)
-    net = MLP(1, [s["width"]] * (s["depth"] - 1), 1).to(dev)
-    rec = SpectrumRecorder(x, every=s["record_every"], freqs=freqs, scale=amps)
+    z = torch.arange(cfg.n_points, dtype=torch.float32) / cfg.n_points
+    x = z[:, None].to(run.device)
+    phases = np.random.default_rng(cfg.seed).uniform(0, 2 * np.pi, size=len(freqs))
+    target = spectral.sum_of_sinusoids(z, freqs, amps, phases).to(run.device)
+    settings = {**cfg.settings(checkpoint_every=2000), "n_seeds": 1}
     if cfg.from_run is None:
-        train_lockstep(
-            run, [net], ["train"], x, target[None], [rec],
-            steps=s["steps"], lr=s["lr"], record_every=s["record_every"],
-            checkpoint_every=s["checkpoint_every"], desc="spectral-robustness (training)",
-        )
-        _, spectra, losses = read_spectra(run, "train")
-        final_loss = float(losses[-1, 0])
+        del settings["from_run"]
+    if cfg.from_run is None:
+        net = spectral_train.train_lockstep(
+            x, {"train": target}, generator=run.generator("init"), run=run,
+            record=spectral_train.log_spectra(x, {"train": amps}, freqs=freqs),
+            desc="spectral-robustness (training)",
+            **cfg.lockstep_options(checkpoint_every=2000),
+        )["train"]
+        losses = spectral_train.read_spectra(run.metrics(), ["train"])[2]
+        final_loss = float(losses[-1, 0])  # logged at the last step
     else:
-        s["steps"] = _load_sinusoids_net(Path(cfg.from_run), s, net, seed=run.seed)
+        net = spectral_train.build_mlp(1, width=cfg.width, depth=cfg.depth,
+                                       generator=run.generator("init"))
+        settings["steps"] = spectral_train.load_lockstep_model(cfg.from_run, FROM_RUN_MODEL, net)
+        net = net.to(run.device)
         with torch.no_grad():
             final_loss = float(((net(x).squeeze(-1) - target) ** 2).mean())
-        s["from_run"] = str(cfg.from_run)
-    trained = rec.spectrum(net).numpy()
+    trained = spectral.SpectrumRecorder(x, freqs=freqs, scale=amps).spectrum(net).numpy()
 
-    eps = np.linspace(0.0, s["eps_max"], s["n_eps"])
-    ratio = perturbation_spectrum(
-        net, x, eps=eps, n_directions=s["n_directions"], seed=run.seed, freqs=freqs
+    eps = np.linspace(0.0, cfg.eps_max, cfg.n_eps)
+    ratio = spectral.perturbation_spectrum(
+        net, x, eps=eps, n_directions=cfg.n_directions, seed=cfg.seed, freqs=freqs
     ).numpy()  # (E, F)
-    collapse = first_crossing(ratio, eps, threshold=s["threshold"], above=False)
-    rho = spearman(freqs, collapse, missing=s["eps_max"] + (eps[1] - eps[0]))
+    collapse = spectral.first_crossing(ratio, eps, threshold=cfg.threshold, above=False)
+    rho = spectral.spearman(freqs, collapse, missing=cfg.eps_max + (eps[1] - eps[0]))
 
-    plot_spectrum_heatmap(ratio, eps, freqs, ylabel="perturbation size eps",
-                          title="magnitude / unperturbed magnitude", path=run.figure_path("heatmap_eps"))
+    spectral.plot_spectrum_heatmap(ratio, eps, freqs, ylabel="perturbation size eps",
+                                   title="magnitude / unperturbed magnitude",
+                                   path=run.figure_path("heatmap_eps"))
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     ax.plot(freqs, collapse, marker="o")
     ax.set_xlabel("frequency k")
-    ax.set_ylabel(f"eps where magnitude < {s['threshold']}")
+    ax.set_ylabel(f"eps where magnitude < {cfg.threshold}")
     ax.set_title(f"Spearman rho = {rho['rho']:.2f}")
     save(fig, run.figure_path("collapse_eps"))
 
@@ -151,7 +134,7 @@ def run(cfg: Config, run) -> dict:
         rows.append(f"{k:>4} {t:>8.3f} {'-' if np.isnan(c) else f'{c:.2f}':>13}")
     rows.append(
         f"Spearman rho(k, collapse eps) = {rho['rho']:.3f} ('-': never below "
-        f"{s['threshold']} up to eps {s['eps_max']}, ranked last)"
+        f"{cfg.threshold} up to eps {cfg.eps_max}, ranked last)"
     )
     return {
         "freqs": freqs.tolist(),
@@ -161,39 +144,7 @@ def run(cfg: Config, run) -> dict:
         "normalised_magnitude": np.round(ratio, 5).tolist(),
         "trained_normalised_magnitude": np.round(trained, 4).tolist(),
         "final_train_loss": final_loss,
-        "settings": s,
+        "settings": settings,
         "paper": PAPER,
         "summary": "\n".join(rows),
     }
-
-
-def _load_sinusoids_net(path: Path, s: dict, net, *, seed: int) -> int:
-    """Load the seed-0 equal-amplitude network of a spectral-sinusoids run into ``net``."""
-    import json
-
-    import torch
-
-    ck, conf = path / "checkpoint.pt", path / "config.json"
-    if not ck.exists() or not conf.exists():
-        raise ValueError(
-            f"from_run == '{path}' holds no checkpoint.pt/config.json; pass the directory of a "
-            f"spectral-sinusoids run (runs/spectral-sinusoids/<id>)"
-        )
-    c = json.loads(conf.read_text())
-    want = {"recipe": "spectral-sinusoids", "freqs": s["freqs"], "n_points": s["n_points"],
-            "width": s["width"], "depth": s["depth"], "quick": False, "seed": seed}
-    diff = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
-    if diff:
-        raise ValueError(
-            f"from_run == '{path}' differs from this config in {diff}; pass matching --freqs, "
-            f"--n-points, --width, --depth, --seed (the phases come from the seed; quick runs cannot "
-            f"be reused)"
-        )
-    blob = torch.load(ck, map_location="cpu", weights_only=False)
-    if blob["step"] != c["steps"]:
-        raise ValueError(
-            f"from_run == '{path}' stopped at step {blob['step']} of {c['steps']}; finish it first "
-            f"(rerun its command with --out {path})"
-        )
-    net.load_state_dict(blob["models"][0])  # model order: seed 0 equal, seed 0 increasing, ...
-    return int(blob["step"])

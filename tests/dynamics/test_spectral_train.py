@@ -1,0 +1,136 @@
+"""The spectral-bias loop: exact resume, explicit randomness, shared initialisations, readers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepscope.dynamics.spectral import spearman, sum_of_sinusoids
+from deepscope.dynamics.spectral_train import (
+    load_lockstep_model,
+    log_spectra,
+    read_spectra,
+    train_lockstep,
+)
+from deepscope.nets import MLP
+from deepscope.train import Run
+
+Z = torch.arange(64, dtype=torch.float32) / 64
+X = Z[:, None]
+FREQS = [2, 5]
+TARGETS = {"a": sum_of_sinusoids(Z, FREQS, [1.0, 1.0], [0.0, 1.0]),
+           "b": sum_of_sinusoids(Z, FREQS, [0.2, 0.4], [0.5, 0.0])}
+SMALL = dict(width=16, depth=3, steps=30, lr=3e-3, record_every=5, checkpoint_every=10)
+
+
+def _extra(step, models):  # a record hook beside the spectra, like spectral-noise's
+    return {"out_norm": {n: round(float(m(X).norm()), 6) for n, m in models.items()}}
+
+
+def _record():
+    spectra = log_spectra(X, dict.fromkeys(TARGETS, [1.0, 1.0]), freqs=FREQS)
+    return lambda step, models: {**spectra(step, models), **_extra(step, models)}
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KilledRun(Run):
+    def log(self, step, **metrics):
+        super().log(step, **metrics)
+        if step == 25:  # last checkpoint: step 20
+            raise _Killed
+
+
+def _train(run, **kw):
+    return train_lockstep(X, TARGETS, generator=torch.Generator().manual_seed(7), run=run,
+                          record=_record(), **{**SMALL, **kw})
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _strip(metrics):
+    return [{k: v for k, v in r.items() if k != "time"} for r in metrics]
+
+
+def test_killed_loop_resumes_to_identical_weights_and_metrics(tmp_path):
+    full = _train(Run(tmp_path / "a", config={}, progress=False))
+    with pytest.raises(_Killed):
+        _train(_KilledRun(tmp_path / "b", config={}, progress=False))
+    assert max(r["step"] for r in Run(tmp_path / "b", config={}).metrics()) == 25
+    torch.randn(10)  # the global RNG plays no part
+    run_b = Run(tmp_path / "b", config={}, progress=False)
+    resumed = _train(run_b)
+    for n in TARGETS:
+        for p, q in zip(full[n].parameters(), resumed[n].parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+    a = _strip(Run(tmp_path / "a", config={}).metrics())
+    assert _strip(run_b.metrics()) == a and [r["step"] for r in a] == [5, 10, 15, 20, 25, 30]
+    assert set(a[0]) == {"step", "loss_a", "loss_b", "spectrum_a", "spectrum_b", "out_norm"}
+    blob = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert set(blob["objects"]["models"]) == {"a", "b"} and blob["step"] == 30
+
+
+def test_no_run_same_numbers_and_the_global_rng_is_neither_read_nor_moved(tmp_path):
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    alone = train_lockstep(X, TARGETS, generator=torch.Generator().manual_seed(7), **SMALL)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(2)  # another global state: same networks
+    with_run = _train(Run(tmp_path, config={}, progress=False))
+    for n in TARGETS:
+        torch.testing.assert_close(_flat(alone[n]), _flat(with_run[n]), rtol=0, atol=0)
+    steps, spectra, losses = read_spectra(Run(tmp_path, config={}).metrics(), ["a", "b"])
+    assert steps.tolist() == [5, 10, 15, 20, 25, 30] and spectra.shape == (6, 2, 2)
+    assert losses.shape == (6, 2) and losses[-1, 0] < losses[0, 0]
+
+
+def test_share_init_groups_start_equal_and_others_differ():
+    targets = {n: TARGETS["a"] for n in ("p", "q", "r")}
+    kw = dict(width=8, depth=2, steps=1, lr=0.0 + 1e-12, record_every=1, checkpoint_every=1)
+    nets = train_lockstep(X, targets, generator=torch.Generator().manual_seed(0),
+                          share_init=[["p", "r"], ["q"]], **kw)
+    w = {n: _flat(m) for n, m in nets.items()}
+    torch.testing.assert_close(w["p"], w["r"], rtol=0, atol=0)
+    assert not torch.allclose(w["p"], w["q"], atol=1e-3)
+    # one input per name works too (the manifold experiment: one curve per network)
+    nets = train_lockstep({n: X * (i + 1) for i, n in enumerate(targets)}, targets,
+                          generator=torch.Generator().manual_seed(0), **kw)
+    torch.testing.assert_close(_flat(nets["p"]), _flat(nets["q"]), atol=1e-6, rtol=0)
+
+
+def test_loop_errors_name_the_argument():
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="steps == 0, must be an integer >= 1"):
+        train_lockstep(X, TARGETS, generator=g, steps=0)
+    with pytest.raises(ValueError, match="depth == 1, must be an integer >= 2"):
+        train_lockstep(X, TARGETS, generator=g, depth=1)
+    with pytest.raises(ValueError, match=r"targets\['a'\] has shape \(63,\), must be \(64,\)"):
+        train_lockstep(X, {"a": Z[:63]}, generator=g)
+    with pytest.raises(ValueError, match="share_init == .* must list every target name exactly once"):
+        train_lockstep(X, TARGETS, generator=g, share_init=[["a"]])
+    with pytest.raises(ValueError, match="x has no input for target 'b'"):
+        train_lockstep({"a": X}, TARGETS, generator=g)
+    with pytest.raises(ValueError, match="lr == -1.0, must be a finite number > 0"):
+        train_lockstep(X, TARGETS, generator=g, lr=-1.0)
+
+
+def test_load_lockstep_model_by_name(tmp_path):
+    nets = _train(Run(tmp_path, config={}, progress=False))
+    net = MLP(1, [16, 16], 1)
+    assert load_lockstep_model(tmp_path, "b", net) == 30
+    torch.testing.assert_close(_flat(net), _flat(nets["b"]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"has no model 'equal_s0'; it holds \['a', 'b'\]"):
+        load_lockstep_model(tmp_path, "equal_s0", net)
+    with pytest.raises(ValueError, match="holds no checkpoint.pt"):
+        load_lockstep_model(tmp_path / "nothing", "a", net)
+
+
+def test_spearman_ranks_missing_last():
+    r = spearman([1, 2, 3, 4], [10.0, 20.0, math.nan, 30.0], missing=99.0)
+    assert r["rho"] == pytest.approx(0.8)
+    assert np.isnan(spearman([1, 2, 3], [5.0, 5.0, 5.0], missing=0.0)["rho"])
