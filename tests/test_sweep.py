@@ -41,3 +41,26 @@ def test_invalid_point_fails_before_submitting(tmp_path, capsys):
     assert rc == 2
     assert "point n=ten has invalid options" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_aggregate_mean_std_count_over_seeds(tmp_path):
+    import csv
+    import math
+
+    from deepscope.sweep import aggregate
+
+    pts = []
+    for lr, seed, acc in (("0.1", "0", 0.8), ("0.1", "1", 0.9), ("0.2", "0", 0.5)):
+        d = tmp_path / f"lr={lr},seed={seed}"
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps({"acc": acc, "nested": {"kl": "inf"}, "seed": int(seed)}))
+        pts.append(({"lr": lr, "seed": seed}, d))
+    rows = aggregate(pts, tmp_path)
+    acc = {r["lr"]: r for r in rows if r["metric"] == "acc"}
+    assert acc["0.1"]["mean"] == pytest.approx(0.85) and acc["0.1"]["count"] == 2
+    assert acc["0.1"]["std"] == pytest.approx(math.sqrt(0.005))
+    assert acc["0.2"]["count"] == 1 and math.isnan(acc["0.2"]["std"])
+    kl = [r for r in rows if r["metric"] == "nested.kl"][0]
+    assert kl["mean"] == math.inf
+    assert len(list(csv.DictReader(open(tmp_path / "summary.csv")))) == len(rows)
+    assert json.loads((tmp_path / "summary.json").read_text())[0]["metric"]

@@ -24,7 +24,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-__all__ = ["SweepArgs", "expand_grid", "sweep_main", "run_point"]
+__all__ = ["SweepArgs", "expand_grid", "sweep_main", "run_point", "aggregate"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,67 @@ def sweep_main(argv: list[str]) -> int:
         failed = _submit(args, todo, root)
     print(f"sweep finished: {len(jobs) - len(failed)}/{len(jobs)} points have results"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
+    table = aggregate([(p, d) for p, d, _ in jobs], root)
+    if table:
+        print(f"aggregated over seeds: {root / 'summary.csv'} ({len(table)} settings)")
     return 1 if failed else 0
+
+
+def _numbers(result: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric scalars of a result (nested dicts flattened with '.'; lists skipped)."""
+    out: dict[str, float] = {}
+    for k, v in result.items():
+        if k in ("seconds", "seed"):
+            continue
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float)):
+            out[prefix + k] = float(v)
+        elif v in ("inf", "-inf"):
+            out[prefix + k] = float(v)
+        elif isinstance(v, dict) and k != "verdict":
+            out.update(_numbers(v, prefix + k + "."))
+    return out
+
+
+def aggregate(points: list[tuple[dict[str, str], Path]], root: Path) -> list[dict]:
+    """Mean, std (ddof=1) and count of every numeric result across seeds, per grid setting.
+
+    Points that differ only in ``seed`` form one setting. Writes ``root/summary.csv`` and
+    ``root/summary.json`` (one row per setting and metric) and returns the rows.
+    """
+    import csv
+    import json
+    import math
+
+    from deepscope.train.run import is_finished, read_result
+
+    groups: dict[tuple, list[dict[str, float]]] = {}
+    for p, d in points:
+        if not is_finished(d):
+            continue
+        key = tuple((k, v) for k, v in p.items() if k != "seed")
+        groups.setdefault(key, []).append(_numbers(read_result(d)))
+    rows = []
+    for key, results in groups.items():
+        for metric in sorted({m for r in results for m in r}):
+            vals = [r[metric] for r in results if metric in r]
+            n = len(vals)
+            mean = sum(vals) / n
+            std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+                   if n > 1 and all(math.isfinite(v) for v in vals) else math.nan)
+            rows.append({**dict(key), "metric": metric, "mean": mean, "std": std, "count": n})
+    if not rows:
+        return rows
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(root / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    from deepscope.train.run import atomic_write_text, to_jsonable
+
+    atomic_write_text(root / "summary.json", json.dumps(to_jsonable(rows), indent=1) + "\n")
+    return rows
 
 
 def _submit(args: SweepArgs, todo, root: Path) -> list[str]:

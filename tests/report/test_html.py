@@ -56,3 +56,12 @@ def test_subruns_have_parents_and_numbers_format(tmp_path):
 def test_report_bad_dir(tmp_path, capsys):
     assert main(["report", str(tmp_path / "none")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_report_shows_sweep_summaries(tmp_path):
+    (tmp_path / "summary.csv").write_text("lr,metric,mean,std,count\n")
+    (tmp_path / "summary.json").write_text(json.dumps(
+        [{"lr": "0.1", "metric": "acc", "mean": 0.85, "std": 0.0707, "count": 2}]))
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Sweep" in page and "0.85 ± 0.0707 (2)" in page

@@ -210,6 +210,29 @@ def _run_section(r: dict, anchor: str, children: list[dict]) -> list[str]:
     return out
 
 
+def _sweep_sections(roots) -> list[str]:
+    """A table per sweep (``summary.json`` written by ``deepscope sweep``): mean ± std (n) over seeds."""
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    out = []
+    for root in roots:
+        for summary in sorted(root.rglob("summary.json")):
+            if not (summary.parent / "summary.csv").exists():
+                continue
+            rows = _read_json(summary)
+            if not isinstance(rows, list) or not rows:
+                continue
+            keys = [k for k in rows[0] if k not in ("metric", "mean", "std", "count")]
+            out.append(f"<h2>Sweep {_e(summary.parent)}</h2><table><tr>"
+                       + "".join(f"<th>{_e(k)}</th>" for k in keys)
+                       + "<th>metric</th><th>mean ± std (n)</th></tr>")
+            for r in rows:
+                out.append("<tr>" + "".join(f"<td>{_e(r.get(k, ''))}</td>" for k in keys)
+                           + f"<td>{_e(r['metric'])}</td><td>{_e(fmt(r['mean']))} ± "
+                           f"{_e(fmt(r['std']))} ({r['count']})</td></tr>")
+            out.append("</table>")
+    return out
+
+
 def write_report(roots, out: Path) -> Path:
     """Write the HTML report for the runs under ``roots`` to ``out``; return ``out``."""
     runs = collect_runs(roots)
@@ -245,6 +268,7 @@ def write_report(roots, out: Path) -> Path:
         parts.append(f"<h2>{_e(system)}</h2>")
         for r in members:
             parts += _run_section(r, anchors[id(r)], kids.get(r["dir"].resolve(), []))
+    parts += _sweep_sections(roots)
     parts.append(_CHECK + "</body></html>")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
