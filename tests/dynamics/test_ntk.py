@@ -200,3 +200,28 @@ def test_refusals_name_the_problem_and_the_fix():
         empirical_ntk(lin, x.double())
     with pytest.raises(ValueError, match=r"model has no parameters with requires_grad=True"):
         empirical_ntk(nn.Linear(3, 2).requires_grad_(False), x)
+
+
+def test_integer_inputs_and_grad_modes():
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(7, 4)
+            self.out = nn.Linear(4, 3)
+
+        def forward(self, t):
+            return self.out(self.emb(t).mean(1))
+
+    torch.manual_seed(5)
+    bag = Bag().to(D)
+    tokens = torch.randint(0, 7, (5, 6))
+    ks = [empirical_ntk(bag, tokens, implementation=impl) for impl in IMPLS]
+    for a, b in itertools.combinations(ks, 2):
+        assert rel(a, b) < TOL
+    net, x1, x2 = NETS["cnn1d"]
+    ref = empirical_ntk(net, x1, x2)
+    for impl in IMPLS:
+        with torch.no_grad():
+            assert rel(empirical_ntk(net, x1, x2, implementation=impl), ref) < TOL
+        with torch.inference_mode():
+            assert rel(empirical_ntk(net, x1, x2, implementation=impl), ref) < TOL

@@ -415,21 +415,23 @@ def _layer_features(ctx: _Ctx, x: torch.Tensor) -> dict[str, tuple]:
             recs[name] = (inp[0].detach(), eps)
             return out + eps
         hooks.append(lay.module.register_forward_hook(hook))
-    try:
-        with torch.enable_grad():
-            y = functional_call(ctx.model, (ctx.params, ctx.fixed), (x,))
-    finally:
-        for h in hooks:
-            h.remove()
     n, o = x.shape[0], ctx.n_out
-    y = y.reshape(n, o)
-    eps = [recs[lay.name][1] for lay in ctx.layers]
-    cot = torch.eye(o, dtype=y.dtype, device=y.device)[:, None, :].expand(o, n, o)
-    try:
-        grads = torch.autograd.grad(y, eps, cot, is_grads_batched=True)
-    except RuntimeError:  # an op without a batching rule: one backward per output
-        per_o = [torch.autograd.grad(y, eps, cot[i], retain_graph=i < o - 1) for i in range(o)]
-        grads = tuple(torch.stack(gs) for gs in zip(*per_o))
+    # plain autograd, also when called under no_grad or inference_mode
+    with torch.inference_mode(False), torch.enable_grad():
+        if x.is_inference():
+            x = x.clone()
+        try:
+            y = functional_call(ctx.model, (ctx.params, ctx.fixed), (x,)).reshape(n, o)
+        finally:
+            for h in hooks:
+                h.remove()
+        eps = [recs[lay.name][1] for lay in ctx.layers]
+        cot = torch.eye(o, dtype=y.dtype, device=y.device)[:, None, :].expand(o, n, o)
+        try:
+            grads = torch.autograd.grad(y, eps, cot, is_grads_batched=True)
+        except RuntimeError:  # an op without a batching rule: one backward per output
+            per_o = [torch.autograd.grad(y, eps, cot[i], retain_graph=i < o - 1) for i in range(o)]
+            grads = tuple(torch.stack(gs) for gs in zip(*per_o))
     feats: dict[str, tuple] = {}
     for lay, g in zip(ctx.layers, grads):
         a = recs[lay.name][0]
