@@ -54,9 +54,11 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def prior_penalty(logits: torch.Tensor) -> torch.Tensor:
     """``KL(uniform || mean_i softmax(logits_i))``: pushes the mean prediction towards uniform."""
-    k = logits.shape[-1]
-    mean = torch.softmax(logits, dim=-1).mean(0)
-    return (math.log(1.0 / k) - torch.log(mean)).sum() / k
+    n, k = logits.shape
+    # log of the mean prediction, computed in log space: a class whose probability underflows
+    # in every row would otherwise give log(0) and NaN gradients
+    log_mean = torch.logsumexp(F.log_softmax(logits, dim=-1), dim=0) - math.log(n)
+    return (math.log(1.0 / k) - log_mean).sum() / k
 
 
 def neg_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -622,6 +622,7 @@ def train_confident_learning(
 
     x, y = check_data(x, y, num_classes)
     check_int("folds", folds, 2)
+    desc = ce_kwargs.pop("desc", "cleanlab")
     if y_true is not None:
         _, y_true = check_data(x, y_true, num_classes, name="y_true")
     epochs = ce_kwargs.get("epochs", 300)
@@ -644,7 +645,7 @@ def train_confident_learning(
         else:
             tr = (fold_of != f).nonzero().squeeze(1)
             res = train_ce(x[tr], y[tr], num_classes=num_classes, generator=g, run=sub,
-                           desc=f"cleanlab fold {f}", **fold_kwargs)
+                           desc=f"{desc} fold {f}", **fold_kwargs)
             p = predict_probs(res.models["net"], x[held], views=views, device=sub.device)
             if path is not None:
                 torch.save(p, path)
@@ -656,7 +657,7 @@ def train_confident_learning(
     g = torch.Generator().manual_seed(spawn(generator))
     sub = run.child("retrain", config={"n_kept": len(keep)})
     res = train_ce(x[keep], y[keep], num_classes=num_classes, generator=g, run=sub,
-                   x_test=x_test, y_test=y_test, desc="cleanlab retrain", **ce_kwargs)
+                   x_test=x_test, y_test=y_test, desc=f"{desc} retrain", **ce_kwargs)
     info: dict[str, Any] = {"removed": removed, "n_removed": int(removed.sum()), "pred_probs": probs}
     if y_true is not None:
         wrong = y != y_true

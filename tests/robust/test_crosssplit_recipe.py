@@ -1,0 +1,128 @@
+"""The crosssplit recipe: a tiny end-to-end run, kill-and-resume, the CLI's one-line errors."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from deepscope.recipes import crosssplit as rec
+from deepscope.runner import execute_recipe
+from deepscope.train import Run
+
+
+def _cfg(out, **kw):
+    return rec.Config(quick=True, progress=False, threads=1, device="cpu", out=out, **kw)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cs") / "run"
+    return out, execute_recipe("crosssplit", _cfg(out), quiet=True)
+
+
+def test_end_to_end_writes_the_table_figures_models_and_sub_runs(quick_run):
+    out, result = quick_run
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["system"] == "CrossSplit" and stored["settings"]["epochs"] == 3
+    methods = ["crosssplit", "ce", "ce-es", "coteaching", "dividemix", "cleanlab"]
+    assert set(stored["table"]) == set(methods)
+    for m in methods:
+        row = stored["table"][m]["sym60"]
+        assert row["last"]["n"] == 1 and row["seeds"] == [0]
+        assert row["best"]["mean"] >= row["last"]["mean"]  # best is the max over epochs
+        sub = read(out / m / "sym60" / "seed0")
+        assert len(sub["test_acc_curve"]) == 3 and sub["noise"] == "sym60"
+        assert list((out / m / "sym60" / "seed0").glob("model*.pt"))
+    assert "selected" in stored["table"]["ce-es"]["sym60"]
+    # every method saw the same noisy labels: one realised rate, DivideMix's convention 0.6 * 9/10
+    rates = stored["realised_noise_rate_per_seed"]["sym60"]
+    assert len({v[0] for v in rates.values()}) == 1 and abs(rates["ce"][0] - 0.54) < 0.05
+    la = stored["label_accuracy"]["sym60"]["crosssplit"]
+    assert la["given_labels"] == pytest.approx(100 * (1 - rates["ce"][0]), abs=0.01)
+    assert len(la["curve"]) == 3
+    for name in ("test_accuracy", "label_accuracy"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    assert stored["verdict"]["verdict"] == "not run"  # sym40/80 were not part of --quick
+    assert "CrossSplit" in result["summary"]
+    import deepscope
+
+    nets = deepscope.load(out / "crosssplit" / "sym60" / "seed0")
+    assert set(nets) == {"model-net_a", "model-net_b"}
+
+
+def read(path):
+    return json.loads((path / "result.json").read_text())
+
+
+def test_rerun_skips_finished_sub_runs_and_aggregates_all_of_them(quick_run, tmp_path):
+    out, result = quick_run
+    # a second invocation with another seed adds seed 1 and keeps seed 0 (not retrained)
+    before = (out / "ce" / "sym60" / "seed0" / "result.json").stat().st_mtime_ns
+    execute_recipe("crosssplit", _cfg(out, seed=1, methods=("ce",)), quiet=True)
+    assert (out / "ce" / "sym60" / "seed0" / "result.json").stat().st_mtime_ns == before
+    stored = read(out)
+    assert stored["table"]["ce"]["sym60"]["seeds"] == [0, 1]
+    assert stored["table"]["ce"]["sym60"]["last"]["n"] == 2
+    assert stored["table"]["crosssplit"]["sym60"]["last"]["n"] == 1
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path / "a", methods=("crosssplit", "ce"), n=400)
+    full = execute_recipe("crosssplit", cfg, quiet=True)
+    log = Run.log
+
+    def dying_log(self, step, **metrics):
+        log(self, step, **metrics)
+        if self.dir.parts[-3:] == ("crosssplit", "sym60", "seed0") and step == 2:
+            raise _Killed
+
+    monkeypatch.setattr(Run, "log", dying_log)
+    cfg_b = replace(cfg, out=tmp_path / "b")
+    with pytest.raises(_Killed):
+        execute_recipe("crosssplit", cfg_b, quiet=True)
+    assert not (tmp_path / "b" / "crosssplit" / "sym60" / "seed0" / "result.json").exists()
+    monkeypatch.setattr(Run, "log", log)
+    resumed = execute_recipe("crosssplit", cfg_b, quiet=True)
+    def numbers(table):  # wall times differ, nothing else may
+        return {m: {nz: {k: v for k, v in row.items() if k != "seconds_per_run"}
+                    for nz, row in per.items()} for m, per in table.items()}
+
+    assert numbers(resumed["table"]) == numbers(full["table"])
+    assert resumed["label_accuracy"] == full["label_accuracy"]
+    strip = lambda r: {k: v for k, v in r.items() if k != "time"}  # noqa: E731
+    for d in ("crosssplit", "ce"):
+        a, b = ((tmp_path / r / d / "sym60" / "seed0" / "metrics.jsonl").read_text().splitlines()
+                for r in ("a", "b"))
+        assert [strip(json.loads(x)) for x in a] == [strip(json.loads(x)) for x in b]
+
+
+def test_cli_bad_option_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from deepscope.cli import main
+
+    out = tmp_path / "never"
+    assert main(["run", "crosssplit", "--epochs", "-1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "epochs == -1, must be >= 0" in err[0]
+    assert not out.exists()
+    assert main(["run", "crosssplit", "--noise", "sym400", "--out", str(out)]) == 2
+    assert "noise == 'sym400'" in capsys.readouterr().err
+    assert main(["run", "crosssplit", "--dataset", "cifar10", "--out", str(out)]) == 2
+    assert "data_root == None, must be an existing folder" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_verdict_from_numbers():
+    def row(v):
+        return {"last": {"mean": v, "n": 3}}
+
+    table = {"crosssplit": {"sym40": row(95.0), "sym60": row(93.5), "sym80": row(71.0)},
+             "ce": {"sym40": row(85.0), "sym60": row(72.0), "sym80": row(45.0)},
+             "dividemix": {"sym60": row(90.0), "sym80": row(75.0)}}
+    v = rec.verdict({"table": table, "settings": {"dataset": "mnist1d"}})
+    assert v["verdict"] == "partly" and "sym80 dividemix 75.0" in v["measured"]
+    table["dividemix"]["sym80"] = row(70.0)
+    assert rec.verdict({"table": table, "settings": {"dataset": "mnist1d"}})["verdict"] == "reproduced"
