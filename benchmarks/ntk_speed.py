@@ -34,6 +34,7 @@ matrix-multiply rate at that thread count: timings on a shared machine are not b
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -224,7 +225,7 @@ def main() -> None:
             "torch_threads": args.threads,
             "torch": torch.__version__,
             "python": sys.executable,
-            "nngeometry": __import__("nngeometry").__version__ if nng and hasattr(__import__("nngeometry"), "__version__") else ("installed" if nng else "not importable: skipped"),
+            "nngeometry": importlib.metadata.version("nngeometry") if nng else "not importable: skipped",
             "matmul_gflops_float32": round(matmul_gflops(args.threads), 1),
             "load_average_1_5_15_before": load_before,
         },
@@ -253,6 +254,13 @@ def main() -> None:
             if base and "seconds" in r:
                 r["time_ratio_vs_deepscope_auto"] = r["seconds"] / base
         result["cases"][case] = {"model": model, "n": n, "mode": mode, "methods": rows}
+        if case == "mlp_trace_20k":
+            p = sum(q.numel() for q in build(model, 1)[0].parameters())
+            result["cases"][case]["others_not_run"] = (
+                f"arithmetic, not measured: the per-example Jacobians of all N = {n} inputs "
+                f"(tutorial, naive) hold N*O*P*4 B = {n * 10 * p * 4 / 2**30:.1f} GiB; nngeometry's "
+                f"dense (O, N, O, N) kernel holds {(10 * n) ** 2 * 4 / 2**30:.1f} GiB"
+            )
     result["machine"]["load_average_1_5_15_after"] = [round(v, 2) for v in os.getloadavg()]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n")

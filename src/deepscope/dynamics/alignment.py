@@ -131,7 +131,9 @@ def kernel_alignment(k: torch.Tensor, y: Any, *, centered: bool = True,
       output-traced kernel with the traced label kernel ``Y Y^T = sum_o y_o y_o^T``.
 
     Each is 1 when ``K`` is a positive multiple of the matching label kernel, 0 for a kernel
-    orthogonal to it, and in [0, 1] for a PSD kernel.
+    orthogonal to it, and in [0, 1] for a PSD kernel. The full and the traced alignments are
+    different numbers for one network (the traced one ignores which output a gradient belongs
+    to and is usually larger): compare runs within one convention.
 
     Parameters
     ----------

@@ -43,8 +43,10 @@ Implementations (``NTKImplementation``; all exact, tested to agree to 1e-10 in f
   modules (norm layers, embeddings, bare ``nn.Parameter``) go through ``"jacobian"``.
 - ``"auto"`` (default) -- ``"factorized"`` when some parameter-owning module is a Linear/Conv1d/
   Conv2d it can factorise (the others' parameters by Jacobian contraction), else ``"jacobian"``.
-  ``"vjp_jvp"`` is never picked automatically: it stores no Jacobian but costs ``N2 O`` jvps of
-  the whole ``x1`` chunk, slower than the other two on every model in ``benchmarks/ntk_speed.py``.
+  ``"vjp_jvp"`` is never picked automatically: it stores no Jacobian, but it runs ``N2 O`` jvps
+  over the ``x1`` chunk; in ``benchmarks/ntk_speed.py`` it was far slower than ``"factorized"``
+  on both models, faster than ``"jacobian"`` on the MLP and slower on the CNN (its cost grows
+  with the forward FLOPs, which weight sharing makes large for convolutions).
 
 Conventions: parameters are those with ``requires_grad=True``; the model is evaluated as is (call
 ``model.eval()`` first if it has BatchNorm or dropout -- train mode is refused); examples must be
@@ -616,7 +618,9 @@ def empirical_ntk(
         See the module docstring; all give the same kernel.
     chunk_size : int, optional
         Examples per block. Default: chosen from the implementation so that one block's
-        temporaries stay near 256 MiB; the memory in use is then the output plus that.
+        temporaries stay near 256 MiB; the memory in use is then the output, those
+        temporaries and at most 1 GiB of per-chunk features kept for reuse (beyond that they
+        are recomputed).
 
     Returns
     -------
