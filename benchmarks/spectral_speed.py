@@ -12,6 +12,10 @@ Writes benchmarks/results/spectral_speed.json with
 - ``recorder_overhead``: the same training with and without ``SpectrumRecorder`` (every 100
   steps, logging into a Run's metrics.jsonl), same steps, alternated ``--repeats`` times in one
   process; the ratio of the median times.
+- ``lockstep_loop``: the recipes' loop, ``deepscope.dynamics.spectral_train.train_lockstep``
+  (one model, ``log_spectra`` every 100 steps, a Run writing metrics and a checkpoint every
+  2000 steps), timed in the same alternation: its median over the hand-written loop's with
+  the recorder, i.e. what the shared loop costs over a bare one.
 
 Wall times on a shared machine move with its load: the file records the load average and
 ``torch.get_num_threads()`` beside the numbers.
@@ -32,8 +36,10 @@ from pathlib import Path
 import torch
 
 from deepscope.dynamics.spectral import SpectrumRecorder, sum_of_sinusoids
+from deepscope.dynamics.spectral_train import log_spectra, train_lockstep
 from deepscope.nets import MLP
 from deepscope.train import Run
+from deepscope.train.rng import fork_seeded
 
 FREQS = list(range(5, 55, 5))
 PAPER_STEPS = 60_000
@@ -41,11 +47,11 @@ RECORD_EVERY = 100
 
 
 def _setup(seed: int = 0):
-    torch.manual_seed(seed)
     z = torch.arange(200, dtype=torch.float32) / 200
     x = z[:, None]
     y = sum_of_sinusoids(z, FREQS, [1.0] * len(FREQS), [0.0] * len(FREQS))
-    net = MLP(1, [256] * 5, 1)
+    with fork_seeded(torch.Generator().manual_seed(seed)):
+        net = MLP(1, [256] * 5, 1)
     opt = torch.optim.Adam(net.parameters(), lr=3e-4)
     return x, y, net, opt
 
@@ -68,6 +74,16 @@ def train(steps: int, *, record: bool, run: Run | None) -> tuple[float, float]:
     return time.perf_counter() - t0, in_rec
 
 
+def train_shared_loop(steps: int, run: Run) -> float:
+    """Seconds for ``steps`` steps of ``train_lockstep`` on the same problem (one model)."""
+    x, y, _, _ = _setup()
+    t0 = time.perf_counter()
+    train_lockstep(x, {"a": y}, generator=torch.Generator().manual_seed(0), run=run, steps=steps,
+                   record_every=RECORD_EVERY, checkpoint_every=2000,
+                   record=log_spectra(x, {"a": [1.0] * len(FREQS)}, freqs=FREQS))
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000, help="steps per timed training")
@@ -81,12 +97,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="spectral_speed_"))
     run = Run(tmp / "rec", config={"bench": "spectral_speed"}, seed=0, progress=False)
     train(200, record=True, run=run)  # warm-up (allocator, kernels)
-    with_rec, without, in_rec = [], [], []
-    for _ in range(args.repeats):
+    with_rec, without, in_rec, shared = [], [], [], []
+    for i in range(args.repeats):
         without.append(train(args.steps, record=False, run=None)[0])
         total, spent = train(args.steps, record=True, run=run)
         with_rec.append(total)
         in_rec.append(spent)
+        loop_run = Run(tmp / f"loop{i}", config={"bench": "spectral_speed"}, progress=False)
+        shared.append(train_shared_loop(args.steps, loop_run))
     t_without, t_with = statistics.median(without), statistics.median(with_rec)
     per_step = t_with / args.steps
     result = {
@@ -122,6 +140,11 @@ def main() -> None:
             ),
         },
     }
+    result["lockstep_loop"] = {
+        "steps": args.steps,
+        "seconds": shared,
+        "ratio_median_over_hand_written_with_recorder": statistics.median(shared) / t_with,
+    }
     if args.full:
         from deepscope.recipes.spectral_sinusoids import Config
         from deepscope.runner import execute_recipe
@@ -141,7 +164,9 @@ def main() -> None:
         f"{per_step * 1e3:.2f} ms/step -> one seed at paper size ~ "
         f"{math.ceil(per_step * PAPER_STEPS * 2 / 60)} min; recorder overhead "
         f"{ov['overhead_percent']:+.2f}% A/B, {ov['recorder_share_percent_of_with_runs']:.2f}% "
-        f"inside the recorder (threads={torch.get_num_threads()}); wrote {args.out}"
+        f"inside the recorder; train_lockstep / hand-written loop "
+        f"{result['lockstep_loop']['ratio_median_over_hand_written_with_recorder']:.3f} "
+        f"(threads={torch.get_num_threads()}); wrote {args.out}"
     )
 
 
