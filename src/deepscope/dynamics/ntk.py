@@ -40,7 +40,10 @@ Implementations (``NTKImplementation``; all exact, tested to agree to 1e-10 in f
   bias) at position ``s`` and ``g`` the gradient of output ``o`` with respect to the layer's output,
   all ``g`` from one batched backward pass. Per layer it takes the cheaper (by FLOP count) of the
   Gram form above and contracting the layer's Jacobian ``sum_s a_s (x) g_s``. Parameters of other
-  modules (norm layers, embeddings, bare ``nn.Parameter``) go through ``"jacobian"``.
+  modules (norm layers, embeddings, bare ``nn.Parameter``), of grouped convolutions and of
+  modules called more than once per forward or sharing a parameter go through ``"jacobian"``.
+  A factorised module's parameters must be used only by its own ``forward`` (a weight read
+  directly elsewhere, e.g. ``F.linear(h, self.fc.weight)``, would be missed).
 - ``"auto"`` (default) -- ``"factorized"`` when some parameter-owning module is a Linear/Conv1d/
   Conv2d it can factorise (the others' parameters by Jacobian contraction), else ``"jacobian"``.
   ``"vjp_jvp"`` is never picked automatically: it stores no Jacobian, but it runs ``N2 O`` jvps
