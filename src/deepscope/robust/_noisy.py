@@ -261,12 +261,12 @@ def test_metrics(models: Mapping[str, nn.Module], x_test: torch.Tensor | None,
     """``test_acc`` of the ensemble (sum of logits) and, with two or more models, of each one."""
     if x_test is None:
         return {}
-    rec = {"test_acc": round(accuracy(ensemble_logits(list(models.values()), x_test, views=views,
-                                                      device=device), y_test), 5)}
+    logits = {name: ensemble_logits([m], x_test, views=views, device=device)
+              for name, m in models.items()}
+    rec = {"test_acc": round(accuracy(sum(logits.values()), y_test), 5)}
     if len(models) > 1:
-        for name, m in models.items():
-            rec[f"test_acc_{name}"] = round(accuracy(ensemble_logits([m], x_test, views=views,
-                                                                     device=device), y_test), 5)
+        for name, lg in logits.items():
+            rec[f"test_acc_{name}"] = round(accuracy(lg, y_test), 5)
     return rec
 
 

@@ -1,0 +1,115 @@
+"""Cost of one CrossSplit epoch against one cross-entropy epoch of one network (target: <= 2.2x).
+
+    OMP_NUM_THREADS=1 python benchmarks/crosssplit_cost.py --threads 1            # ~6 min
+    OMP_NUM_THREADS=1 python benchmarks/crosssplit_cost.py --threads 1 --quick    # ~1 min
+
+Data and network are the crosssplit recipe's CPU scale: MNIST-1D (``--n`` samples, 80% for
+training), the MNIST-1D CNN with ``--channels`` channels, batch 128, weak shift views. Timed,
+in one process and alternated ``--repeats`` times so that a change of machine load hits
+every method alike:
+
+- ``ce``: one epoch of :func:`deepscope.robust.baselines.train_ce` (one network, all the data);
+- ``crosssplit_reduced``: one post-warm-up epoch of :func:`train_crosssplit` as the recipe runs
+  it on MNIST-1D (per-epoch peer/own predictions, consistency term, unlabeled batch 64);
+- ``crosssplit_paper``: one post-warm-up epoch with the paper's ingredients (per-batch targets
+  over 2 weak views, 2 strong views, MixUp, contrastive term).
+
+Each epoch includes the loop's evaluation on the test split (one network for ``ce``, two for
+CrossSplit). The ratio reported is median(CrossSplit epoch) / median(CE epoch). Writes
+benchmarks/results/crosssplit_cost.json with the load average and thread count beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from deepscope.data import load_dataset
+from deepscope.robust.augment import signal_views
+from deepscope.robust.baselines import train_ce
+from deepscope.robust.crosssplit import train_crosssplit
+from deepscope.robust.noise import make_label_noise
+from deepscope.train import Run
+
+REDUCED = dict(refresh="epoch", mixup=False, contrastive_weight=0.0, train_views=1, peer_views=0)
+PAPER = dict(refresh="batch", mixup=True, contrastive_weight=0.025, train_views=2, peer_views=2)
+
+
+def _epoch_seconds(run_dir: Path) -> list[float]:
+    """Durations of the logged epochs, from the ``time`` stamps of metrics.jsonl."""
+    times = [json.loads(line)["time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def time_ce(data: dict, args, seed: int) -> float:
+    """Seconds of one cross-entropy epoch (the second of two: the first pays warm-up costs)."""
+    with tempfile.TemporaryDirectory() as d:
+        train_ce(data["x"], data["y"], num_classes=10, generator=torch.Generator().manual_seed(seed),
+                 x_test=data["xt"], y_test=data["yt"], net="cnn1d",
+                 net_kwargs={"channels": args.channels}, views=signal_views("weak"), epochs=2,
+                 batch_size=128, lr=0.05, run=Run(d, progress=False))
+        return _epoch_seconds(Path(d))[-1]
+
+
+def time_crosssplit(data: dict, args, seed: int, opts: dict) -> float:
+    """Seconds of one CrossSplit epoch after a one-epoch warm-up."""
+    with tempfile.TemporaryDirectory() as d:
+        train_crosssplit(data["x"], data["y"], num_classes=10,
+                         generator=torch.Generator().manual_seed(seed), x_test=data["xt"],
+                         y_test=data["yt"], net="cnn1d", net_kwargs={"channels": args.channels},
+                         views=signal_views("weak"), epochs=2, warmup_epochs=1, batch_size=128,
+                         warmup_batch_size=128, lr=0.05, run=Run(d, progress=False), **opts)
+        return _epoch_seconds(Path(d))[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="2,000 samples, 1 repeat")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "crosssplit_cost.json")
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.repeats = 2000, 1
+    torch.set_num_threads(args.threads)
+    ds = load_dataset("mnist1d", n=args.n, seed=0)
+    noisy = make_label_noise(ds.y_train, "sym60", num_classes=10, generator=torch.Generator().manual_seed(0))
+    data = {"x": ds.x_train, "y": noisy.labels, "xt": ds.x_test, "yt": ds.y_test}
+    load_before = os.getloadavg()
+    t0 = time.time()
+    times: dict[str, list[float]] = {"ce": [], "crosssplit_reduced": [], "crosssplit_paper": []}
+    for r in range(args.repeats):
+        times["ce"].append(time_ce(data, args, r))
+        times["crosssplit_reduced"].append(time_crosssplit(data, args, r, REDUCED))
+        times["crosssplit_paper"].append(time_crosssplit(data, args, r, PAPER))
+        print(r, {k: round(v[-1], 3) for k, v in times.items()}, flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "what": "seconds per epoch (median over repeats) and ratio to one cross-entropy epoch of one network",
+        "n_train": len(data["x"]), "channels": args.channels, "batch_size": 128,
+        "repeats": args.repeats, "seconds_per_epoch": {k: round(v, 3) for k, v in med.items()},
+        "all_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "ratio_to_ce": {k: round(v / med["ce"], 3) for k, v in med.items() if k != "ce"},
+        "target_ratio": 2.2,
+        "threads": torch.get_num_threads(), "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "wall_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
