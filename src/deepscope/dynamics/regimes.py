@@ -67,6 +67,9 @@ __all__ = [
     "LossLadder",
     "learning_times",
     "group_gap",
+    "regime_delta",
+    "learning_time_spearman",
+    "snapshot_outputs",
     "relu_sign_agreement",
     "tangent_kernel",
     "kernel_alignment",
@@ -271,7 +274,8 @@ class LossLadder:
     next_ : int
         Index of the next rung to fire; ``done`` once all have.
 
-    A rung ``k`` fires at the first update where the running mean is ``<= levels[k]``; a large
+    A rung ``k`` fires at the first update where the running mean is ``<= levels[k]`` (to a
+    relative 1e-6: the float32 cross-entropy of the zero function is ``ln C`` rounded); a large
     drop fires several rungs at once (each gets the same step). Rungs never fire twice, even if
     the loss rises again. ``state_dict``/``load_state_dict`` make it a checkpointable object
     for :meth:`deepscope.train.Run.save`.
@@ -316,7 +320,8 @@ class LossLadder:
         self._buffer.append(loss)
         m = self.running_mean
         fired = []
-        while self.next_ < len(self.levels) and m <= self.levels[self.next_]:
+        # a relative tolerance of 1e-6, so that the zero function's float32 loss ln(C) fires rung 0
+        while self.next_ < len(self.levels) and m <= self.levels[self.next_] * (1 + 1e-6):
             fired.append(self.next_)
             self.steps_.append(int(step))
             self.next_ += 1
@@ -424,6 +429,52 @@ def group_gap(losses: Any, hard: Any, easy: Any) -> np.ndarray:
         raise ValueError(f"hard has {int(h.sum())} and easy {int(e.sum())} examples; both groups "
                          "must be non-empty")
     return lo[:, h].mean(1) - lo[:, e].mean(1)
+
+
+def regime_delta(losses_a: Any, losses_b: Any, hard: Any, easy: Any) -> tuple[float, int]:
+    """The paper's comparison: ``mean over shared rungs of gap_a - gap_b`` and the number of rungs.
+
+    Parameters
+    ----------
+    losses_a, losses_b : (Ra, N), (Rb, N) tensors or arrays
+        Per-example losses on the same ladder for two regimes (``a``: alpha = 1, ``b``: alpha =
+        100); rung r of both sits at the same running training loss. Only the first
+        ``min(Ra, Rb)`` rungs, reached by both, are compared.
+    hard, easy : (N,) bool masks
+
+    Returns
+    -------
+    delta : float
+        ``> 0``: at equal training loss, regime ``a`` has pulled further ahead on the easy group
+        relative to the hard one than regime ``b`` (the paper's effect for a = feature learning).
+        NaN when no rung is shared.
+    rungs : int
+    """
+    r = min(len(losses_a), len(losses_b))
+    if r == 0:
+        return float("nan"), 0
+    a = np.asarray(losses_a.cpu() if isinstance(losses_a, torch.Tensor) else losses_a)[:r]
+    b = np.asarray(losses_b.cpu() if isinstance(losses_b, torch.Tensor) else losses_b)[:r]
+    return float(np.mean(group_gap(a, hard, easy) - group_gap(b, hard, easy))), r
+
+
+def learning_time_spearman(difficulty: Any, times: Any) -> float:
+    """Spearman correlation of a difficulty score (high = hard) with learning times.
+
+    Examples never learned (``inf``) rank after every learned one (ties among them). NaN if
+    either argument is constant.
+    """
+    from scipy.stats import spearmanr
+
+    d = np.asarray(difficulty.cpu() if isinstance(difficulty, torch.Tensor) else difficulty, dtype=float)
+    t = np.asarray(times, dtype=float).copy()
+    if d.shape != t.shape or d.ndim != 1:
+        raise ValueError(f"difficulty has shape {d.shape} and times {t.shape}; need two (N,) arrays")
+    finite = np.isfinite(t)
+    t[~finite] = (t[finite].max() + 1) if finite.any() else 0.0
+    if np.ptp(d) == 0 or np.ptp(t) == 0:
+        return float("nan")
+    return float(spearmanr(d, t).statistic)
 
 
 # --------------------------------------------------------------------------------------
@@ -556,11 +607,19 @@ def kernel_alignment(k1: torch.Tensor, k2: torch.Tensor) -> float:
 # --------------------------------------------------------------------------------------
 # Training loops
 # --------------------------------------------------------------------------------------
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple:
+def _init_outputs(model: AlphaScaled, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``model.init(x)`` in batches: the frozen network's outputs, computed once per input set."""
+    with torch.no_grad():
+        return torch.cat([model.init(x[i:i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+def _evaluate(model: AlphaScaled, x: torch.Tensor, y: torch.Tensor, h0: torch.Tensor,
+              batch: int) -> tuple:
     losses, correct = [], []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch):
-            lo, co = example_losses(model(x[i:i + batch]), y[i:i + batch])
+            out = model(x[i:i + batch], init_output=h0[i:i + batch])
+            lo, co = example_losses(out, y[i:i + batch])
             losses.append(lo.float().cpu())
             correct.append(co.cpu())
     return torch.cat(losses), torch.cat(correct)
@@ -572,7 +631,7 @@ def train_alpha(
     y: torch.Tensor,
     *,
     generator: torch.Generator,
-    ladder: LossLadder,
+    ladder: LossLadder | None = None,
     run: Run | None = None,
     device: str | torch.device | None = None,
     epochs: int = 100,
@@ -606,8 +665,9 @@ def train_alpha(
         Training data (moved to the device once).
     generator : torch.Generator
         Draws the minibatch order (one permutation per epoch, on the CPU).
-    ladder : LossLadder
+    ladder : LossLadder, optional
         Its ``window`` should be the number of minibatches per epoch. Checkpointed with the run.
+        None: plain training for ``epochs`` (no records), e.g. the hold-out models of a c-score.
     run : Run, optional
         Metrics, checkpoints (every ``checkpoint_every`` epochs) and resume.
     epochs, batch_size, lr, momentum
@@ -646,6 +706,9 @@ def train_alpha(
     x, y = x.to(dev), y.to(dev)
     px = x if probe_x is None else probe_x.to(dev)
     py = y if probe_y is None else probe_y.to(dev)
+    # the frozen network's outputs never change: compute them once (a third of each step's work)
+    h0 = _init_outputs(model, x, eval_batch)
+    h0_probe = h0 if probe_x is None else _init_outputs(model, px, eval_batch)
     n = x.shape[0]
     opt = torch.optim.SGD(model.model.parameters(), lr=lr, momentum=momentum)
     # the kernel at initialisation, from the frozen copy (so a resumed run gets the same one)
@@ -654,7 +717,7 @@ def train_alpha(
 
     def probe(rung: int, step: int, loss: float) -> None:
         model.eval()
-        lo, co = _evaluate(model, px, py, eval_batch)
+        lo, co = _evaluate(model, px, py, h0_probe, eval_batch)
         ladder.record(rung, loss=lo, correct=co)
         rec = {"rung": rung, "level": round(ladder.levels[rung], 6), "train_loss": round(loss, 6),
                "probe_loss": round(float(lo.mean()), 6), "probe_acc": round(float(co.float().mean()), 5)}
@@ -666,28 +729,34 @@ def train_alpha(
         run.log(step, **rec)
         model.train()
 
-    state = run.restore(model=model, opt=opt, generator=generator, ladder=ladder, epoch=0)
+    tracked = {} if ladder is None else {"ladder": ladder}
+    state = run.restore(model=model, opt=opt, generator=generator, epoch=0, **tracked)
     step, start_epoch = state["step"], state.get("epoch", 0)
+    window: deque[float] = deque(maxlen=math.ceil(n / batch_size))  # the epoch's running loss
+    done = False
     with run.progress(epochs, desc=desc, start=start_epoch) as advance:
         for epoch in range(start_epoch + 1, epochs + 1):
-            if stop_when_done and ladder.done:
+            if done:
                 break
             model.train()
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, batch_size):
                 idx = order[i:i + batch_size].to(dev)
-                loss = example_losses(model(x[idx]), y[idx])[0].mean()
+                loss = example_losses(model(x[idx], init_output=h0[idx]), y[idx])[0].mean()
                 opt.zero_grad(set_to_none=True)
                 model.objective(loss).backward()
                 opt.step()
                 step += 1
                 value = loss.item()
-                for rung in ladder.update(step, value):
+                window.append(value)
+                for rung in [] if ladder is None else ladder.update(step, value):
                     probe(rung, step, ladder.running_mean)
-            run.log(step, epoch=epoch, running_loss=round(ladder.running_mean, 6))
-            if epoch % checkpoint_every == 0 or epoch == epochs or (stop_when_done and ladder.done):
-                run.save(step, model=model, opt=opt, generator=generator, ladder=ladder, epoch=epoch)
-            advance(1, loss=ladder.running_mean)
+            running = sum(window) / len(window)
+            run.log(step, epoch=epoch, running_loss=round(running, 6))
+            done = stop_when_done and ladder is not None and ladder.done
+            if epoch % checkpoint_every == 0 or epoch == epochs or done:
+                run.save(step, model=model, opt=opt, generator=generator, epoch=epoch, **tracked)
+            advance(1, loss=running)
     return model
 
 
@@ -845,3 +914,31 @@ def train_full_batch(
         for n, p in params.items():
             p.copy_(full[n])
     return FullBatchResult(lv, steps, snaps, {n: v.clone() for n, v in full.items()})
+
+
+def snapshot_outputs(model: AlphaScaled, params: Mapping[str, torch.Tensor], x: torch.Tensor, *,
+                     batch: int = 4096) -> torch.Tensor:
+    """``f_alpha`` of a stacked network at stored parameters (e.g. a :class:`FullBatchResult` snapshot).
+
+    Parameters
+    ----------
+    model : AlphaScaled
+        The stacked model the parameters belong to (its ``init`` gives ``h(theta_0)``).
+    params : dict
+        ``{name: (K, ...)}`` parameters of ``model.model``.
+    x : (G, D) tensor
+        Inputs shared by the K networks (a grid).
+
+    Returns
+    -------
+    (K, G, out) tensor
+    """
+    from torch.func import functional_call
+
+    outs = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch):
+            xb = x[i:i + batch]
+            h = functional_call(model.model, dict(params), (xb,))
+            outs.append(model.alpha * (h - model.init(xb)))
+    return torch.cat(outs, 1)

@@ -1,0 +1,166 @@
+"""lazy-vs-hasty end to end at the quick budget (toy, MNIST-1D, CIFAR-10 on tiny fake data), a
+killed run's resume, and the CLI's one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepscope.recipes import lazy_vs_hasty as rec
+from deepscope.runner import execute_recipe
+from deepscope.train import Run
+
+
+def _cfg(out, **kw):
+    return rec.Config(quick=True, progress=False, threads=1, device="cpu", out=out, **kw)
+
+
+def test_toy_quick_writes_maps_and_correlations(tmp_path):
+    res = execute_recipe("lazy-vs-hasty", _cfg(tmp_path), quiet=True)
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert stored["settings"]["seeds"] == 8 and set(stored["toy"]) == {"disk", "yinyang"}
+    for name in ("disk", "yinyang"):
+        e = res["toy"][name]["0.6"]  # quick levels: 0.65, 0.6
+        assert e["n_seeds"] >= 6 and -1 <= e["spearman_delta_vs_distance"] <= 1
+        assert set(e["per_seed_spearman"]) == {"mean", "std", "ci95", "n"}
+    assert (tmp_path / "figures" / "toy_delta_maps.png").stat().st_size > 5000
+    # one batched sub-run per (toy, alpha), each with its snapshot losses on the grid
+    sub = json.loads((tmp_path / "toy" / "disk" / "alpha100" / "result.json").read_text())
+    assert len(sub["steps"]) == 2 and len(sub["steps"][0]) == 8
+    blob = torch.load(tmp_path / "toy" / "disk" / "alpha1" / "grid_losses.pt", weights_only=True)
+    assert blob["losses"].shape == (2, 8, 21 * 21)
+
+
+@pytest.fixture(scope="module")
+def mnist1d_quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lvh") / "m"
+    return out, execute_recipe("lazy-vs-hasty", _cfg(out, mode="mnist1d"), quiet=True)
+
+
+def test_mnist1d_quick_all_four_groupings(mnist1d_quick):
+    out, res = mnist1d_quick
+    assert set(res["delta"]) == set(rec.MEASURES)
+    for m in rec.MEASURES:
+        d = res["delta"][m]
+        assert d["n"] == 2 and len(d["per_seed"]) == 2 and min(d["shared_rungs"]) >= 1
+        assert set(res["spearman"][m]) == {"1", "100"}
+    assert res["groups"]["noise"] == ["clean labels", "noisy labels"]
+    assert 0 <= res["cscore_reliability"]["n_seeds"] == 2
+    for name in ("group_losses", "learning_times"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 5000
+    # sub-runs per (condition, alpha, seed) and per hold-out fold
+    assert (out / "noise" / "alpha100" / "seed1" / "result.json").exists()
+    assert (out / "cscore" / "seed1" / "fold1" / "result.json").exists()
+    lad = torch.load(out / "clean" / "alpha1" / "seed0" / "ladder.pt", weights_only=True)
+    assert lad["loss"].shape[1] == 480 and lad["correct"].dtype == torch.bool
+
+
+def test_mnist1d_quick_lazy_run_stays_linear(mnist1d_quick):
+    # the premise of the comparison, measurable even at the quick budget: alpha = 100 keeps its
+    # ReLU pattern and tangent kernel closer to initialisation than alpha = 1
+    _, res = mnist1d_quick
+    c = res["conditions"]["clean"]
+    assert min(c["100"]["final_sign_agreement"]) > max(c["1"]["final_sign_agreement"])
+    assert min(c["100"]["final_kernel_alignment"]) > 0.99
+    assert min(c["100"]["final_kernel_alignment"]) > max(c["1"]["final_kernel_alignment"])
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillingRun(Run):
+    """A run whose sub-run 'noise/alpha100/seed1' dies logging step 30, the end of epoch 2 (480
+    examples, batch 32: 15 steps an epoch), just before that epoch's checkpoint; the last
+    checkpoint is step 15."""
+
+    def child(self, name, *, config=None, seed=None):
+        if name != "noise/alpha100/seed1":
+            return super().child(name, config=config, seed=seed)
+        parent = self
+
+        class _Child(Run):
+            def log(self, step, **metrics):
+                super().log(step, **metrics)
+                if step == 30:
+                    raise _Killed
+
+        return _Child(parent.dir / name, config=config, seed=self.seed if seed is None else seed,
+                      device=self.device, progress=False)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_numbers(tmp_path):
+    from dataclasses import fields
+
+    kw = dict(mode="mnist1d", measures=("noise",))
+    full = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "a", **kw), quiet=True)
+    cfg = _cfg(tmp_path / "b", **kw).with_preset()
+    config = {"recipe": "lazy-vs-hasty", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
+    with pytest.raises(_Killed):
+        rec.run(cfg, _KillingRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
+    assert not (tmp_path / "b" / "noise" / "alpha100" / "seed1" / "result.json").exists()
+    resumed = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "b", **kw), quiet=True)
+    assert resumed["delta"]["noise"]["per_seed"] == full["delta"]["noise"]["per_seed"]
+    assert resumed["spearman"] == full["spearman"]
+    a = tmp_path / "a" / "noise" / "alpha100" / "seed1"
+    b = tmp_path / "b" / "noise" / "alpha100" / "seed1"
+    strip = lambda p: [{k: v for k, v in json.loads(x).items() if k != "time"}  # noqa: E731
+                       for x in (p / "metrics.jsonl").open()]
+    assert strip(a) == strip(b)
+    la, lb = (torch.load(p / "ladder.pt", weights_only=True) for p in (a, b))
+    assert torch.equal(la["loss"], lb["loss"])
+
+
+@pytest.mark.slow
+def test_cifar10_mode_on_tiny_fake_data(tmp_path, monkeypatch):
+    from deepscope.data import Dataset
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(100) % 10
+    x = torch.rand(100, 3, 8, 8, generator=g) * 0.5 + 0.05 * y[:, None, None, None]
+    fake = Dataset(x, y, x[:10], y[:10], 10, "cifar10")
+    monkeypatch.setattr(rec, "_load_cifar", lambda root: fake)
+    monkeypatch.setattr(rec, "CIFAR_TRAIN", 80)
+    scores = np.linspace(0, 1, 50_000)
+    np.savez(tmp_path / "cs.npz", scores=scores, labels=np.r_[y.numpy(), np.zeros(49_900, int)])
+    (tmp_path / "data").mkdir()
+    cfg = _cfg(tmp_path / "run", mode="cifar10", data_root=str(tmp_path / "data"),
+               cscores=tmp_path / "cs.npz", measures=("cscore", "spurious"))
+    res = execute_recipe("lazy-vs-hasty", cfg, quiet=True)
+    assert res["n_train"] == 80 and res["n_probe"] == 64 and res["cscore_source"].endswith("cs.npz")
+    assert res["delta"]["cscore"]["n"] == 2 and "cscore_reliability" not in res
+    # labels in the c-score file that disagree with the data are refused
+    np.savez(tmp_path / "bad.npz", scores=scores, labels=np.ones(50_000, int))
+    with pytest.raises(ValueError, match="labels that differ from CIFAR-10's"):
+        execute_recipe("lazy-vs-hasty", rec.Config(**{**cfg.__dict__, "cscores": tmp_path / "bad.npz",
+                                                      "out": tmp_path / "bad"}), quiet=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "-1"], "epochs == -1, must be >= 0 (0: the mode's default)"),
+    (["--alphas", "1"], "alphas == (1.0,), must be at least two distinct values > 0"),
+    (["--mode", "mnist1d", "--cscores", "x.npz"], "cscores == 'x.npz', must be given with --mode cifar10"),
+    (["--mode", "cifar10"], "data_root == None, must be a folder holding cifar-10-batches-py"),
+])
+def test_cli_bad_option_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
+    from deepscope.cli import main
+
+    out = tmp_path / "never"
+    assert main(["run", "lazy-vs-hasty", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not out.exists()
+
+
+def test_cli_rejects_a_bad_cscores_file(tmp_path, capsys):
+    from deepscope.cli import main
+
+    np.savez(tmp_path / "c.npz", scores=np.full(10, 0.5))
+    (tmp_path / "data").mkdir()
+    code = main(["run", "lazy-vs-hasty", "--mode", "cifar10", "--data-root", str(tmp_path / "data"),
+                 "--cscores", str(tmp_path / "c.npz"), "--out", str(tmp_path / "never")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "has 10 scores, must have 50000" in err
+    assert not (tmp_path / "never").exists()
