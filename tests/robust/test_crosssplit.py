@@ -287,3 +287,33 @@ def test_bad_arguments_name_the_fix():
     with pytest.raises(ValueError, match=r"batch_size == 0, must be an integer >= 1"):
         _train(x, y, batch_size=0)
     assert Views().test(x) is x
+
+
+def test_paper_configuration_runs_on_images_with_batchnorm():
+    # the CIFAR code path at toy size: PreAct-ResNet-18 (width 4, BatchNorm), crop + flip views
+    # with normalisation, per-batch targets, MixUp, two strong views, the contrastive head
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(48, 3, 16, 16, generator=g)
+    y = torch.arange(48) % 3
+    res = train_crosssplit(x, y, num_classes=3, generator=g, net="preact-resnet18",
+                           net_kwargs={"norm": "batch", "width": 4},
+                           views=cifar_views("cifar10", policy="none"), epochs=2, warmup_epochs=1,
+                           batch_size=8, x_test=x[:12], y_test=y[:12], y_true=y)
+    last = res.history[-1]
+    assert last["phase"] == "crosssplit" and last["loss_con_net_a"] > 0 and last["lambda_u_net_a"] >= 0
+    assert res.predict(x[:4], views=cifar_views("cifar10", policy="none")).shape == (4, 3)
+
+
+@pytest.mark.vision
+def test_autoaugment_and_randaugment_views_are_seeded():
+    pytest.importorskip("torchvision")
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    for policy in ("autoaugment", "randaugment"):
+        tf = ImageTransform(4, True, policy)
+        a = tf(x, generator=torch.Generator().manual_seed(1))
+        b = tf(x, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b) and a.shape == x.shape and 0 <= float(a.min()) <= float(a.max()) <= 1
+    assert torch.equal(torch.get_rng_state(), before)  # torchvision drew from a forked RNG
+    assert cifar_views("cifar100").strong(x, torch.Generator()).shape == x.shape
