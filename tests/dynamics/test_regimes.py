@@ -263,7 +263,7 @@ def test_tangent_kernel_of_a_linear_model_is_closed_form():
     # f(x) = W x + b with O outputs: sum_o <df_o(x_i), df_o(x_j)> = O (x_i . x_j + 1)
     lin = nn.Linear(4, 3).double()
     x = torch.randn(6, 4, dtype=torch.float64)
-    k = tangent_kernel(lin, x, chunk=4)
+    k = tangent_kernel(lin, x, chunk_size=4)
     torch.testing.assert_close(k, 3 * (x @ x.T + 1), rtol=1e-12, atol=1e-12)
     # the kernel of f_alpha is alpha^2 that of h; the alignment does not see the scale
     f = AlphaScaled(_net(), 7.0)

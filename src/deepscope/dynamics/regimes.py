@@ -31,7 +31,7 @@ Cookbook::
     t = learning_times(ladder.stack("correct"))            # (N,) rung index, inf: not learned
 
     relu_sign_agreement(lazy, x)                            # 1.0 at initialisation
-    k0 = tangent_kernel(lazy, x[:32])                       # (32, 32) trace over the outputs
+    k0 = tangent_kernel(lazy, x[:32])                       # (32, 32) trace over the outputs (ntk)
     kernel_alignment(k0, tangent_kernel(lazy, x[:32]))      # uncentered alignment, 1.0 here
 
     model = train_alpha(lazy, x, y, generator=torch.Generator().manual_seed(0), epochs=5,
@@ -545,63 +545,45 @@ def relu_sign_agreement(model: nn.Module, x: torch.Tensor, reference: nn.Module 
     return float(sum(int(s.sum()) for s in same) / sum(s.numel() for s in same))
 
 
-def tangent_kernel(model: nn.Module, x: torch.Tensor, *, chunk: int = 64) -> torch.Tensor:
+def tangent_kernel(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
     """The empirical tangent kernel traced over outputs, ``K[i, j] = sum_o <df_o(x_i), df_o(x_j)>``.
+
+    :func:`deepscope.dynamics.ntk.empirical_ntk` with ``mode="trace"``.
 
     Parameters
     ----------
     model : nn.Module
         Differentiated with respect to its parameters with ``requires_grad=True`` (for an
-        :class:`AlphaScaled`, those of ``model.model``: the kernel of ``f_alpha`` is
-        ``alpha**2`` times that of ``h``).
+        :class:`AlphaScaled`, those of ``model.model``, so the kernel of ``f_alpha`` is
+        ``alpha**2`` times that of ``h``; the frozen ``init`` does not count).
     x : (N, ...) tensor
-    chunk : int
-        Examples per vmapped Jacobian; memory ``chunk * P`` per output.
+    chunk_size : int, optional
+        Examples per block (see ``empirical_ntk``).
 
     Returns
     -------
     (N, N) tensor
-        Computed one output at a time from per-example gradients (``torch.func``), so memory is
-        ``N * P`` for P parameters, not ``N * O * P``.
     """
-    from torch.func import functional_call, grad, vmap
+    from deepscope.dynamics.ntk import empirical_ntk
 
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        n_out = model(x[:1]).reshape(1, -1).shape[1]
-
-    def f_o(p: dict, xi: torch.Tensor, o: int) -> torch.Tensor:
-        out = functional_call(model, {**p, **frozen, **buffers}, (xi.unsqueeze(0),))
-        return out.reshape(-1)[o]
-
-    k = torch.zeros(x.shape[0], x.shape[0], dtype=next(iter(params.values())).dtype, device=x.device)
-    for o in range(n_out):
-        rows = []
-        for i in range(0, x.shape[0], chunk):
-            g = vmap(grad(f_o), in_dims=(None, 0, None))(params, x[i:i + chunk], o)
-            rows.append(torch.cat([g[n].reshape(g[n].shape[0], -1) for n in names], 1))
-        j = torch.cat(rows)
-        k += j @ j.T
-    return k
+    return empirical_ntk(model, x, mode="trace", chunk_size=chunk_size)
 
 
 def kernel_alignment(k1: torch.Tensor, k2: torch.Tensor) -> float:
     """Uncentered kernel alignment ``<K1, K2>_F / (||K1||_F ||K2||_F)`` in [-1, 1].
 
-    Scale-invariant, so the kernel of ``f_alpha`` (``alpha**2 K_h``) and that of ``h`` align
-    identically. 1.0: the tangent kernel has not rotated since the reference (lazy training).
+    :func:`deepscope.dynamics.alignment.cka` with ``centered=False``, as a float. Scale-invariant,
+    so the kernel of ``f_alpha`` (``alpha**2 K_h``) and that of ``h`` align identically. 1.0: the
+    tangent kernel has not rotated since the reference (lazy training).
     """
+    from deepscope.dynamics.alignment import cka
+
     if k1.shape != k2.shape or k1.ndim != 2:
         raise ValueError(f"kernels have shapes {tuple(k1.shape)} and {tuple(k2.shape)}; need two "
                          "(N, N) matrices on the same inputs")
-    a, b = k1.double().reshape(-1), k2.double().reshape(-1)
-    den = a.norm() * b.norm()
-    if den == 0:
+    if not bool(k1.any()) or not bool(k2.any()):
         raise ValueError("a kernel is identically zero; alignment is undefined")
-    return float(a @ b / den)
+    return float(cka(k1, k2, centered=False))
 
 
 # --------------------------------------------------------------------------------------
