@@ -19,7 +19,7 @@ network's output). Each training step
 >>> x, y = torch.rand(64, 8), torch.randint(3, (64,))
 >>> with fork_seeded(g):
 ...     net = MLP(8, [32, 32], 3)
->>> a3t = A3T(eps=0.1, bounds=(0.0, 1.0), layer=1)
+>>> a3t = A3T(eps=0.1, bounds=(0.0, 1.0))                      # D on the last hidden layer
 >>> net = train_robust(net, x, y, a3t, generator=g, epochs=2, batch_size=32)
 >>> type(a3t.disc_).__name__                      # the trained discriminator
 'MLP'
@@ -34,9 +34,13 @@ non-saturating form of GANs); alternating updates minimise exactly the paper's t
 keep separate Adam moments for D and the classifier, and let D's learning rate differ.
 
 **Defaults.** α = 0.5 is the weight of Goodfellow et al.'s FGSM objective (arXiv 1412.6572),
-which A3T's classification loss keeps. The layer (the first hidden layer), β = 1 and D's size
-(two hidden layers of 256, ReLU) are deepscope's choices: the text of the paper available to
-us gives the losses but not these values (docs/a3t.md says how they were chosen).
+which A3T's classification loss keeps. The layer, β and D's size are deepscope's choices: the
+text of the paper available to us gives the losses but not these values. D is a ReLU MLP with
+two hidden layers of 256 (not tuned). Layer and β were chosen on a validation split of the
+8x8 digits training set (PGD-20 robust accuracy at ε = 0.1, two seeds, never the test set)
+from layer ∈ {1, 2} × β ∈ {0.01, 0.03, 0.1, 0.3, 1}: robust accuracy fell as β grew (68% at
+β = 1, 84-85% at β = 0.01), and the best cell was the last hidden layer with β = 0.01, so
+the defaults are ``layer='features'``, β = 0.01. docs/a3t.md has the whole grid.
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ class A3T(Objective):
     bounds : (lo, hi)
         Input domain (numbers or per-feature tensors).
     layer : int or 'features'
-        Where D is attached: an MLP's hidden layer (1 = the first), or 'features'.
+        Where D is attached: 'features' (default), the penultimate representation of any
+        deepscope classifier (an MLP's last hidden layer), or an MLP's hidden layer k >= 1.
     alpha : float
         Weight of the clean cross-entropy; ``1 − alpha`` weighs the adversarial one.
     beta : float
@@ -122,8 +127,9 @@ class A3T(Objective):
 
     name = "a3t"
 
-    def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0), layer: int | str = 1,
-                 alpha: float = 0.5, beta: float = 1.0, disc_hidden: Sequence[int] = (256, 256),
+    def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0),
+                 layer: int | str = "features", alpha: float = 0.5, beta: float = 0.01,
+                 disc_hidden: Sequence[int] = (256, 256),
                  disc_lr: float = 1e-3, attack: str = "fgsm", pgd_steps: int = 10):
         self.eps = _check_eps(eps)
         self.norm = check_norm(norm)
