@@ -109,3 +109,23 @@ def test_cli_bad_option_prints_one_line_and_writes_nothing(tmp_path, monkeypatch
         rec.Config(layer=3)
     with pytest.raises(ValueError, match=r"alpha == 2.0, must be in \[0, 1\]"):
         rec.Config(alpha=2.0)
+
+
+@pytest.mark.slow  # a 421k-parameter CNN on 28x28 inputs: ~6 s of CPU
+def test_paper_scale_code_path_on_mnist_shaped_data(tmp_path, monkeypatch):
+    # No MNIST files here (and no torchvision): random 28x28 images stand in, so the MNIST
+    # settings run end to end: small CNN, eps 0.3, A3T on its features, eval_max.
+    import deepscope.data as data
+
+    g = torch.Generator().manual_seed(0)
+    fake = data.Dataset(torch.rand(96, 1, 28, 28, generator=g), torch.arange(96) % 10,
+                        torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 10, 10, "mnist")
+    monkeypatch.setattr(data, "load_dataset", lambda name, **kw: fake)
+    res = execute_recipe("a3t", _cfg(tmp_path / "run", datasets=("mnist",), data_root=tmp_path,
+                                     methods=("a3t",), epochs=1, eval_max=8,
+                                     attacks=("fgsm", "pgd20")), quiet=True)
+    st = res["results"]["mnist"]["settings"]
+    assert st["eps"] == 0.3 and st["net"] == "small-cnn" and st["n_eval"] == 8
+    assert st["pgd_steps"] == 40 and st["pgd_step_size"] == 0.01   # Madry et al.'s training attack
+    net = deepscope.load(tmp_path / "run" / "mnist" / "a3t" / "seed0")
+    assert type(net).__name__ == "SmallCNN" and net.input_bounds == (0.0, 1.0)

@@ -361,24 +361,24 @@ def _fmt(s: dict) -> str:
 
 
 def _summary(results: dict, cfg: Config) -> str:
+    from collections import Counter
+
     lines = []
     for dataset, res in results.items():
         st = res["settings"]
-        lines.append(f"{dataset}: eps {st['eps']} {cfg.norm}, bounds {st['bounds']}, "
-                     f"{st['n_eval']} {st['evaluated_on']} examples, {cfg.seeds} seed(s), "
-                     f"{st['epochs']} epochs; accuracy in %, mean ± std over seeds")
-        lines.append(f"  {'method':<9} {'clean':>12} {'robust':>12}  {'PGD-20':>12} {'AutoAttack':>12}  "
-                     f"{'strongest attack (per seed)':<34} checks")
+        lines.append(f"{dataset}: eps {st['eps']} {cfg.norm}, bounds {tuple(st['bounds'])}, "
+                     f"{st['n_eval']} {st['evaluated_on']} examples, {cfg.seeds} seed(s)")
+        lines.append("  accuracy in %, mean ± std over seeds; robust = worst case of all attacks")
+        lines.append(f"  {'method':<9}{'clean':>13}{'robust':>13}{'AutoAttack':>13}  strongest")
         for method, r in res.items():
             if method == "settings":
                 continue
-            a = r["attacks"]
-            aa = _fmt(a["autoattack"]) if "autoattack" in a else "-"
-            pgd = _fmt(a["pgd20"]) if "pgd20" in a else "-"
-            failed = [k for k, c in r["checks"].items() if c["failed"]]
-            ok = "all pass" if not failed else "FAILED: " + ", ".join(failed)
-            lines.append(f"  {method:<9} {_fmt(r['clean']):>12} {_fmt(r['robust']):>12}  {pgd:>12} {aa:>12}  "
-                         f"{', '.join(r['strongest']):<34} {ok}")
+            aa = _fmt(r["attacks"]["autoattack"]) if "autoattack" in r["attacks"] else "-"
+            top = ", ".join(f"{k} {n}/{len(r['strongest'])}" for k, n in Counter(r["strongest"]).most_common())
+            lines.append(f"  {method:<9}{_fmt(r['clean']):>13}{_fmt(r['robust']):>13}{aa:>13}  {top}")
+        failed = sorted({f"{m}: {k}" for m, r in res.items() if m != "settings"
+                         for k, c in r["checks"].items() if c["failed"]})
+        lines.append("  masking checks: " + ("all passed" if not failed else "FAILED " + "; ".join(failed)))
         missing = sorted({u for m, r in res.items() if m != "settings" for u in r["unavailable"]})
         for u in missing:
             lines.append(f"  not run: {u}")
