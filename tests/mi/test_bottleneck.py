@@ -5,8 +5,9 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from deepscope.data import Dataset, load_dataset
-from deepscope.mi.bottleneck import IBClassifier, estimate_mi_xz, test_error, train_ib, vib_kl
+from deepscope.mi.bottleneck import IBClassifier, error_rate, estimate_mi_xz, train_ib, vib_kl
 from deepscope.train import Run
+from deepscope.train.rng import make_generator
 
 
 @pytest.mark.parametrize("noise", ["none", "gaussian", "additive", "propagated"])
@@ -18,10 +19,15 @@ def test_shapes_and_stochasticity(noise):
     assert (mu is None) == (noise != "gaussian")
     if noise == "gaussian":
         assert mu.shape == std.shape == (7, 5) and bool((std > 0).all())
-    p = model.predict_proba(x, n_samples=4)
+    p = model.predict_proba(x, n_samples=4, generator=torch.Generator())
     torch.testing.assert_close(p.sum(1), torch.ones(7))
     same = torch.equal(model.encode(x)[0], model.encode(x)[0])
     assert same == (noise == "none")
+    # with a generator the noise is reproducible and the global RNG is left alone
+    before = torch.get_rng_state()
+    a = model.encode(x, generator=torch.Generator().manual_seed(1))[0]
+    assert torch.equal(a, model.encode(x, generator=torch.Generator().manual_seed(1))[0])
+    assert torch.equal(before, torch.get_rng_state())
 
 
 def test_vib_kl_matches_closed_form():
@@ -43,21 +49,38 @@ def test_bottleneck_learns_a_separable_task(tmp_path):
     ds = _tiny_data()
     for method in ("plain", "vib", "mine"):
         run = Run(tmp_path / method, seed=0, progress=False)
-        model, mi = train_ib(run, ds, method=method, beta=1e-3, hidden=(32, 32), code_dim=4,
+        g = make_generator(0, method)
+        model, mi = train_ib(ds, generator=g, run=run, method=method, beta=1e-3, hidden=(32, 32), code_dim=4,
                              epochs=15, batch_size=20, lr=3e-3, critic_hidden=(16,))
         assert (mi is not None) == (method == "mine")
-        assert test_error(model, ds.x_test, ds.y_test) < 0.2
+        assert error_rate(model, ds.x_test, ds.y_test, generator=g) < 0.2
         rec = run.metrics()
         assert len(rec) == 15 and ("mi" in rec[-1]) == (method == "mine") and ("kl" in rec[-1]) == (method == "vib")
 
 
-def test_held_out_mi_is_near_zero_for_a_code_that_ignores_x():
-    model = IBClassifier(10, 3, hidden=(16,), code_dim=4, noise="additive", sigma=1.0)
+def test_error_rate_counts_mistakes():
+    model = IBClassifier(2, 2, hidden=(), code_dim=2, noise="none")
+    with torch.no_grad():  # class = argmax of the input
+        model.head.weight.copy_(torch.eye(2))
+        model.head.bias.zero_()
+        model.decoder.weight.copy_(torch.eye(2))
+        model.decoder.bias.zero_()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    assert error_rate(model, x, torch.tensor([0, 1, 1, 1]), generator=torch.Generator()) == 0.25
+
+
+def test_mi_xz_by_mine_is_near_zero_for_a_code_that_ignores_x_and_high_for_one_that_copies_it():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 2, generator=g)
+    model = IBClassifier(2, 3, hidden=(), code_dim=2, noise="additive", sigma=0.5)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-    x = torch.randn(600, 10)
-    assert abs(estimate_mi_xz(model, x[:500], x[500:], steps=200, hidden=(32,))) < 0.15
+    fast = dict(max_steps=300, n_bootstrap=0, eval_pairs=10_000)
+    assert abs(estimate_mi_xz(model, x, generator=g, **fast).mi_) < 0.1
+    with torch.no_grad():  # z = x + noise of std 1/2: I(X;Z) = 2 * log(1 + 4) / 2 = 1.61 nats
+        model.head.weight.copy_(torch.eye(2))
+    assert 1.0 < estimate_mi_xz(model, x, generator=g, **fast).mi_ < 1.61 + 0.15
 
 
 def test_killed_run_resumes_to_identical_numbers(tmp_path):
@@ -65,7 +88,7 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
     kw = dict(method="mine", noise="propagated", sigma=0.3, beta=1e-2, hidden=(16, 16), code_dim=4,
               epochs=5, batch_size=25, critic_hidden=(16,), checkpoint_every=2)
     full = Run(tmp_path / "a", config={"x": 1}, seed=2, progress=False)
-    m_full, _ = train_ib(full, ds, **kw)
+    m_full, _ = train_ib(ds, generator=make_generator(2, "ib"), run=full, **kw)
 
     killed = Run(tmp_path / "b", config={"x": 1}, seed=2, progress=False)
     log = killed.log
@@ -77,28 +100,37 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
 
     killed.log = log_then_die
     with pytest.raises(KeyboardInterrupt):
-        train_ib(killed, ds, **kw)
+        train_ib(ds, generator=make_generator(2, "ib"), run=killed, **kw)
+    blob = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert blob["step"] == 2 and set(blob["objects"]["models"]) == {"model", "mi"}
     resumed = Run(tmp_path / "b", config={"x": 1}, seed=2, progress=False)
-    m_res, _ = train_ib(resumed, ds, **kw)
+    m_res, _ = train_ib(ds, generator=make_generator(2, "ib"), run=resumed, **kw)
     for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert strip(full.metrics()) == strip(resumed.metrics()) and len(full.metrics()) == 5
 
 
-def test_bad_inputs(tmp_path):
+def test_without_a_run_the_global_rng_is_untouched():
+    before = torch.get_rng_state()
+    train_ib(_tiny_data(), generator=make_generator(0, "ib"), method="mine", hidden=(8,), code_dim=2,
+             epochs=1, batch_size=50, critic_hidden=(8,))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_bad_inputs():
     ds = _tiny_data()
-    run = Run(tmp_path, seed=0, progress=False)
-    with pytest.raises(ValueError, match="method == 'ib'"):
-        train_ib(run, ds, method="ib")
-    with pytest.raises(ValueError, match="method == 'vib' uses noise == 'gaussian', got noise == 'additive'"):
-        train_ib(run, ds, method="vib", noise="additive")
-    with pytest.raises(ValueError, match="needs a stochastic code"):
-        train_ib(run, ds, method="mine", noise="none")
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="method == 'ib', must be one of plain, vib, mine"):
+        train_ib(ds, generator=g, method="ib")
+    with pytest.raises(ValueError, match="noise == 'additive', must be 'gaussian' .* with method == 'vib'"):
+        train_ib(ds, generator=g, method="vib", noise="additive")
+    with pytest.raises(ValueError, match="noise == 'none', must be .* with method == 'mine' \\(a stochastic code\\)"):
+        train_ib(ds, generator=g, method="mine", noise="none")
     with pytest.raises(ValueError, match="checkpoint_every == 0"):
-        train_ib(run, ds, method="plain", checkpoint_every=0)
+        train_ib(ds, generator=g, method="plain", checkpoint_every=0)
     with pytest.raises(ValueError, match=r"batch_size == 1000, must be in \[2, 200\]"):
-        train_ib(run, ds, method="plain", batch_size=1000)
+        train_ib(ds, generator=g, method="plain", batch_size=1000)
     with pytest.raises(ValueError, match="noise == 'dropout'"):
         IBClassifier(4, 2, noise="dropout")
 
@@ -107,23 +139,46 @@ def test_recipe_quick_end_to_end(tmp_path):
     from deepscope.recipes.mine_ib import Config
     from deepscope.runner import execute_recipe
 
-    cfg = Config(out=tmp_path / "r", dataset="digits", quick=True, progress=False)
+    cfg = Config(out=tmp_path / "r", dataset="digits", quick=True, progress=False, sweep_methods=("mine",))
     res = execute_recipe("mine-ib", cfg, quiet=True)
-    assert [e["method"] for e in res["table"]] == ["plain", "vib", "mine"]
-    assert all(e["runs"] == 2 and 0 <= e["test_error_pct"] <= 100 for e in res["table"])
-    assert {(s["method"], s["beta"]) for s in res["sweep"]} == {("mine", 1e-3), ("mine", 1e-1), ("vib", 1e-3), ("vib", 1e-1)}
+    table = {e["method"]: e for e in res["table"]}
+    assert list(table) == ["plain", "vib", "mine"] and all(e["runs"] == 2 for e in table.values())
+    for e in table.values():
+        errs = [100 * r["test_error"] for r in res["runs"][e["method"]]]
+        assert e["test_error_pct"] == pytest.approx(sum(errs) / 2)
+        assert e["test_error_pct_ci95"][0] <= e["test_error_pct"] <= e["test_error_pct_ci95"][1]
+    assert {(s["method"], s["beta"]) for s in res["sweep"]} == {("mine", 1e-3), ("mine", 1e-1)}
     assert (tmp_path / "r" / "figures" / "beta_sweep_digits.png").exists()
     assert json.loads((tmp_path / "r" / "result.json").read_text())["dataset"] == "digits"
+    blob = torch.load(tmp_path / "r" / "mine" / "beta0.01" / "seed0" / "checkpoint.pt", weights_only=True)
+    assert set(blob["objects"]["models"]) == {"model", "mi"}
 
 
-def test_recipe_rejects_bad_config(tmp_path):
+def test_recipe_vib_beta_trades_information_for_accuracy(tmp_path):
+    # The bottleneck's premise (Alemi et al. 2017; Belghazi et al. 2018 sec. 5.3) on digits at a
+    # budget of seconds: a small beta learns (chance is 90% error) and keeps information about x;
+    # beta = 1 squeezes the code to almost no information (held-out MINE estimate of I(X;Z)).
     from deepscope.recipes.mine_ib import Config
     from deepscope.runner import execute_recipe
 
-    with pytest.raises(ValueError, match="method 'dropout'"):
-        execute_recipe("mine-ib", Config(out=tmp_path / "a", methods=("dropout",), quick=True, progress=False), quiet=True)
-    with pytest.raises(ValueError, match="data_root"):
-        execute_recipe("mine-ib", Config(out=tmp_path / "b", dataset="mnist", quick=True, progress=False), quiet=True)
+    cfg = Config(out=tmp_path, dataset="digits", methods=("vib",), seeds=1, epochs=10, hidden=(32, 32),
+                 code_dim=8, sweep_betas=(1e-3, 1.0), sweep_methods=("vib",), probe_steps=200, progress=False)
+    vib = {s["beta"]: s for s in execute_recipe("mine-ib", cfg, quiet=True)["sweep"]}
+    assert vib[1e-3]["test_error"] < 0.5 < vib[1.0]["test_error"], vib
+    assert vib[1.0]["mi_xz"] < 0.5 < 1.5 < vib[1e-3]["mi_xz"], vib
+
+
+def test_recipe_rejects_bad_config(tmp_path, capsys):
+    from deepscope.cli import main
+    from deepscope.recipes.mine_ib import Config
+
+    with pytest.raises(ValueError, match="methods == \\('dropout',\\), must be one or more of"):
+        Config(out=tmp_path / "a", methods=("dropout",))
+    with pytest.raises(ValueError, match="data_root == None, must be an existing folder"):
+        Config(out=tmp_path / "b", dataset="mnist")
+    assert main(["run", "mine-ib", "--epochs", "0", "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.strip() == "deepscope run mine-ib: epochs == 0, must be >= 1"
+    assert not (tmp_path / "c").exists()
 
 
 def test_digits_loader_is_what_the_recipe_expects():

@@ -87,12 +87,17 @@ def test_infonce_ceiling_warns():
     assert est.warnings_
 
 
-def test_get_params_clone_and_not_fitted():
-    from sklearn.base import clone
+def test_scikit_learn_estimator_get_params_clone_and_not_fitted():
+    from sklearn.base import BaseEstimator, clone
+    from sklearn.exceptions import NotFittedError as SkNotFitted
 
     est = MINE(lr=3e-4, bound="nwj")
-    assert clone(est).get_params() == est.get_params()
-    assert "lr=0.0003" in repr(est)
+    assert isinstance(est, BaseEstimator) and NotFittedError is SkNotFitted
+    assert clone(est).get_params() == est.get_params() and clone(est) is not est
+    assert repr(est) == "MINE(bound='nwj', lr=0.0003)"  # sklearn's repr: the changed parameters
+    assert est.set_params(max_steps=7).max_steps == 7
+    with pytest.raises(ValueError, match="Invalid parameter 'steps'"):
+        est.set_params(steps=7)
     with pytest.raises(NotFittedError, match="not fitted"):
         est.score(np.zeros((10, 1)), np.zeros((10, 1)))
     with pytest.raises(AttributeError):

@@ -13,6 +13,7 @@ from deepscope.mi.gan import (
     train_gan,
 )
 from deepscope.train import Run
+from deepscope.train.rng import make_generator
 from deepscope.train.run import to_jsonable
 
 
@@ -22,7 +23,8 @@ def test_toy_sets_shapes():
     assert sorted(set(grid.centers[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
     torch.testing.assert_close(ring.centers.norm(dim=1), torch.full((8,), 2.0))
     for d in (grid, ring, roll):
-        assert d.sample(7).shape == (7, 2)
+        a = d.sample(7, generator=torch.Generator().manual_seed(1))
+        assert a.shape == (7, 2) and torch.equal(a, d.sample(7, generator=torch.Generator().manual_seed(1)))
 
 
 def test_samples_exactly_at_the_25_modes_count_25():
@@ -69,16 +71,16 @@ def test_true_data_covers_every_mode():
 
 def test_network_shapes():
     g = Generator(3, code_dim=2, hidden=(8,))
-    z, c = g.noise(5)
+    z, c = g.noise(5, generator=torch.Generator().manual_seed(0))
     assert z.shape == (5, 3) and c.shape == (5, 2) and bool((c.abs() <= 1).all())
-    assert g(z, c).shape == (5, 2) and g.sample(4).shape == (4, 2)
+    assert g(z, c).shape == (5, 2) and g.sample(4, generator=torch.Generator()).shape == (4, 2)
     assert Discriminator(hidden=(8,))(torch.randn(6, 2)).shape == (6,)
 
 
-def _train(run, **kw):
+def _train(run=None, seed=4, steps=30):
     return train_gan(
-        run, make_toy("grid"), steps=30, beta=1.0, hidden=(16, 16), critic_hidden=(16,),
-        batch_size=32, checkpoint_every=10, log_every=5, **kw,
+        make_toy("grid"), generator=make_generator(seed, "gan"), run=run, steps=steps, beta=1.0,
+        hidden=(16, 16), critic_hidden=(16,), batch_size=32, checkpoint_every=10, log_every=5,
     )
 
 
@@ -102,9 +104,11 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
     killed.log = log_then_die
     with pytest.raises(KeyboardInterrupt):
         _train(killed)
-    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["step"] == 20
+    blob = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert blob["step"] == 20 and set(blob["objects"]["models"]) == {"gen", "disc", "mi"}
 
     resumed = Run(tmp_path / "b", config=cfg, seed=4, progress=False)
+    torch.randn(10)  # the loop does not draw from the global RNG
     g_res = _train(resumed)
     for (k, a), b in zip(g_full.state_dict().items(), g_res.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
@@ -113,7 +117,30 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
     assert evaluate_generator(g_full, data, n=500) == evaluate_generator(g_res, data, n=500)
 
 
-def test_bad_inputs(tmp_path):
+def test_explicit_generator_same_numbers_and_global_rng_untouched():
+    before = torch.get_rng_state()
+    a = _train(steps=10, seed=1)
+    assert torch.equal(before, torch.get_rng_state())
+    b, c = _train(steps=10, seed=1), _train(steps=10, seed=2)
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=0, atol=0)
+    assert not torch.equal(a.state_dict()["net.1.weight"], c.state_dict()["net.1.weight"])
+
+
+def test_mine_term_covers_at_least_the_plain_gans_modes():
+    # The paper's claim (sec. 5.1) at a budget of seconds: 300 steps on a ring of 8 wide modes,
+    # seed 0. The plain GAN collapses onto one or two modes; GAN+MINE spreads over the ring.
+    data = make_toy("ring", sigma=0.2)
+    m = {}
+    for beta in (0.0, 1.0):
+        gen = train_gan(data, generator=make_generator(0, "gan"), steps=300, beta=beta, hidden=(32, 32),
+                        batch_size=64, checkpoint_every=300, log_every=300)
+        m[beta] = evaluate_generator(gen, data, n=2000, seed=0)
+    assert m[1.0]["modes"] >= max(m[0.0]["modes"], 6), m
+    assert m[1.0]["kl"] < m[0.0]["kl"], m
+
+
+def test_bad_inputs():
     with pytest.raises(ValueError, match="dataset == 'moons'"):
         make_toy("moons")
     c = make_toy("grid").centers
@@ -121,36 +148,52 @@ def test_bad_inputs(tmp_path):
         mode_metrics(torch.zeros(4, 3), c, 0.05)
     with pytest.raises(ValueError, match="sigma == 0"):
         mode_metrics(torch.zeros(4, 2), c, 0)
-    run = Run(tmp_path, seed=0, progress=False)
-    with pytest.raises(ValueError, match="mi_target == 'code' needs code_dim >= 1"):
-        train_gan(run, make_toy("grid"), steps=1, beta=1.0, mi_target="code")
-    with pytest.raises(ValueError, match="beta == -1"):
-        train_gan(run, make_toy("grid"), steps=1, beta=-1.0)
-    with pytest.raises(ValueError, match="checkpoint_every == 0"):
-        train_gan(run, make_toy("grid"), steps=1, checkpoint_every=0)
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="code_dim == 0, must be >= 1 with mi_target == 'code'"):
+        train_gan(make_toy("grid"), generator=g, steps=1, beta=1.0, mi_target="code")
+    with pytest.raises(ValueError, match="beta == -1.0, must be >= 0"):
+        train_gan(make_toy("grid"), generator=g, steps=1, beta=-1.0)
+    with pytest.raises(ValueError, match="checkpoint_every == 0, must be >= 1"):
+        train_gan(make_toy("grid"), generator=g, steps=1, checkpoint_every=0)
     with pytest.raises(ValueError, match="has no modes"):
         evaluate_generator(Generator(2), make_toy("swissroll"))
 
 
-def test_recipe_quick_end_to_end(tmp_path):
+def test_recipe_quick_end_to_end_and_reuses_finished_sub_runs(tmp_path):
     from deepscope.recipes.mine_gan import Config
     from deepscope.runner import execute_recipe
 
     cfg = Config(out=tmp_path / "r", quick=True, progress=False, seed=0)
     res = execute_recipe("mine-gan", cfg, quiet=True)
-    assert [e["beta"] for e in res["table"]] == [0.0, 1.0]
-    assert all(e["runs"] == 2 and 0 <= e["modes"] <= 25 for e in res["table"])
+    assert [e["beta"] for e in res["table"]] == [0.0, 1.0] and all(e["runs"] == 2 for e in res["table"])
+    for e in res["table"]:  # the table summarises the per-seed results
+        modes = [r["modes"] for r in res["runs"][f"{e['beta']:g}"]]
+        assert e["modes"] == pytest.approx(sum(modes) / 2)
+        lo, hi = e["modes_ci95"]
+        assert lo <= e["modes"] <= hi
     assert (tmp_path / "r" / "figures" / "samples_grid.png").exists()
     assert json.loads((tmp_path / "r" / "result.json").read_text())["num_modes"] == 25
     assert "modes covered" in res["summary"]
-    # a second call with the same --out reuses the finished sub-runs: same numbers
+    sub = tmp_path / "r" / "beta1" / "seed1"
+    assert set(torch.load(sub / "checkpoint.pt", weights_only=True)["objects"]["models"]) == {"gen", "disc", "mi"}
+    # a second call with the same --out reuses the finished sub-runs: same numbers, no training
+    (sub / "checkpoint.pt").unlink()
     again = execute_recipe("mine-gan", cfg, quiet=True)
     assert json.dumps(to_jsonable(again["table"])) == json.dumps(to_jsonable(res["table"]))
+    assert not (sub / "checkpoint.pt").exists()
 
 
-def test_recipe_rejects_bad_config(tmp_path):
+def test_recipe_rejects_bad_config_before_writing(tmp_path, capsys, monkeypatch):
+    from deepscope.cli import main
     from deepscope.recipes.mine_gan import Config
-    from deepscope.runner import execute_recipe
 
-    with pytest.raises(ValueError, match="betas == "):
-        execute_recipe("mine-gan", Config(out=tmp_path, quick=True, progress=False, betas=(-1.0,)), quiet=True)
+    with pytest.raises(ValueError, match=r"betas == \(-1.0,\), must be one or more weights, each >= 0"):
+        Config(out=tmp_path, betas=(-1.0,))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "mine-gan", "--steps", "-5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deepscope run mine-gan: steps == -5, must be >= 1"]
+    assert list(tmp_path.iterdir()) == []  # no run directory
+    assert main(["run", "mine-gan", "--mi-target", "code", "--out", str(tmp_path / "x")]) == 2
+    assert "code_dim == 0, must be >= 1 with --mi-target code" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

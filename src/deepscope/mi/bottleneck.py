@@ -14,11 +14,13 @@ network without noise or penalty.
 >>> logits.shape, z.shape, vib_kl(mu, std).shape
 (torch.Size([8, 10]), torch.Size([8, 16]), torch.Size([8]))
 
-Training with a :class:`~deepscope.train.Run` (checkpoints every epoch, resume)::
+Training (an optional :class:`~deepscope.train.Run` adds checkpoints every epoch and resume)::
 
-    model, mi = train_ib(run, ds, method="mine", noise="gaussian", beta=1e-3, epochs=50)
-    test_error(model, ds.x_test, ds.y_test)            # in [0, 1]
-    estimate_mi_xz(model, ds.x_train, ds.x_test)        # held-out MINE estimate, nats
+    from deepscope.train.rng import make_generator
+    g = make_generator(0, "ib")
+    model, mi = train_ib(ds, generator=g, method="mine", noise="gaussian", beta=1e-3, epochs=50)
+    error_rate(model, ds.x_test, ds.y_test, generator=g)   # in [0, 1]
+    estimate_mi_xz(model, ds.x_test, generator=g).mi_       # held-out MINE estimate of I(X;Z), nats
 
 Encoders (``noise=``), our reading of the paper's three stochastic codes:
 
@@ -32,29 +34,47 @@ Encoders (``noise=``), our reading of the paper's three stochastic codes:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepscope.mi.loss import MILoss
+from deepscope.train.config import require
+from deepscope.train.rng import fork_seeded, spawn
+from deepscope.train.run import Run, as_run
+
+if TYPE_CHECKING:
+    from deepscope.mi.estimator import MINE
 
 __all__ = [
+    "Method",
+    "Noise",
     "METHODS",
     "NOISES",
     "IBClassifier",
     "vib_kl",
     "train_ib",
-    "test_error",
+    "error_rate",
     "estimate_mi_xz",
 ]
 
 #: Training objectives: cross-entropy only, VIB, MINE-IB.
-METHODS = ("plain", "vib", "mine")
+Method = Literal["plain", "vib", "mine"]
+METHODS: tuple[str, ...] = get_args(Method)
 #: Encoder noise models.
-NOISES = ("none", "gaussian", "additive", "propagated")
+Noise = Literal["none", "gaussian", "additive", "propagated"]
+NOISES: tuple[str, ...] = get_args(Noise)
+
+
+def _randn_like(t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    # Drawn on the CPU from the generator, then moved; without one, torch's global RNG
+    # (PyTorch's convention for noise inside a module, as for dropout).
+    if generator is None:
+        return torch.randn_like(t)
+    return torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
 
 
 class IBClassifier(nn.Module):
@@ -76,8 +96,9 @@ class IBClassifier(nn.Module):
 
     ``forward(x)`` returns ``(logits (K, C), z (K, code_dim), (mu, std))`` where ``mu`` and
     ``std`` are the Gaussian encoder's parameters, ``(None, None)`` for the other encoders.
-    Noise is drawn in training and evaluation mode alike (the code *is* stochastic);
-    :meth:`predict_proba` averages over draws.
+    Noise is drawn in training and evaluation mode alike (the code *is* stochastic) from the
+    ``generator`` passed to ``forward``/``encode``/``predict_proba`` (torch's global RNG when
+    it is omitted); :meth:`predict_proba` averages over draws.
     """
 
     def __init__(
@@ -87,7 +108,7 @@ class IBClassifier(nn.Module):
         *,
         hidden: Sequence[int] = (1024, 1024),
         code_dim: int = 256,
-        noise: str = "gaussian",
+        noise: Noise = "gaussian",
         sigma: float = 1.0,
     ) -> None:
         super().__init__()
@@ -107,31 +128,35 @@ class IBClassifier(nn.Module):
         self.head = nn.Linear(d, 2 * code_dim if noise == "gaussian" else code_dim)
         self.decoder = nn.Linear(code_dim, num_classes)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
-        """``x (K, ...) -> z (K, code_dim), (mu, std)``."""
+    def encode(
+        self, x: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """``x (K, ...) -> z (K, code_dim), (mu, std)``; noise from ``generator``."""
         h = x.flatten(1)
         for layer in self.hidden:
             h = F.relu(layer(h))
             if self.noise == "propagated":
-                h = h + self.sigma * torch.randn_like(h)
+                h = h + self.sigma * _randn_like(h, generator)
         out = self.head(h)
         if self.noise == "gaussian":
             mu, s = out.chunk(2, dim=1)
             std = F.softplus(s - 5.0)  # starts small, as in the VIB of Alemi et al.
-            return mu + std * torch.randn_like(std), (mu, std)
+            return mu + std * _randn_like(std, generator), (mu, std)
         if self.noise in ("additive", "propagated"):
-            out = out + self.sigma * torch.randn_like(out)
+            out = out + self.sigma * _randn_like(out, generator)
         return out, (None, None)
 
-    def forward(self, x: torch.Tensor):
-        z, stats = self.encode(x)
+    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None):
+        z, stats = self.encode(x, generator=generator)
         return self.decoder(z), z, stats
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor, *, n_samples: int = 12) -> torch.Tensor:
+    def predict_proba(
+        self, x: torch.Tensor, *, n_samples: int = 12, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Class probabilities ``(K, C)`` averaged over ``n_samples`` draws of the code."""
         n = 1 if self.noise == "none" else n_samples
-        return torch.stack([F.softmax(self(x)[0], dim=1) for _ in range(n)]).mean(0)
+        return torch.stack([F.softmax(self(x, generator=generator)[0], dim=1) for _ in range(n)]).mean(0)
 
 
 def vib_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -148,29 +173,59 @@ def vib_kl(mu: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + std.pow(2) - 1.0 - 2.0 * torch.log(std)).sum(dim=1)
 
 
-def test_error(model: IBClassifier, x: torch.Tensor, y: torch.Tensor, *, n_samples: int = 12, batch_size: int = 2048) -> float:
-    """Misclassification rate in [0, 1] of the averaged prediction."""
+def error_rate(
+    model: IBClassifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    n_samples: int = 12,
+    batch_size: int = 2048,
+) -> float:
+    """Misclassification rate in [0, 1] of the prediction averaged over ``n_samples`` codes.
+
+    Parameters
+    ----------
+    model : IBClassifier
+    x : (N, ...) tensor
+    y : (N,) int tensor
+    generator : torch.Generator
+        Draws the codes' noise.
+    """
     dev = next(model.parameters()).device
     wrong = 0
     for i in range(0, len(x), batch_size):
-        p = model.predict_proba(x[i : i + batch_size].to(dev), n_samples=n_samples)
+        p = model.predict_proba(x[i : i + batch_size].to(dev), n_samples=n_samples, generator=generator)
         wrong += int((p.argmax(1).cpu() != y[i : i + batch_size]).sum())
     return wrong / len(x)
-
-
-test_error.__test__ = False  # not a pytest test despite its name
 
 
 def _standardize(z: torch.Tensor) -> torch.Tensor:
     return (z - z.mean(0)) / (z.std(0) + 1e-6)
 
 
+def _noise_for(method: str, noise: str | None) -> str:
+    """The encoder noise ``method`` trains with; validates the pair."""
+    require(method in METHODS, "method", method, f"one of {', '.join(METHODS)}")
+    fixed = {"plain": "none", "vib": "gaussian"}
+    if method in fixed:
+        require(noise in (None, fixed[method]), "noise", noise,
+                f"{fixed[method]!r} (or None) with method == {method!r}")
+        return fixed[method]
+    noise = noise or "gaussian"
+    require(noise in NOISES[1:], "noise", noise,
+            "'gaussian', 'additive' or 'propagated' with method == 'mine' (a stochastic code)")
+    return noise
+
+
 def train_ib(
-    run,
     data,
     *,
-    method: str = "mine",
-    noise: str | None = None,
+    generator: torch.Generator,
+    run: Run | None = None,
+    device: str | torch.device | None = None,
+    method: Method = "mine",
+    noise: Noise | None = None,
     beta: float = 1e-3,
     hidden: Sequence[int] = (1024, 1024),
     code_dim: int = 256,
@@ -185,19 +240,25 @@ def train_ib(
     eval_samples: int = 12,
     desc: str = "",
 ) -> tuple[IBClassifier, MILoss | None]:
-    """Train an IB classifier; resume from ``run``'s checkpoint (saved at epoch ends) if any.
+    """Train an information-bottleneck classifier (Belghazi et al. 2018, arXiv 1801.04062, sec. 5.3).
 
     Parameters
     ----------
-    run : deepscope.train.Run
     data : deepscope.data.Dataset
         Train/test tensors (inputs are flattened).
-    method : str
+    generator : torch.Generator
+        The only source of randomness: initialisation, batches, the code's noise, MINE's
+        permutations. Checkpointed with the run.
+    run : deepscope.train.Run, optional
+        Metrics per epoch, checkpoints at epoch ends (``models={"model", "mi"}``), resume.
+    device : str or torch.device, optional
+        Default: the run's device, else the CPU.
+    method : {'plain', 'vib', 'mine'}
         ``'plain'`` (cross-entropy, ``noise='none'``), ``'vib'`` (cross-entropy +
         beta * KL, ``noise='gaussian'``) or ``'mine'`` (cross-entropy + beta * I(X;Z) by MINE;
         any stochastic ``noise``, default ``'gaussian'``).
-    noise : str, optional
-        Encoder noise for ``'mine'`` (``'gaussian'``, ``'additive'``, ``'propagated'``).
+    noise : {'gaussian', 'additive', 'propagated'}, optional
+        Encoder noise for ``'mine'``.
     beta : float
         Weight of the bottleneck term (ignored by ``'plain'``).
     epochs : int
@@ -215,47 +276,30 @@ def train_ib(
     Returns
     -------
     (IBClassifier, MILoss or None)
-        The trained model and, for ``'mine'``, the MI term with its critic.
+        The trained model (eval mode) and, for ``'mine'``, the MI term with its critic.
 
     Each epoch logs the training cross-entropy, the bottleneck term (``mi`` for MINE, ``kl``
     for VIB) and the test error.
     """
-    if method not in METHODS:
-        raise ValueError(f"method == {method!r}; choose one of {', '.join(METHODS)}")
-    fixed = {"plain": "none", "vib": "gaussian"}
-    if method in fixed:
-        if noise not in (None, fixed[method]):
-            raise ValueError(f"method == {method!r} uses noise == {fixed[method]!r}, got noise == {noise!r}")
-        noise = fixed[method]
-    else:
-        noise = noise or "gaussian"
-        if noise == "none":
-            raise ValueError("method == 'mine' needs a stochastic code: noise in 'gaussian', 'additive', 'propagated'")
-    if not beta >= 0:
-        raise ValueError(f"beta == {beta}, must be >= 0")
-    if epochs < 1:
-        raise ValueError(f"epochs == {epochs}, must be >= 1")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every == {checkpoint_every}, must be >= 1 (epochs)")
+    noise = _noise_for(method, noise)
     n_train = data.x_train.shape[0]
-    if not 2 <= batch_size <= n_train:
-        raise ValueError(f"batch_size == {batch_size}, must be in [2, {n_train}] (the training set size)")
+    require(beta >= 0, "beta", beta, ">= 0")
+    require(epochs >= 1, "epochs", epochs, ">= 1")
+    require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1 (epochs)")
+    require(2 <= batch_size <= n_train, "batch_size", batch_size, f"in [2, {n_train}] (the training set size)")
+    run = as_run(run, device)
     dev = run.device
     x_train, y_train = data.x_train.flatten(1), data.y_train
     dim_in = x_train.shape[1]
-    model = IBClassifier(dim_in, data.num_classes, hidden=hidden, code_dim=code_dim, noise=noise, sigma=sigma).to(dev)
+    with fork_seeded(generator):
+        model = IBClassifier(dim_in, data.num_classes, hidden=hidden, code_dim=code_dim, noise=noise,
+                             sigma=sigma).to(dev)
+        mi = MILoss(dim_x=dim_in, dim_y=code_dim, hidden=critic_hidden).to(dev) if method == "mine" else None
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    mi = MILoss(dim_x=dim_in, dim_y=code_dim, hidden=critic_hidden).to(dev) if method == "mine" else None
-    m_opt = torch.optim.Adam(mi.parameters(), lr=critic_lr) if mi is not None else None
-    state = run.load_checkpoint()
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        if mi is not None:
-            mi.load_state_dict(state["mi"])
-            m_opt.load_state_dict(state["m_opt"])
-        start = state["step"]
+    models, opts = {"model": model}, {"model": opt}
+    if mi is not None:
+        models["mi"], opts["mi"] = mi, torch.optim.Adam(mi.parameters(), lr=critic_lr)
+    start = run.restore(models=models, opts=opts, generator=generator)["step"]
 
     params = list(model.parameters())
     m_params = list(mi.parameters()) if mi is not None else []
@@ -263,20 +307,20 @@ def train_ib(
     with run.progress(epochs, desc=desc, start=start) as advance:
         for epoch in range(start + 1, epochs + 1):
             model.train()
-            perm = torch.randperm(n_train)
+            perm = torch.randperm(n_train, generator=generator)
             sums = {"ce": 0.0, "term": 0.0}
             for b in range(per_epoch):
                 idx = perm[b * batch_size : (b + 1) * batch_size]
                 xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
-                logits, z, (mu, std) = model(xb)
+                logits, z, (mu, std) = model(xb, generator=generator)
                 ce = F.cross_entropy(logits, yb)
                 if method == "mine":
-                    term = mi(xb, _standardize(z) if standardize_code else z)
+                    term = mi(xb, _standardize(z) if standardize_code else z, generator=generator)
                     # The encoder descends beta * I(X;Z); the critic ascends the same estimate.
                     grads = torch.autograd.grad(ce + beta * term, params, retain_graph=True)
                     for p, g in zip(m_params, torch.autograd.grad(-term, m_params)):
                         p.grad = g
-                    m_opt.step()
+                    opts["mi"].step()
                 elif method == "vib":
                     term = vib_kl(mu, std).mean()
                     grads = torch.autograd.grad(ce + beta * term, params)
@@ -289,59 +333,50 @@ def train_ib(
                 sums["ce"] += ce.item()
                 sums["term"] += term.item()
             model.eval()
-            err = test_error(model, data.x_test.flatten(1), data.y_test, n_samples=eval_samples)
+            err = error_rate(model, data.x_test.flatten(1), data.y_test, generator=generator,
+                             n_samples=eval_samples)
             rec = {"ce": sums["ce"] / per_epoch, "test_error": err}
             if method != "plain":
                 rec["mi" if method == "mine" else "kl"] = sums["term"] / per_epoch
             run.log(epoch, **rec)
             if epoch % checkpoint_every == 0 or epoch == epochs:
-                blob = {"model": model.state_dict(), "opt": opt.state_dict()}
-                if mi is not None:
-                    blob.update(mi=mi.state_dict(), m_opt=m_opt.state_dict())
-                run.save_checkpoint(blob, step=epoch)
+                run.save(epoch, models=models, opts=opts, generator=generator)
             advance(1, test_error=err)
     model.eval()
     return model, mi
 
 
-def estimate_mi_xz(
-    model: IBClassifier,
-    x_train: torch.Tensor,
-    x_test: torch.Tensor,
-    *,
-    steps: int = 1000,
-    batch_size: int = 256,
-    hidden: Sequence[int] = (256, 256),
-    lr: float = 1e-4,
-    repeats: int = 10,
-) -> float:
-    """Held-out MINE estimate of I(X;Z) for a trained (frozen) encoder, in nats.
+def _varying(t: torch.Tensor) -> torch.Tensor:
+    # Constant columns carry no information (and MINE rejects them): drop them.
+    return t[:, (t != t[:1]).any(0)]
 
-    A fresh statistics network is trained on codes of ``x_train`` for ``steps`` steps; the
-    reported value is the Donsker-Varadhan bound on ``x_test`` (one fresh draw of the code,
-    averaged over ``repeats`` shuffles). For the deterministic plain network the true
-    I(X;Z) is infinite; the estimate is then bounded by what the critic can separate.
-    Uses torch's global RNG (seed it for reproducibility).
+
+def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Generator, **mine_params) -> MINE:
+    """MINE's held-out estimate of I(X;Z) for a trained (frozen) encoder: a fitted ``MINE``.
+
+    One code z ~ p(z | x) is drawn per row of ``x`` (from ``generator``); constant columns of
+    x and z are dropped (they carry no information); :class:`~deepscope.mi.MINE` is fitted on
+    the pairs with its own train / validation / test split, so ``.mi_`` is a held-out lower
+    bound in nats and ``.ci_`` its bootstrap interval. For the deterministic plain network
+    the true I(X;Z) is infinite; the estimate is then bounded by what the critic can
+    separate (and by log of the test rows).
+
+    Parameters
+    ----------
+    model : IBClassifier
+    x : (N, ...) tensor
+        Inputs (N >= 50; flattened).
+    generator : torch.Generator
+        Draws the codes and MINE's ``random_state`` (unless given).
+    **mine_params
+        Passed to ``MINE`` (e.g. ``max_steps=1000``); ``device`` defaults to the model's.
     """
-    if steps < 1:
-        raise ValueError(f"steps == {steps}, must be >= 1")
+    from deepscope.mi.estimator import MINE
+
     dev = next(model.parameters()).device
-    x_train, x_test = x_train.flatten(1).to(dev), x_test.flatten(1).to(dev)
-    mi = MILoss(dim_x=x_train.shape[1], dim_y=model.code_dim, hidden=hidden).to(dev)
-    opt = torch.optim.Adam(mi.parameters(), lr=lr)
-    n = x_train.shape[0]
-    bs = min(batch_size, n)
-    for _ in range(steps):
-        idx = torch.randint(n, (bs,), device=dev)
-        xb = x_train[idx]
-        with torch.no_grad():
-            z, _ = model.encode(xb)
-        loss = -mi(xb, z)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    mi.eval()
+    x = x.flatten(1).to(dev)
     with torch.no_grad():
-        z, _ = model.encode(x_test)
-        vals = [float(mi(x_test, z)) for _ in range(repeats)]
-    return sum(vals) / len(vals) if all(math.isfinite(v) for v in vals) else math.nan
+        z, _ = model.encode(x, generator=generator)
+    mine_params.setdefault("random_state", spawn(generator))
+    mine_params.setdefault("device", str(dev))
+    return MINE(**mine_params).fit(_varying(x), _varying(z))

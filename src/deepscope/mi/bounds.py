@@ -15,6 +15,12 @@ new one). Values are in nats.
 >>> bounds.infonce(s)                      # <= log 64
 >>> bounds.smile(*bounds.split_scores(s), tau=5.0)
 >>> value, log_ema = bounds.mine_ema(tj, tm, log_ema=None, alpha=0.01)
+>>> value, log_ema = bounds.objective("smile", tj, tm, tau=5.0)   # any bound by name
+>>> bounds.evaluate("mine", tj, tm)        # the value a bound reports ('mine' reports DV)
+
+Choosing a bound by name goes through one table, :func:`objective` (what a bound trains
+with: value and gradient) and :func:`evaluate` (the value it reports); ``MINE``, ``MILoss``
+and the staircase all call them, and a test checks every path against the formulas.
 
 References: MINE, Belghazi et al. 2018 (arXiv 1801.04062); NWJ, Nguyen, Wainwright
 & Jordan 2010; InfoNCE, van den Oord et al. 2018 and Poole et al. 2019 (arXiv
@@ -24,12 +30,19 @@ References: MINE, Belghazi et al. 2018 (arXiv 1801.04062); NWJ, Nguyen, Wainwrig
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "Bound",
     "BOUNDS",
+    "check_bound",
+    "objective",
+    "pair_scores",
+    "infonce_rows",
     "logmeanexp",
     "split_scores",
     "dv",
@@ -41,8 +54,19 @@ __all__ = [
     "evaluate",
 ]
 
-#: Names accepted wherever a bound is chosen by name.
-BOUNDS = ("mine", "dv", "nwj", "infonce", "smile")
+#: A bound chosen by name: ``'mine'`` (DV value, moving-average corrected gradient), ``'dv'``,
+#: ``'nwj'`` (MINE-f), ``'infonce'`` (at most log K), ``'smile'`` (JS gradient, clipped DV value).
+Bound = Literal["mine", "dv", "nwj", "infonce", "smile"]
+
+#: The names accepted wherever a bound is chosen by name.
+BOUNDS: tuple[str, ...] = get_args(Bound)
+
+
+def check_bound(bound: str) -> str:
+    """Return ``bound`` if it names a bound, else raise ``ValueError`` listing the names."""
+    if bound not in BOUNDS:
+        raise ValueError(f"bound == {bound!r}; choose one of {', '.join(BOUNDS)}")
+    return bound
 
 
 def logmeanexp(t: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -89,6 +113,13 @@ def nwj(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     return t_joint.mean() - torch.exp(logmeanexp(t_marginal) - 1.0)
 
 
+def infonce_rows(scores: torch.Tensor) -> torch.Tensor:
+    """InfoNCE's per-row terms s_ii - log (1/K) sum_j s_ij, a (K,) tensor (their mean is :func:`infonce`)."""
+    if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
+        raise ValueError(f"scores.shape == {tuple(scores.shape)}, must be square (K, K)")
+    return scores.diagonal() - logmeanexp(scores, dim=1)
+
+
 def infonce(scores: torch.Tensor) -> torch.Tensor:
     """InfoNCE bound from all K x K pairs: mean_i [s_ii - log (1/K) sum_j s_ij].
 
@@ -99,9 +130,7 @@ def infonce(scores: torch.Tensor) -> torch.Tensor:
 
     Never exceeds log K: with K = 64 it cannot report more than 4.16 nats.
     """
-    if scores.ndim != 2 or scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"scores.shape == {tuple(scores.shape)}, must be square (K, K)")
-    return (scores.diagonal() - logmeanexp(scores, dim=1)).mean()
+    return infonce_rows(scores).mean()
 
 
 def js(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
@@ -176,16 +205,95 @@ def mine_ema(
     return surrogate + (value - surrogate).detach(), new
 
 
+# -- one dispatch by name ------------------------------------------------------------
+# Every entry: (t_joint (K,), t_marginal, log_ema, alpha, tau) -> (value, new log_ema or None).
+# The value carries the gradient the bound trains with. For 'infonce' t_marginal is the
+# (K, K) score matrix, row i holding x_i against every y_j (see pair_scores).
+_Objective = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None", float, float],
+                      "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def _mine(tj, tm, log_ema, alpha, tau):
+    return mine_ema(tj, tm, log_ema=log_ema, alpha=alpha)
+
+
+def _dv(tj, tm, log_ema, alpha, tau):
+    return dv(tj, tm), None
+
+
+def _nwj(tj, tm, log_ema, alpha, tau):
+    return nwj(tj, tm), None
+
+
+def _infonce(tj, tm, log_ema, alpha, tau):
+    if tm.ndim != 2 or tm.shape[0] != tm.shape[1] or tj.shape != tm.shape[:1]:
+        raise ValueError(
+            f"bound == 'infonce' needs t_joint (K,) and t_marginal as the (K, K) score matrix; got "
+            f"shapes {tuple(tj.shape)} and {tuple(tm.shape)} (use pair_scores('infonce', scores))"
+        )
+    return (tj - logmeanexp(tm, dim=1)).mean(), None
+
+
+def _smile(tj, tm, log_ema, alpha, tau):
+    return smile(tj, tm, tau=tau), None
+
+
+_OBJECTIVES: dict[str, _Objective] = {
+    "mine": _mine, "dv": _dv, "nwj": _nwj, "infonce": _infonce, "smile": _smile,
+}
+
+
+def objective(
+    bound: Bound,
+    t_joint: torch.Tensor,
+    t_marginal: torch.Tensor,
+    *,
+    log_ema: torch.Tensor | None = None,
+    alpha: float = 0.01,
+    tau: float = 5.0,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What ``bound`` trains with: its value on these scores, carrying its training gradient.
+
+    Parameters
+    ----------
+    bound : {'mine', 'dv', 'nwj', 'infonce', 'smile'}
+    t_joint : (K,) tensor
+        Scores of the joint pairs.
+    t_marginal : (M,) tensor, or (K, K) for ``'infonce'``
+        Scores of pairs from the product of marginals; for InfoNCE the full score matrix
+        (``s[i, j] = T(x_i, y_j)``, diagonal included), as :func:`pair_scores` returns it.
+    log_ema, alpha :
+        The moving-average state and weight of ``'mine'`` (see :func:`mine_ema`).
+    tau : float
+        Clipping of ``'smile'``.
+
+    Returns
+    -------
+    value : scalar tensor
+        The bound ('mine': DV with the corrected gradient; 'smile': clipped DV with the JS
+        gradient).
+    log_ema : scalar tensor or None
+        The updated moving average for ``'mine'``, ``None`` for the others.
+    """
+    return _OBJECTIVES[check_bound(bound)](t_joint, t_marginal, log_ema, alpha, tau)
+
+
+def pair_scores(bound: Bound, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint and marginal scores of a (K, K) score matrix, in the form :func:`objective` takes.
+
+    ``'infonce'``: the diagonal and the whole matrix; the others: the diagonal and the
+    K(K-1) off-diagonal scores (:func:`split_scores`).
+    """
+    if check_bound(bound) == "infonce":
+        return scores.diagonal(), scores
+    return split_scores(scores)
+
+
 def evaluate(name: str, t_joint: torch.Tensor, t_marginal: torch.Tensor, *, tau: float = 5.0) -> torch.Tensor:
     """The *value* a bound reports from joint and marginal scores.
 
     ``'mine'`` and ``'dv'`` report DV; ``'nwj'`` reports NWJ; ``'smile'`` reports
-    clipped DV. ``'infonce'`` needs the full score matrix: use :func:`infonce`.
+    clipped DV; ``'infonce'`` takes the (K, K) score matrix as ``t_marginal`` (see
+    :func:`objective`).
     """
-    if name in ("mine", "dv"):
-        return dv(t_joint, t_marginal)
-    if name == "nwj":
-        return nwj(t_joint, t_marginal)
-    if name == "smile":
-        return smile(t_joint, t_marginal, tau=tau)
-    raise ValueError(f"bound == {name!r}; evaluate() takes one of 'mine', 'dv', 'nwj', 'smile'")
+    return objective("dv" if check_bound(name) == "mine" else name, t_joint, t_marginal, tau=tau)[0]

@@ -28,16 +28,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from deepscope.mi import bounds
-from deepscope.mi.critics import joint_scores, make_critic, pairwise_scores
+from deepscope.mi.critics import make_critic, pairwise_scores
+from deepscope.mi.loss import bound_on_batch
 
 __all__ = ["MINE", "NotFittedError", "MIWarning", "prepare_inputs"]
-
-
-class NotFittedError(ValueError, AttributeError):
-    """Raised when a fitted attribute is used before ``fit`` (as in scikit-learn)."""
 
 
 class MIWarning(UserWarning):
@@ -159,13 +159,17 @@ class _Gaussianizer:
             block[...] = out  # the float32 view writes through to t
 
 
-class MINE:
+class MINE(BaseEstimator):
     """Mutual Information Neural Estimation of I(X;Y), in nats.
+
+    A scikit-learn estimator: ``get_params``, ``set_params``, ``clone`` and the ``repr``
+    come from :class:`sklearn.base.BaseEstimator`; a fitted attribute used before ``fit``
+    raises sklearn's ``NotFittedError``.
 
     Parameters
     ----------
-    bound : str
-        Training objective and reported value: ``'mine'`` (Donsker-Varadhan value,
+    bound : {'mine', 'dv', 'nwj', 'infonce', 'smile'}
+        Training objective and reported value (:data:`deepscope.mi.bounds.Bound`): ``'mine'`` (Donsker-Varadhan value,
         bias-corrected moving-average gradient; default), ``'dv'`` (plain DV gradient),
         ``'nwj'`` (MINE-f), ``'infonce'`` (capped at log batch_size), ``'smile'``
         (JS-trained critic, DV read-out clipped to [-tau, tau]).
@@ -251,7 +255,7 @@ class MINE:
     def __init__(
         self,
         *,
-        bound: str = "mine",
+        bound: bounds.Bound = "mine",
         critic: str | nn.Module = "auto",
         hidden: Sequence[int] = (100, 100),
         embed: int = 32,
@@ -297,33 +301,11 @@ class MINE:
         self.random_state = random_state
         self.verbose = verbose
 
-    # -- scikit-learn plumbing --------------------------------------------
-    def get_params(self, deep: bool = True) -> dict:
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
-
-    def set_params(self, **params) -> MINE:
-        valid = self.get_params()
-        for k, v in params.items():
-            if k not in valid:
-                raise ValueError(f"set_params got {k!r}; valid parameters are {sorted(valid)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self) -> str:
-        default = type(self)()
-        changed = {k: v for k, v in self.get_params().items() if v != getattr(default, k)}
-        return f"MINE({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
     def _check_fitted(self) -> None:
-        if not hasattr(self, "mi_"):
-            raise NotFittedError("This MINE instance is not fitted yet; call fit(x, y) first")
+        check_is_fitted(self)
 
-    def _validate_params(self) -> None:
-        if self.bound not in bounds.BOUNDS:
-            raise ValueError(f"bound == {self.bound!r}; choose one of {bounds.BOUNDS}")
+    def _check_params(self) -> None:
+        bounds.check_bound(self.bound)
         if not (isinstance(self.critic, nn.Module) or self.critic in ("auto", "concat", "separable")):
             raise ValueError(
                 f"critic == {self.critic!r}; choose 'auto', 'concat', 'separable' or pass an nn.Module"
@@ -371,7 +353,7 @@ class MINE:
         """
         from deepscope.train.run import resolve_device
 
-        self._validate_params()
+        self._check_params()
         tx, ty = prepare_inputs(x, y)
         dev = resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
@@ -498,7 +480,8 @@ class MINE:
                 pos += bs
                 xb, yb = xtr[idx], ytr[idx]
                 with amp:
-                    value, log_ema = self._objective(critic, xb, yb, log_ema, gen, dev)
+                    value, log_ema = bound_on_batch(critic, xb, yb, bound=self.bound, generator=gen,
+                                                    log_ema=log_ema, alpha=self.ema_alpha, tau=self.tau)
                 opt.zero_grad(set_to_none=True)
                 (-value).backward()
                 opt.step()
@@ -546,20 +529,6 @@ class MINE:
         return {"critic": critic, "val": best_val, "history": history, "seed": seed,
                 "steps": steps_done, "diverged": diverged, "train_seconds": train_seconds}
 
-    def _objective(self, critic, xb, yb, log_ema, gen, dev):
-        k = xb.shape[0]
-        if self.bound == "infonce":
-            return bounds.infonce(pairwise_scores(critic, xb, yb)), None
-        shift = torch.randperm(k, generator=gen).to(dev)
-        tj, tm = joint_scores(critic, xb, yb, shift)
-        if self.bound == "mine":
-            return bounds.mine_ema(tj, tm, log_ema=log_ema, alpha=self.ema_alpha)
-        if self.bound == "dv":
-            return bounds.dv(tj, tm), None
-        if self.bound == "nwj":
-            return bounds.nwj(tj, tm), None
-        return bounds.smile(tj, tm, tau=self.tau), None
-
     @torch.no_grad()
     def _evaluate(self, critic, x, y, *, seed: int, bs: int, pairs: int | None = None) -> tuple[float, np.ndarray]:
         """The bound on held-out rows; also per-row contributions for the bootstrap.
@@ -575,11 +544,9 @@ class MINE:
             if self.bound == "infonce":
                 rows = []
                 for s in range(0, n - bs + 1, bs):
-                    sc = pairwise_scores(critic, x[s : s + bs], y[s : s + bs])
-                    rows.append((sc.diagonal() - bounds.logmeanexp(sc, dim=1)).cpu())
+                    rows.append(bounds.infonce_rows(pairwise_scores(critic, x[s : s + bs], y[s : s + bs])).cpu())
                 if not rows:  # fewer held-out rows than a batch
-                    sc = pairwise_scores(critic, x, y)
-                    rows.append((sc.diagonal() - bounds.logmeanexp(sc, dim=1)).cpu())
+                    rows.append(bounds.infonce_rows(pairwise_scores(critic, x, y)).cpu())
                 per_row = torch.cat(rows).double().numpy()
                 return float(per_row.mean()), per_row
             g = torch.Generator().manual_seed(seed)
@@ -602,8 +569,7 @@ class MINE:
             critic.train(was_training)
 
     def _bound_value(self, tj: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
-        name = "dv" if self.bound == "mine" else self.bound
-        return bounds.evaluate(name, tj, tm.reshape(-1), tau=self.tau)
+        return bounds.evaluate(self.bound, tj, tm.reshape(-1), tau=self.tau)
 
     def _bootstrap(self, per_row: np.ndarray, seed: int) -> tuple[float, float]:
         if self.n_bootstrap == 0:

@@ -13,11 +13,10 @@ clipping, keeps a GAN from collapsing onto a few modes.
 >>> m["modes"], round(m["high_quality"], 2)       # the data itself covers every mode
 (25, 0.99)
 
-Training (one flat loop; ``run`` gives checkpoints, metrics and resume)::
+Training (one flat loop; an optional ``run`` gives checkpoints, metrics and resume)::
 
-    from deepscope.train import Run
-    run = Run("runs/gan/b1", seed=0)
-    gen = train_gan(run, data, beta=1.0, steps=5000)     # beta=0: the plain GAN
+    from deepscope.train.rng import make_generator
+    gen = train_gan(data, generator=make_generator(0, "gan"), beta=1.0, steps=5000)  # beta=0: plain GAN
     evaluate_generator(gen, data, n=10_000, seed=0)      # {'modes': 25, 'high_quality': ..., 'kl': ...}
 
 The toy sets: ``'grid'`` (25 Gaussians at {-4, -2, 0, 2, 4}^2, sigma 0.05), ``'ring'``
@@ -29,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +36,22 @@ from torch import nn
 
 from deepscope.mi.loss import MILoss, adaptive_gradient_clip
 from deepscope.nets import MLP
+from deepscope.train.config import require
+from deepscope.train.rng import fork_seeded, spawn
+from deepscope.train.run import Run, as_run
+
+#: The 2-D toy sets: 25 Gaussians on a grid, 8 on a ring, the Swiss roll (no modes).
+Toy = Literal["grid", "ring", "swissroll"]
+#: Names accepted by :func:`make_toy`.
+TOYS: tuple[str, ...] = get_args(Toy)
+
+#: What the generator's MI term is measured against: the noise z or a code c fed beside it.
+MITarget = Literal["z", "code"]
+MI_TARGETS: tuple[str, ...] = get_args(MITarget)
 
 __all__ = [
+    "Toy",
+    "MITarget",
     "TOYS",
     "Toy2D",
     "make_toy",
@@ -47,12 +61,6 @@ __all__ = [
     "train_gan",
     "evaluate_generator",
 ]
-
-#: Names accepted by :func:`make_toy`.
-TOYS = ("grid", "ring", "swissroll")
-
-#: What the generator's MI term is measured against.
-MI_TARGETS = ("z", "code")
 
 
 @dataclass(frozen=True)
@@ -72,8 +80,8 @@ class Toy2D:
     centers: torch.Tensor | None
     sigma: float
 
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` points, a ``(n, 2)`` float tensor, from ``generator`` (default: torch's global RNG)."""
+    def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
+        """Draw ``n`` points, a ``(n, 2)`` float tensor, from ``generator`` (a CPU generator)."""
         if self.centers is None:
             # Swiss roll: t in [1.5 pi, 4.5 pi], radius t, scaled to about [-4, 4]^2.
             t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
@@ -83,7 +91,7 @@ class Toy2D:
         return self.centers[idx] + self.sigma * torch.randn(n, 2, generator=generator)
 
 
-def make_toy(name: str, *, sigma: float = 0.05) -> Toy2D:
+def make_toy(name: Toy, *, sigma: float = 0.05) -> Toy2D:
     """The 2-D data sets of the MINE-GAN experiment by name: ``'grid'``, ``'ring'``, ``'swissroll'``."""
     if name not in TOYS:
         raise ValueError(f"dataset == {name!r}; choose one of {', '.join(TOYS)}")
@@ -199,8 +207,11 @@ class Generator(nn.Module):
         self.latent_dim, self.code_dim = latent_dim, code_dim
         self.net = MLP(latent_dim + code_dim, hidden, dim_out)
 
-    def noise(self, n: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``(z, c)``: ``(n, latent_dim)`` Gaussian and ``(n, code_dim)`` uniform tensors."""
+    def noise(self, n: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(z, c)``: ``(n, latent_dim)`` Gaussian and ``(n, code_dim)`` uniform tensors.
+
+        Drawn on the CPU from ``generator``, then moved to the network's device.
+        """
         dev = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator).to(dev)
         c = (2 * torch.rand(n, self.code_dim, generator=generator) - 1).to(dev)
@@ -210,7 +221,7 @@ class Generator(nn.Module):
         return self.net(z if c is None or c.shape[1] == 0 else torch.cat([z, c], dim=1))
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
         """``n`` generated points, ``(n, dim_out)``, on the CPU."""
         z, c = self.noise(n, generator=generator)
         return self(z, c).cpu()
@@ -238,13 +249,27 @@ def evaluate_generator(gen: Generator, data: Toy2D, *, n: int = 10_000, seed: in
     return mode_metrics(x, data.centers, data.sigma)
 
 
+def _check_gan_args(steps, beta, mi_target, code_dim, d_steps, batch_size, checkpoint_every, log_every):
+    require(steps >= 1, "steps", steps, ">= 1")
+    require(beta >= 0, "beta", beta, ">= 0 (beta = 0 is the plain GAN)")
+    require(mi_target in MI_TARGETS, "mi_target", mi_target, f"one of {MI_TARGETS}")
+    require(mi_target == "z" or code_dim >= 1, "code_dim", code_dim,
+            ">= 1 with mi_target == 'code' (the code whose MI with G's output is maximised)")
+    require(d_steps >= 1, "d_steps", d_steps, ">= 1")
+    require(batch_size >= 2, "batch_size", batch_size, ">= 2")
+    require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1")
+    require(log_every >= 1, "log_every", log_every, ">= 1")
+
+
 def train_gan(
-    run,
     data: Toy2D,
     *,
+    generator: torch.Generator,
+    run: Run | None = None,
+    device: str | torch.device | None = None,
     steps: int = 5000,
     beta: float = 0.0,
-    mi_target: str = "z",
+    mi_target: MITarget = "z",
     latent_dim: int = 2,
     code_dim: int = 0,
     hidden: Sequence[int] = (128, 128, 128),
@@ -258,7 +283,7 @@ def train_gan(
     log_every: int = 100,
     desc: str = "",
 ) -> Generator:
-    """Train a (MINE-regularised) GAN on a 2-D toy set; resume from ``run``'s checkpoint if any.
+    """Train a (MINE-regularised) GAN on a 2-D toy set (Belghazi et al. 2018, arXiv 1801.04062, sec. 5.1).
 
     The discriminator takes ``d_steps`` steps of the usual cross-entropy loss per
     generator step. The generator minimises the non-saturating GAN loss
@@ -271,12 +296,18 @@ def train_gan(
 
     Parameters
     ----------
-    run : deepscope.train.Run
-        Output directory (metrics, checkpoints). Seeds the global RNG, which all
-        sampling here uses, so a run is reproducible and a killed run resumes to the
-        same numbers.
     data : Toy2D
         From :func:`make_toy`.
+    generator : torch.Generator
+        The only source of randomness: network initialisation, real batches and noise,
+        and the seed of a second stream for MINE's permutations (so the plain GAN and
+        GAN+MINE with the same generator see the same batches). Checkpointed with the run,
+        so a killed run resumes to the same numbers.
+    run : deepscope.train.Run, optional
+        Metrics, checkpoints (``models={"gen", "disc", "mi"}``, their optimizers, the
+        generator) and resume. ``None``: nothing is written.
+    device : str or torch.device, optional
+        Default: the run's device, else the CPU.
     steps : int
         Generator steps.
     beta : float
@@ -290,51 +321,25 @@ def train_gan(
     Returns
     -------
     Generator
-        In eval mode, on ``run.device``.
+        In eval mode, on the run's device.
     """
-    if steps < 1:
-        raise ValueError(f"steps == {steps}, must be >= 1")
-    if not beta >= 0:
-        raise ValueError(f"beta == {beta}, must be >= 0 (beta = 0 is the plain GAN)")
-    if mi_target not in MI_TARGETS:
-        raise ValueError(f"mi_target == {mi_target!r}; choose one of {MI_TARGETS}")
-    if mi_target == "code" and code_dim < 1:
-        raise ValueError("mi_target == 'code' needs code_dim >= 1 (the code whose MI with G's output is maximised)")
-    if d_steps < 1:
-        raise ValueError(f"d_steps == {d_steps}, must be >= 1")
-    if batch_size < 2:
-        raise ValueError(f"batch_size == {batch_size}, must be >= 2")
-    if checkpoint_every < 1 or log_every < 1:
-        raise ValueError(f"checkpoint_every == {checkpoint_every}, log_every == {log_every}; both must be >= 1")
+    _check_gan_args(steps, beta, mi_target, code_dim, d_steps, batch_size, checkpoint_every, log_every)
+    run = as_run(run, device)
     dev = run.device
-    gen = Generator(latent_dim, code_dim=code_dim, hidden=hidden).to(dev)
-    disc = Discriminator(hidden=hidden).to(dev)
     dim_t = latent_dim if mi_target == "z" else code_dim
-    mi = MILoss(dim_x=2, dim_y=dim_t, hidden=critic_hidden).to(dev)
+    with fork_seeded(generator):
+        gen = Generator(latent_dim, code_dim=code_dim, hidden=hidden).to(dev)
+        disc = Discriminator(hidden=hidden).to(dev)
+        mi = MILoss(dim_x=2, dim_y=dim_t, hidden=critic_hidden).to(dev)
     # Adam with beta1 = 0.5, the usual GAN setting.
     g_opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999))
     m_opt = torch.optim.Adam(mi.parameters(), lr=critic_lr)
-    state = run.load_checkpoint()
-    start = 0
-    if state is not None:
-        gen.load_state_dict(state["gen"])
-        disc.load_state_dict(state["disc"])
-        mi.load_state_dict(state["mi"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        m_opt.load_state_dict(state["m_opt"])
-        start = state["step"]
-
-    def checkpoint(step: int) -> None:
-        run.save_checkpoint(
-            {"gen": gen.state_dict(), "disc": disc.state_dict(), "mi": mi.state_dict(),
-             "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict(), "m_opt": m_opt.state_dict()},
-            step=step,
-        )
-
-    def real_batch() -> torch.Tensor:
-        return data.sample(batch_size).to(dev)
+    mi_gen = torch.Generator().manual_seed(spawn(generator))
+    models = {"gen": gen, "disc": disc, "mi": mi}
+    opts = {"gen": g_opt, "disc": d_opt, "mi": m_opt}
+    gens = {"data": generator, "mi": mi_gen}
+    start = run.restore(models=models, opts=opts, generators=gens)["step"]
 
     g_params = list(gen.parameters())
     m_params = list(mi.parameters())
@@ -345,19 +350,19 @@ def train_gan(
                     for group in opt.param_groups:
                         group["lr"] = lr * (1 - (step - 1) / steps)
             for _ in range(d_steps):
-                real = real_batch()
+                real = data.sample(batch_size, generator=generator).to(dev)
                 with torch.no_grad():
-                    fake = gen(*gen.noise(batch_size))
+                    fake = gen(*gen.noise(batch_size, generator=generator))
                 d_loss = F.softplus(-disc(real)).mean() + F.softplus(disc(fake)).mean()
                 d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
                 d_opt.step()
 
-            z, c = gen.noise(batch_size)
+            z, c = gen.noise(batch_size, generator=generator)
             fake = gen(z, c)
             g_loss = F.softplus(-disc(fake)).mean()  # non-saturating: -log D(G(z))
             if beta > 0:
-                mi_value = mi(fake, z if mi_target == "z" else c)
+                mi_value = mi(fake, z if mi_target == "z" else c, generator=mi_gen)
                 norms = adaptive_gradient_clip(g_loss, -beta * mi_value, g_params)
                 # The critic ascends the same MI value (its own gradient, not the generator's).
                 for p, g in zip(m_params, torch.autograd.grad(-mi_value, m_params)):
@@ -380,7 +385,7 @@ def train_gan(
                 run.log(step, **rec)
                 advance(0, **{k: v for k, v in rec.items() if k in ("modes", "mi", "g_loss")})
             if step % checkpoint_every == 0 or step == steps:
-                checkpoint(step)
+                run.save(step, models=models, opts=opts, generators=gens)
             advance(1)
     gen.eval()
     return gen

@@ -5,6 +5,7 @@
 >>> mi = MILoss(dim_x=2, dim_y=8)                 # concat critic, MINE bound with moving average
 >>> x, z = torch.randn(128, 2), torch.randn(128, 8)
 >>> value = mi(x, z)                               # scalar, in nats; gradient flows to x, z and the critic
+>>> value = mi(x, z, generator=torch.Generator().manual_seed(0))   # the permutation from a generator
 
 Maximising MI (a GAN generator, Belghazi et al. 2018 section 5.1): the generator and
 the critic both ascend ``value``::
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import torch
 from torch import nn
@@ -32,7 +34,50 @@ from torch import nn
 from deepscope.mi import bounds
 from deepscope.mi.critics import joint_scores, make_critic, pairwise_scores
 
-__all__ = ["MILoss", "adaptive_gradient_clip"]
+__all__ = ["MILoss", "adaptive_gradient_clip", "bound_on_batch"]
+
+
+def bound_on_batch(
+    critic: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    bound: bounds.Bound,
+    pairs: Literal["shuffle", "all"] = "shuffle",
+    log_ema: torch.Tensor | None = None,
+    alpha: float = 0.01,
+    tau: float = 5.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Score a batch with ``critic`` and return :func:`bounds.objective` on it: ``(value, log_ema)``.
+
+    Parameters
+    ----------
+    critic : nn.Module
+        ``forward(x, y) -> (K,)`` (and optionally ``pairwise``/``joint_and_shuffled``).
+    x : (K, dx) tensor
+    y : (K, dy) tensor
+        Paired rows.
+    bound : {'mine', 'dv', 'nwj', 'infonce', 'smile'}
+    pairs : {'shuffle', 'all'}
+        Marginal pairs: ``'shuffle'`` pairs x_i with y_perm(i) for a random permutation
+        (K pairs; MINE's and ``MILoss``'s), ``'all'`` uses every i != j (K(K-1) pairs; the
+        staircase's). InfoNCE always scores all K x K pairs.
+    log_ema, alpha, tau :
+        See :func:`bounds.objective`.
+    generator : torch.Generator, optional
+        Draws the permutation (on the CPU). ``None``: torch's global RNG, as dropout does.
+
+    This is the step objective of ``MINE.fit``, ``MILoss`` and ``train_staircase``.
+    """
+    if bound == "infonce" or pairs == "all":
+        tj, tm = bounds.pair_scores(bound, pairwise_scores(critic, x, y))
+    else:
+        k = x.shape[0]
+        perm = (torch.randperm(k, device=x.device) if generator is None
+                else torch.randperm(k, generator=generator).to(x.device))
+        tj, tm = joint_scores(critic, x, y, perm)
+    return bounds.objective(bound, tj, tm, log_ema=log_ema, alpha=alpha, tau=tau)
 
 
 class MILoss(nn.Module):
@@ -56,8 +101,9 @@ class MILoss(nn.Module):
         Clipping for ``'smile'``.
 
     Inputs are ``(K, dx)`` and ``(K, dy)`` float tensors; 1-D inputs are taken as (K, 1).
-    Marginal pairs come from a fresh random permutation of ``y`` each call
-    (all K(K-1) off-diagonal pairs for ``'infonce'``).
+    Marginal pairs come from a fresh random permutation of ``y`` each call (all K x K
+    pairs for ``'infonce'``), drawn from ``forward``'s ``generator`` argument, or from
+    torch's global RNG when it is omitted (PyTorch's convention, as for dropout).
     """
 
     def __init__(
@@ -67,13 +113,12 @@ class MILoss(nn.Module):
         dim_x: int | None = None,
         dim_y: int | None = None,
         hidden: Sequence[int] = (100, 100),
-        bound: str = "mine",
+        bound: bounds.Bound = "mine",
         alpha: float = 0.01,
         tau: float = 5.0,
     ) -> None:
         super().__init__()
-        if bound not in bounds.BOUNDS:
-            raise ValueError(f"bound == {bound!r}; choose one of {bounds.BOUNDS}")
+        bounds.check_bound(bound)
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha == {alpha}, must be in (0, 1]")
         if critic is None:
@@ -86,7 +131,11 @@ class MILoss(nn.Module):
         self.tau = tau
         self.register_buffer("log_ema", torch.tensor(math.nan))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The bound on the batch ``(x, y)``, a scalar tensor in nats.
+
+        ``generator`` draws the permutation that forms marginal pairs (None: the global RNG).
+        """
         x = x[:, None] if x.ndim == 1 else x
         y = y[:, None] if y.ndim == 1 else y
         if x.shape[0] != y.shape[0]:
@@ -94,17 +143,12 @@ class MILoss(nn.Module):
         k = x.shape[0]
         if k < 2:
             raise ValueError(f"batch size == {k}, must be >= 2 to form marginal pairs")
-        if self.bound == "infonce":
-            return bounds.infonce(pairwise_scores(self.critic, x, y))
-        perm = torch.randperm(k, device=x.device)
-        tj, tm = joint_scores(self.critic, x, y, perm)
-        if self.bound == "mine":
-            state = None if torch.isnan(self.log_ema) else self.log_ema
-            value, new = bounds.mine_ema(tj, tm, log_ema=state, alpha=self.alpha)
-            if self.training and torch.is_grad_enabled():
-                self.log_ema.copy_(new)
-            return value
-        return bounds.evaluate(self.bound, tj, tm, tau=self.tau)
+        state = None if torch.isnan(self.log_ema) else self.log_ema
+        value, new = bound_on_batch(self.critic, x, y, bound=self.bound, generator=generator,
+                                    log_ema=state, alpha=self.alpha, tau=self.tau)
+        if new is not None and self.training and torch.is_grad_enabled():
+            self.log_ema.copy_(new)
+        return value
 
     def extra_repr(self) -> str:
         return f"bound={self.bound!r}, alpha={self.alpha}"

@@ -12,16 +12,19 @@ checkpoints, so an interrupted sweep picks up where it stopped and skips finishe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
-from deepscope.train.config import RunConfig
+from deepscope.train.config import RunConfig, require
+
+ToyName = Literal["grid", "ring", "swissroll"]
 
 
 @dataclass(frozen=True)
 class Config(RunConfig):
     """MINE-GAN on the 25-Gaussian grid (or the ring of 8, or the Swiss roll for pictures)."""
 
-    dataset: str = "grid"
-    """'grid' (25 Gaussians on a 5x5 grid, sigma 0.05), 'ring' (8 Gaussians) or 'swissroll' (pictures only)."""
+    dataset: ToyName = "grid"
+    """grid (25 Gaussians on a 5x5 grid, sigma 0.05), ring (8 Gaussians) or swissroll (pictures only)."""
 
     betas: tuple[float, ...] = (0.0, 1.0)
     """Weights of the MI term; 0 is the plain GAN baseline."""
@@ -44,8 +47,8 @@ class Config(RunConfig):
     code_dim: int = 0
     """Size of a uniform code c concatenated to z (needed for --mi-target code)."""
 
-    mi_target: str = "z"
-    """'z': maximise I(G(z); z); 'code': maximise I(G(z, c); c)."""
+    mi_target: Literal["z", "code"] = "z"
+    """z: maximise I(G(z); z); code: maximise I(G(z, c); c)."""
 
     hidden: tuple[int, ...] = (128, 128, 128)
     """Hidden widths of the generator and of the discriminator."""
@@ -62,99 +65,71 @@ class Config(RunConfig):
     n_eval: int = 10_000
     """Generated samples on which the mode metrics are computed."""
 
-    quick: bool = False
-    """A tiny budget (2 seeds, 200 steps, small nets) for tests and demos; overrides the sizes above."""
+    QUICK: ClassVar[dict] = {"seeds": 2, "steps": 200, "hidden": (32, 32), "n_eval": 2000, "batch_size": 64}
 
+    def validate(self) -> None:
+        super().validate()
+        require(self.dataset in get_args(ToyName), "dataset", self.dataset, f"one of {get_args(ToyName)}")
+        require(self.mi_target in ("z", "code"), "mi_target", self.mi_target, "'z' or 'code'")
+        for name, low in {"seeds": 1, "steps": 1, "d_steps": 1, "batch_size": 2, "latent_dim": 1, "n_eval": 1,
+                          "code_dim": 1 if self.mi_target == "code" else 0}.items():
+            value = getattr(self, name)
+            require(value >= low, name, value, f">= {low}" + (" with --mi-target code" if name == "code_dim" else ""))
+        require(len(self.betas) >= 1 and min(self.betas) >= 0, "betas", self.betas,
+                "one or more weights, each >= 0 (e.g. --betas 0 1)")
+        require(len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", self.hidden, "non-empty, each >= 1")
+        require(min(self.lr, self.critic_lr) > 0, "lr, critic_lr", (self.lr, self.critic_lr), "> 0")
 
-def _effective(cfg: Config) -> dict:
-    sizes = dict(
-        seeds=cfg.seeds, steps=cfg.steps, hidden=tuple(cfg.hidden), n_eval=cfg.n_eval,
-        batch_size=cfg.batch_size,
+def _train_one(cfg: Config, sub, data, beta: float, seed: int) -> dict:
+    """One (beta, seed) sub-run: train, keep 2,000 samples for the figure, mode metrics."""
+    import torch
+
+    from deepscope.mi.gan import evaluate_generator, train_gan
+
+    gen = train_gan(
+        data, generator=sub.generator("gan"), run=sub, steps=cfg.steps, beta=beta,
+        mi_target=cfg.mi_target, latent_dim=cfg.latent_dim, code_dim=cfg.code_dim, hidden=cfg.hidden,
+        d_steps=cfg.d_steps, batch_size=cfg.batch_size, lr=cfg.lr, critic_lr=cfg.critic_lr,
+        lr_decay=cfg.lr_decay, checkpoint_every=cfg.checkpoint_every or max(1, cfg.steps // 10),
+        log_every=max(1, cfg.steps // 50), desc=f"beta={beta:g} seed={seed}",
     )
-    if cfg.quick:
-        sizes.update(seeds=2, steps=200, hidden=(32, 32), n_eval=2000, batch_size=64)
-    return sizes
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    import numpy as np
-
-    # float(): a KL of inf comes back from result.json as the string "inf"
-    a = np.asarray([float(v) for v in values], dtype=float)
-    if len(a) < 2:
-        return float(a.mean()), 0.0
-    with np.errstate(invalid="ignore"):
-        return float(a.mean()), float(a.std(ddof=1))
+    torch.save(gen.sample(2000, generator=torch.Generator().manual_seed(seed)), sub.dir / "samples.pt")
+    metrics = {"beta": beta, "seed": seed}
+    if data.centers is not None:
+        metrics.update(evaluate_generator(gen, data, n=cfg.n_eval, seed=seed))
+    return metrics
 
 
 def run(cfg: Config, run) -> dict:
-    import json
-
     import torch
 
-    from deepscope.mi.gan import TOYS, evaluate_generator, make_toy, train_gan
-    from deepscope.train import Run
+    from deepscope.mi.gan import make_toy
+    from deepscope.mi.stats import over_seeds
 
-    if cfg.dataset not in TOYS:
-        raise ValueError(f"dataset == {cfg.dataset!r}; choose one of {', '.join(TOYS)}")
-    if not cfg.betas:
-        raise ValueError("betas == (); give at least one weight, e.g. --betas 0 1")
-    if any(not b >= 0 for b in cfg.betas):
-        raise ValueError(f"betas == {cfg.betas}; every beta must be >= 0")
-    if cfg.seeds < 1:
-        raise ValueError(f"seeds == {cfg.seeds}, must be >= 1")
-    size = _effective(cfg)
     data = make_toy(cfg.dataset)
-    every = cfg.checkpoint_every or max(1, size["steps"] // 10)
-
+    sub_cfg = {k: v for k, v in vars(cfg).items() if k not in ("out", "seed", "seeds", "betas", "quick")}
     per_run: dict[float, list[dict]] = {}
-    samples: dict[float, torch.Tensor] = {}
     for beta in cfg.betas:
         per_run[beta] = []
-        for i in range(size["seeds"]):
-            seed = cfg.seed + i
-            sub_dir = run.dir / f"beta{beta:g}" / f"seed{seed}"
-            done = sub_dir / "result.json"
-            if done.exists():  # finished before an interruption of the sweep
-                per_run[beta].append(json.loads(done.read_text()))
-            else:
-                sub_cfg = {
-                    "dataset": cfg.dataset, "beta": beta, "seed": seed, "d_steps": cfg.d_steps,
-                    "latent_dim": cfg.latent_dim, "code_dim": cfg.code_dim, "mi_target": cfg.mi_target,
-                    "lr": cfg.lr, "critic_lr": cfg.critic_lr, "lr_decay": cfg.lr_decay, **size,
-                }
-                sub = Run(sub_dir, config=sub_cfg, seed=seed, device=cfg.device, progress=cfg.progress)
-                gen = train_gan(
-                    sub, data, steps=size["steps"], beta=beta, mi_target=cfg.mi_target,
-                    latent_dim=cfg.latent_dim, code_dim=cfg.code_dim, hidden=size["hidden"],
-                    d_steps=cfg.d_steps, batch_size=size["batch_size"], lr=cfg.lr,
-                    critic_lr=cfg.critic_lr, lr_decay=cfg.lr_decay, checkpoint_every=every,
-                    log_every=max(1, size["steps"] // 50), desc=f"beta={beta:g} seed={seed}",
-                )
-                x = gen.sample(2000, generator=torch.Generator().manual_seed(seed))
-                torch.save(x, sub_dir / "samples.pt")
-                metrics = {"beta": beta, "seed": seed}
-                if data.centers is not None:
-                    metrics.update(evaluate_generator(gen, data, n=size["n_eval"], seed=seed))
-                sub.write_result(metrics)
-                per_run[beta].append(metrics)
-            if i == 0:
-                samples[beta] = torch.load(sub_dir / "samples.pt")
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            sub = run.child(f"beta{beta:g}/seed{seed}", config={**sub_cfg, "beta": beta, "seed": seed}, seed=seed)
+            if not sub.finished:  # finished sub-runs of an interrupted sweep are reused
+                sub.write_result(_train_one(cfg, sub, data, beta, seed))
+            per_run[beta].append(sub.read_result())
+    samples = {b: torch.load(run.dir / f"beta{b:g}" / f"seed{cfg.seed}" / "samples.pt") for b in cfg.betas}
 
     table = []
     for beta, rows in per_run.items():
         entry = {"beta": beta, "runs": len(rows)}
-        if data.centers is not None:
-            for key in ("modes", "high_quality", "kl"):
-                m, s = _mean_std([r[key] for r in rows])
-                entry[key] = m
-                entry[key + "_std"] = s
+        for key in ("modes", "high_quality", "kl") if data.centers is not None else ():
+            s = over_seeds([r[key] for r in rows])
+            entry.update({key: s["mean"], f"{key}_std": s["std"], f"{key}_ci95": s["ci95"]})
         table.append(entry)
     fig_path = _figure(cfg, run, data, samples, per_run)
 
     k = 0 if data.centers is None else len(data.centers)
-    lines = [f"MINE-GAN on {cfg.dataset} ({k} modes), {size['seeds']} seeds x {size['steps']} steps, "
-             f"d_steps={cfg.d_steps}, latent={cfg.latent_dim}, metrics on {size['n_eval']} samples"]
+    lines = [f"MINE-GAN on {cfg.dataset} ({k} modes), {cfg.seeds} seeds x {cfg.steps} steps, "
+             f"d_steps={cfg.d_steps}, latent={cfg.latent_dim}, metrics on {cfg.n_eval} samples"]
     if data.centers is not None:
         lines.append(f"{'beta':>6}  {'modes covered':>15}  {'high-quality':>15}  {'KL(modes||unif)':>17}")
         for e in table:
@@ -163,6 +138,7 @@ def run(cfg: Config, run) -> dict:
                 f"{e['high_quality']:>7.3f} ± {e['high_quality_std']:<5.3f}  "
                 f"{e['kl']:>8.3f} ± {e['kl_std']:<6.3f}"
             )
+        lines.append("mean ± std over seeds; 95% intervals of the means in result.json")
     return {
         "dataset": cfg.dataset,
         "num_modes": k,

@@ -3,15 +3,20 @@
 X, Z in R^d with corr(X_i, Z_j) = delta_ij rho; I(X;Z) = -(d/2) log(1 - rho^2).
 For each d and rho: N samples, each estimator's held-out estimate, the truth.
 Belghazi et al. 2018, arXiv 1801.04062, section 5.1 / Figure 1.
+
+    deepscope run mine-gaussians --threads 1
+    deepscope run mine-gaussians --quick          # d = 2, 5 correlations, N = 2,000
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
-from deepscope.train.config import RunConfig
+from deepscope.train.config import RunConfig, require
 
 RHOS = (-0.99, -0.9, -0.7, -0.5, -0.3, -0.1, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+MethodName = Literal["mine", "nwj", "ksg", "smile", "infonce", "dv"]
 
 
 @dataclass(frozen=True)
@@ -19,69 +24,67 @@ class Config(RunConfig):
     """Correlated-Gaussian MI sweep (MINE paper, Figure 1)."""
 
     dims: tuple[int, ...] = (2, 20)
-    """Dimensions d of X and of Z."""
+    """Dimensions d of X and of Z (the paper's)."""
     rhos: tuple[float, ...] = RHOS
     """Correlations; the paper's grid by default."""
     n: int = 10_000
     """Samples per (d, rho) point (split 70/15/15 into train/validation/test for MINE)."""
-    methods: tuple[str, ...] = ("mine", "nwj", "ksg")
-    """Estimators: mine (DV + moving average), nwj (MINE-f), ksg (Kraskov k=3), smile, infonce."""
+    methods: tuple[MethodName, ...] = ("mine", "nwj", "ksg")
+    """Estimators: mine (DV + moving average), nwj (MINE-f), ksg (Kraskov k=3), smile, infonce, dv."""
     max_steps: int = 10_000
     """Most critic training steps per estimate."""
     lr: float = 1e-3
     """Adam learning rate of the critic."""
     batch_size: int = 256
     """Critic batch size."""
-    quick: bool = False
-    """Tiny budget (d=2, 5 rhos, 2,000 samples, 800 steps) for tests and demos."""
 
+    QUICK: ClassVar[dict] = {"dims": (2,), "rhos": (-0.9, -0.5, 0.0, 0.5, 0.9), "n": 2000, "max_steps": 800}
 
-def _effective(cfg: Config) -> Config:
-    from dataclasses import replace
+    def validate(self) -> None:
+        super().validate()
+        require(len(self.methods) >= 1 and set(self.methods) <= set(get_args(MethodName)), "methods",
+                self.methods, f"one or more of {get_args(MethodName)}")
+        require(len(self.dims) >= 1 and min(self.dims) >= 1, "dims", self.dims, "non-empty, each >= 1")
+        require(len(self.rhos) >= 1 and all(-1 < r < 1 for r in self.rhos), "rhos", self.rhos,
+                "non-empty, each in (-1, 1)")
+        for name, low in {"n": 50, "max_steps": 1, "batch_size": 2}.items():
+            require(getattr(self, name) >= low, name, getattr(self, name), f">= {low}")
+        require(self.lr > 0, "lr", self.lr, "> 0")
 
-    if cfg.quick:
-        return replace(cfg, dims=(2,), rhos=(-0.9, -0.5, 0.0, 0.5, 0.9), n=2000, max_steps=800)
-    return cfg
+def _estimate(method: str, x, z, cfg: Config, device: str) -> dict:
+    """One estimator's held-out estimate on (x, z), with its interval, steps and warnings."""
+    import warnings
+
+    from deepscope.mi import MINE
+    from deepscope.mi.knn import ksg
+
+    if method == "ksg":
+        return {"ksg": ksg(x, z, k=3, random_state=cfg.seed)}
+    est = MINE(bound=method, max_steps=cfg.max_steps, lr=cfg.lr, batch_size=cfg.batch_size,
+               device=device, random_state=cfg.seed, n_bootstrap=200)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(x, z)
+    return {method: est.mi_, f"{method}_ci": est.ci_, f"{method}_steps": est.restarts_[0]["steps"],
+            f"{method}_warnings": [str(w.message) for w in caught]}
 
 
 def run(cfg: Config, run) -> dict:
     import numpy as np
 
-    from deepscope.mi import MINE, tasks
-    from deepscope.mi.knn import ksg
+    from deepscope.mi import tasks
 
-    cfg = _effective(cfg)
-    known = {"mine", "nwj", "ksg", "smile", "infonce", "dv"}
-    bad = [m for m in cfg.methods if m not in known]
-    if bad:
-        raise ValueError(f"methods contains {bad}; choose from {sorted(known)}")
     grid = [(d, rho) for d in cfg.dims for rho in cfg.rhos]
-    state = run.load_checkpoint()
-    rows = state["rows"] if state else []
+    rows = run.restore(rows=[]).get("rows", [])  # the grid points a killed run finished
     with run.progress(len(grid), desc="mine-gaussians", start=len(rows)) as advance:
-        for i, (d, rho) in enumerate(grid):
-            if i < len(rows):
-                continue
+        for i, (d, rho) in enumerate(grid[len(rows):], start=len(rows)):
             x, z, truth = tasks.correlated_gaussian(cfg.n, d=d, rho=rho, seed=cfg.seed + i)
             row = {"d": d, "rho": rho, "truth": truth}
             for m in cfg.methods:
-                if m == "ksg":
-                    row["ksg"] = ksg(x, z, k=3, random_state=cfg.seed)
-                    continue
-                est = MINE(bound=m, max_steps=cfg.max_steps, lr=cfg.lr, batch_size=cfg.batch_size,
-                           device=str(run.device), random_state=cfg.seed, n_bootstrap=200)
-                import warnings
-
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    est.fit(x, z)
-                row[m] = est.mi_
-                row[f"{m}_ci"] = est.ci_
-                row[f"{m}_steps"] = est.restarts_[0]["steps"]
-                row[f"{m}_warnings"] = [str(w.message) for w in caught]
+                row.update(_estimate(m, x, z, cfg, str(run.device)))
             rows.append(row)
             run.log(i, **{k: v for k, v in row.items() if not k.endswith("_warnings")})
-            run.save_checkpoint({"rows": rows}, step=i)
+            run.save(i, rows=rows)
             advance(1, d=d, rho=rho)
 
     _figure(rows, cfg, run.figure_path("mine_gaussians"))

@@ -2,7 +2,8 @@
 
 Trains each method with the same encoder, decoder and budget over several seeds and
 reports the test error (mean ± std), then sweeps beta for the bottlenecked methods and
-plots test error and a held-out MINE estimate of I(X;Z) against beta. Every
+plots test error and a held-out MINE estimate of I(X;Z) (``MINE`` fitted on every row and
+its code, after training) against beta. Every
 (method, beta, seed) is a sub-run under ``<out>/<method>/beta<b>/seed<s>/`` with
 checkpoints; an interrupted run resumes and skips finished sub-runs.
 
@@ -15,27 +16,29 @@ checkpoints; an interrupted run resumes and skips finished sub-runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal, get_args
 
-from deepscope.train.config import RunConfig
+from deepscope.train.config import RunConfig, require
 
-_DATASETS = ("mnist1d", "digits", "mnist")
+MethodName = Literal["plain", "vib", "mine"]
 
 
 @dataclass(frozen=True)
 class Config(RunConfig):
     """MINE-IB vs VIB vs plain network; permutation-invariant MNIST is the paper's setting."""
 
-    dataset: str = "mnist1d"
-    """'mnist1d' (generated, 40 features), 'digits' (sklearn 8x8) or 'mnist' (torchvision files under --data-root, flattened: permutation invariant)."""
+    dataset: Literal["mnist1d", "digits", "mnist"] = "mnist1d"
+    """mnist1d (generated, 40 features), digits (sklearn 8x8) or mnist (torchvision files under --data-root, flattened: permutation invariant)."""
 
     data_root: str | None = None
     """Folder holding MNIST/raw/... for --dataset mnist (nothing is downloaded)."""
 
-    methods: tuple[str, ...] = ("plain", "vib", "mine")
-    """Methods in the table: 'plain' (cross-entropy), 'vib' (Gaussian encoder + KL), 'mine' (MINE-IB)."""
+    methods: tuple[MethodName, ...] = ("plain", "vib", "mine")
+    """Methods in the table: plain (cross-entropy), vib (Gaussian encoder + KL), mine (MINE-IB)."""
 
-    noise: str = "gaussian"
-    """MINE-IB encoder noise: 'gaussian' (learned mean and std), 'additive' (fixed-std noise on the code) or 'propagated' (noise after every hidden layer)."""
+    noise: Literal["gaussian", "additive", "propagated"] = "gaussian"
+    """MINE-IB encoder noise: gaussian (learned mean and std), additive (fixed-std noise on the code) or propagated (noise after every hidden layer)."""
 
     beta_vib: float = 1e-3
     """Weight of the KL term of the VIB in the table (1e-3 as in Alemi et al. 2017)."""
@@ -47,7 +50,7 @@ class Config(RunConfig):
     """MINE-IB: standardise the code per dimension before the critic (stops the encoder from gaming the estimate by scale)."""
 
     sigma: float = 1.0
-    """Noise std of the 'additive' and 'propagated' encoders."""
+    """Noise std of the additive and propagated encoders."""
 
     seeds: int = 3
     """Seeds per method (seed, seed+1, ...)."""
@@ -73,121 +76,106 @@ class Config(RunConfig):
     sweep_betas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
     """Betas of the sweep plot (one seed each); empty to skip the sweep."""
 
-    sweep_methods: tuple[str, ...] = ("mine", "vib")
+    sweep_methods: tuple[Literal["mine", "vib"], ...] = ("mine", "vib")
     """Methods swept over beta."""
 
     probe_steps: int = 1000
-    """Steps of the fresh MINE critic that estimates I(X;Z) on held-out data after training (0: skip)."""
+    """Most steps of the MINE estimator that measures I(X;Z) on every row after training (0: skip)."""
 
     mnist1d_samples: int = 5000
     """Samples generated for MNIST-1D (80% train, 20% test)."""
 
-    quick: bool = False
-    """A tiny budget (digits-sized nets, 2 epochs, 2 seeds, two sweep betas) for tests and demos."""
+    QUICK: ClassVar[dict] = {"seeds": 2, "epochs": 2, "hidden": (32, 32), "code_dim": 8,
+                             "sweep_betas": (1e-3, 1e-1), "probe_steps": 20, "mnist1d_samples": 500}
 
+    def validate(self) -> None:
+        super().validate()
+        require(self.dataset in ("mnist1d", "digits", "mnist"), "dataset", self.dataset, "'mnist1d', 'digits' or 'mnist'")
+        require(self.dataset != "mnist" or (self.data_root is not None and Path(self.data_root).is_dir()),
+                "data_root", self.data_root, "an existing folder holding MNIST/raw/ with --dataset mnist")
+        require(len(self.methods) >= 1 and set(self.methods) <= set(get_args(MethodName)), "methods",
+                self.methods, f"one or more of {get_args(MethodName)}")
+        require(set(self.sweep_methods) <= {"mine", "vib"}, "sweep_methods", self.sweep_methods,
+                "a subset of ('mine', 'vib') (plain has no beta)")
+        require(self.noise in ("gaussian", "additive", "propagated"), "noise", self.noise,
+                "'gaussian', 'additive' or 'propagated'")
+        for name, low in {"seeds": 1, "epochs": 1, "batch_size": 2, "code_dim": 1, "probe_steps": 0,
+                          "mnist1d_samples": 100}.items():
+            require(getattr(self, name) >= low, name, getattr(self, name), f">= {low}")
+        betas = (self.beta_vib, self.beta_mine, *self.sweep_betas)
+        require(min(betas) >= 0, "beta_vib, beta_mine, sweep_betas", betas, ">= 0")
+        require(min(self.sigma, self.lr, self.critic_lr) > 0, "sigma, lr, critic_lr",
+                (self.sigma, self.lr, self.critic_lr), "> 0")
+        require(len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", self.hidden, "non-empty, each >= 1")
 
-def _sizes(cfg: Config) -> dict:
-    s = dict(
-        seeds=cfg.seeds, epochs=cfg.epochs, hidden=tuple(cfg.hidden), code_dim=cfg.code_dim,
-        sweep_betas=tuple(cfg.sweep_betas), probe_steps=cfg.probe_steps,
-        mnist1d_samples=cfg.mnist1d_samples,
+def _train_one(cfg: Config, sub, ds, method: str, beta: float, seed: int) -> dict:
+    """One (method, beta, seed) sub-run: train, test error, held-out I(X;Z) by MINE."""
+    import torch
+
+    from deepscope.mi.bottleneck import error_rate, estimate_mi_xz, train_ib
+
+    model, _ = train_ib(
+        ds, generator=sub.generator("ib"), run=sub, method=method,
+        noise=cfg.noise if method == "mine" else None, beta=beta, hidden=cfg.hidden,
+        code_dim=cfg.code_dim, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        lr=cfg.lr, critic_lr=cfg.critic_lr, standardize_code=cfg.standardize_code,
+        checkpoint_every=cfg.checkpoint_every or 1, desc=f"{method} beta={beta:g} seed={seed}",
     )
-    if cfg.quick:
-        s.update(seeds=2, epochs=2, hidden=(32, 32), code_dim=8, sweep_betas=(1e-3, 1e-1),
-                 probe_steps=20, mnist1d_samples=500)
-    return s
-
-
-def _mean_std(values):
-    import numpy as np
-
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else 0.0)
+    g = sub.generator("evaluate")
+    res = {"method": method, "noise": model.noise, "beta": beta, "seed": seed,
+           "test_error": error_rate(model, ds.x_test, ds.y_test, generator=g)}
+    if cfg.probe_steps > 0:
+        x = torch.cat([ds.x_train, ds.x_test])
+        res["mi_xz"] = estimate_mi_xz(model, x, generator=g, max_steps=cfg.probe_steps, n_bootstrap=0).mi_
+    return res
 
 
 def run(cfg: Config, run) -> dict:
-    import json
-
     from deepscope.data import load_dataset
-    from deepscope.mi.bottleneck import METHODS, NOISES, estimate_mi_xz, test_error, train_ib
-    from deepscope.train import Run
+    from deepscope.mi.stats import over_seeds
 
-    if cfg.dataset not in _DATASETS:
-        raise ValueError(f"dataset == {cfg.dataset!r}; choose one of {', '.join(_DATASETS)}")
-    for m in (*cfg.methods, *cfg.sweep_methods):
-        if m not in METHODS:
-            raise ValueError(f"method {m!r} in --methods/--sweep-methods; choose from {', '.join(METHODS)}")
-    if not cfg.methods:
-        raise ValueError("methods == (); name at least one of plain, vib, mine")
-    if cfg.noise not in NOISES or cfg.noise == "none":
-        raise ValueError(f"noise == {cfg.noise!r}; choose 'gaussian', 'additive' or 'propagated'")
-    if cfg.seeds < 1:
-        raise ValueError(f"seeds == {cfg.seeds}, must be >= 1")
-    size = _sizes(cfg)
-    if cfg.dataset == "mnist1d":
-        ds = load_dataset("mnist1d", n=size["mnist1d_samples"], seed=0)
-    elif cfg.dataset == "digits":
-        ds = load_dataset("digits", seed=0)
-    else:
-        ds = load_dataset("mnist", data_root=cfg.data_root)
-
+    extra = {"n": cfg.mnist1d_samples} if cfg.dataset == "mnist1d" else {"data_root": cfg.data_root}
+    ds = load_dataset(cfg.dataset, seed=0, **extra)
     beta_of = {"plain": 0.0, "vib": cfg.beta_vib, "mine": cfg.beta_mine}
-    every = cfg.checkpoint_every or 1
+    sub_cfg = {k: v for k, v in vars(cfg).items()
+               if k not in ("out", "seed", "seeds", "methods", "sweep_betas", "sweep_methods", "quick")}
 
     def one(method: str, beta: float, seed: int) -> dict:
-        sub_dir = run.dir / method / f"beta{beta:g}" / f"seed{seed}"
-        done = sub_dir / "result.json"
-        if done.exists():
-            return json.loads(done.read_text())
-        noise = cfg.noise if method == "mine" else None
-        sub_cfg = {
-            "dataset": cfg.dataset, "method": method, "noise": noise, "beta": beta, "seed": seed,
-            "batch_size": cfg.batch_size, "lr": cfg.lr, "critic_lr": cfg.critic_lr,
-            "sigma": cfg.sigma, "standardize_code": cfg.standardize_code, **{k: v for k, v in size.items() if k not in ("seeds", "sweep_betas")},
-        }
-        sub = Run(sub_dir, config=sub_cfg, seed=seed, device=cfg.device, progress=cfg.progress)
-        model, _ = train_ib(
-            sub, ds, method=method, noise=noise, beta=beta, hidden=size["hidden"],
-            code_dim=size["code_dim"], sigma=cfg.sigma, epochs=size["epochs"],
-            batch_size=cfg.batch_size, lr=cfg.lr, critic_lr=cfg.critic_lr,
-            standardize_code=cfg.standardize_code, checkpoint_every=every, desc=f"{method} beta={beta:g} seed={seed}",
-        )
-        res = {"method": method, "noise": model.noise, "beta": beta, "seed": seed,
-               "test_error": test_error(model, ds.x_test, ds.y_test)}
-        if size["probe_steps"] > 0:
-            res["mi_xz"] = estimate_mi_xz(model, ds.x_train, ds.x_test, steps=size["probe_steps"])
-        sub.write_result(res)
-        return res
+        sub = run.child(f"{method}/beta{beta:g}/seed{seed}",
+                        config={**sub_cfg, "method": method, "beta": beta, "seed": seed}, seed=seed)
+        if not sub.finished:  # finished sub-runs of an interrupted run are reused
+            sub.write_result(_train_one(cfg, sub, ds, method, beta, seed))
+        return sub.read_result()
 
     table = []
     runs: dict[str, list[dict]] = {}
     for method in cfg.methods:
         beta = beta_of[method]
-        rows = [one(method, beta, cfg.seed + i) for i in range(size["seeds"])]
-        runs[method] = rows
-        err_m, err_s = _mean_std([100 * r["test_error"] for r in rows])
+        rows = runs[method] = [one(method, beta, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)]
+        err = over_seeds([100 * r["test_error"] for r in rows])
         entry = {"method": method, "noise": rows[0]["noise"], "beta": beta, "runs": len(rows),
-                 "test_error_pct": err_m, "test_error_pct_std": err_s}
+                 "test_error_pct": err["mean"], "test_error_pct_std": err["std"],
+                 "test_error_pct_ci95": err["ci95"]}
         if "mi_xz" in rows[0]:
-            entry["mi_xz"], entry["mi_xz_std"] = _mean_std([r["mi_xz"] for r in rows])
+            mi = over_seeds([r["mi_xz"] for r in rows])
+            entry.update(mi_xz=mi["mean"], mi_xz_std=mi["std"], mi_xz_ci95=mi["ci95"])
         table.append(entry)
 
     sweep = []
     for method in cfg.sweep_methods:
-        if method == "plain":
-            continue  # plain has no beta; it is drawn as a line
-        for beta in size["sweep_betas"]:
+        for beta in cfg.sweep_betas:
             r = one(method, beta, cfg.seed)
-            sweep.append({k: r[k] for k in ("method", "beta", "test_error") if k in r} | {"mi_xz": r.get("mi_xz")})
+            sweep.append({"method": method, "beta": beta, "test_error": r["test_error"], "mi_xz": r.get("mi_xz")})
     fig = _figure(cfg, run, sweep, runs) if sweep else None
 
-    lines = [f"Information bottleneck on {cfg.dataset}: {size['seeds']} seeds x {size['epochs']} epochs, "
-             f"encoder {list(size['hidden'])} -> code {size['code_dim']}; test error in %"]
+    lines = [f"Information bottleneck on {cfg.dataset}: {cfg.seeds} seeds x {cfg.epochs} epochs, "
+             f"encoder {list(cfg.hidden)} -> code {cfg.code_dim}; test error in %"]
     lines.append(f"{'method':<8} {'noise':<11} {'beta':>7}  {'test error %':>15}  {'I(X;Z) held-out, nats':>22}")
     for e in table:
         mi_txt = f"{e['mi_xz']:8.2f} ± {e['mi_xz_std']:<5.2f}" if "mi_xz" in e else ""
         lines.append(f"{e['method']:<8} {e['noise']:<11} {e['beta']:>7g}  "
                      f"{e['test_error_pct']:7.2f} ± {e['test_error_pct_std']:<5.2f}  {mi_txt:>22}")
+    lines.append("mean ± std over seeds; 95% intervals of the means in result.json")
     return {
         "dataset": cfg.dataset,
         "table": table,
