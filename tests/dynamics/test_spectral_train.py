@@ -128,6 +128,10 @@ def test_load_lockstep_model_by_name(tmp_path):
         load_lockstep_model(tmp_path, "equal_s0", net)
     with pytest.raises(ValueError, match="holds no checkpoint.pt"):
         load_lockstep_model(tmp_path / "nothing", "a", net)
+    old = Run(tmp_path / "old", config={}, progress=False)  # the layout before names
+    old.save(30, models=[nets["a"].state_dict()])
+    with pytest.raises(ValueError, match="keeps its networks by position"):
+        load_lockstep_model(tmp_path / "old", "equal_s0", net)
 
 
 def test_spearman_ranks_missing_last():

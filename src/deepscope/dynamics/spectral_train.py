@@ -254,6 +254,9 @@ def load_lockstep_model(run_dir: str | Path, name: str, model: nn.Module) -> int
         raise ValueError(f"run_dir == '{run_dir}' holds no checkpoint.pt; pass a run directory")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     saved = blob.get("objects", {}).get("models", {})
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"{path} keeps its networks by position (written before they were "
+                         "named); rerun that experiment with the current deepscope")
     if name not in saved:
         raise ValueError(f"{path} has no model {name!r}; it holds {sorted(saved)}")
     model.load_state_dict(saved[name])
