@@ -30,7 +30,9 @@ AttackName = Literal["fgsm", "pgd20", "pgd100", "foolbox-pgd", "autoattack", "sq
 DATASETS = {
     "digits": dict(eps=0.1, bounds=(0.0, 1.0), net="mlp", epochs=50, batch_size=64, eval_max=0,
                    pgd_steps=10, pgd_step_size=None),
-    "mnist1d": dict(eps=0.3, bounds=(-4.30, 4.73), net="mlp", epochs=50, batch_size=64,
+    # eps 0.15 (0.15 std of the standardised features): chosen from a probe's eps curve on the
+    # validation split, where the undefended MLP keeps ~19% and PGD-AT ~48% (at 0.3: 2% and 28%).
+    "mnist1d": dict(eps=0.15, bounds=(-4.30, 4.73), net="mlp", epochs=50, batch_size=64,
                     eval_max=0, pgd_steps=10, pgd_step_size=None),
     # Madry et al.'s MNIST threat model and training attack (40 steps of 0.01); our budget.
     "mnist": dict(eps=0.3, bounds=(0.0, 1.0), net="small-cnn", epochs=20, batch_size=128,
@@ -52,7 +54,7 @@ class Config(RunConfig):
 
     datasets: tuple[Dataset, ...] = ("digits", "mnist1d")
     """Datasets: 'digits' (8x8, [0, 1], eps 0.1), 'mnist1d' (40 features, bounds [-4.30, 4.73],
-    eps 0.3), 'mnist' (needs --data-root; eps 0.3, small CNN)."""
+    eps 0.15), 'mnist' (needs --data-root; eps 0.3, small CNN)."""
 
     methods: tuple[Method, ...] = ("standard", "fgsm-at", "pgd-at", "trades", "a3t")
     """Training methods."""
@@ -62,7 +64,7 @@ class Config(RunConfig):
 
     eps: float | None = None
     """Threat-model radius (training and evaluation); default per dataset: digits 0.1,
-    mnist1d 0.3, mnist 0.3 (Madry et al.)."""
+    mnist1d 0.15, mnist 0.3 (Madry et al.)."""
 
     norm: Literal["linf", "l2"] = "linf"
     """Threat-model norm."""
