@@ -4,9 +4,12 @@
 >>> est = MINE(random_state=0).fit(x, y)          # doctest: +SKIP
 >>> est.mi_, est.ci_, est.mi_bits_                # doctest: +SKIP
 
-Modules: ``bounds`` (pure functions), ``critics``, ``estimator`` (``MINE``),
-``loss`` (``MILoss``), ``knn`` (KSG, Gaussian closed forms), ``tasks``
-(distributions with known MI), ``gan``, ``bottleneck``.
+Modules: ``bounds`` (pure functions and the one dispatch by bound name), ``critics``,
+``estimator`` (``MINE``, a scikit-learn estimator), ``loss`` (``MILoss``, ``bound_on_batch``),
+``knn`` (KSG, Gaussian closed forms), ``tasks`` (distributions with known MI), and the
+training loops, each taking an explicit ``generator`` and an optional ``run``: ``staircase``
+(``train_staircase``), ``gan`` (``train_gan``), ``bottleneck`` (``train_ib``); ``stats``
+(summaries over seeds). See docs/mine.md.
 """
 
 __all__ = ["MINE", "MILoss", "adaptive_gradient_clip", "ksg", "gaussian_mi"]

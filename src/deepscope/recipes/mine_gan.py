@@ -1,12 +1,13 @@
 """MINE-regularised GAN vs plain GAN on 2-D mixtures: modes covered, sample quality, mode KL (arXiv 1801.04062, sec. 5.1).
 
-Trains one GAN per (beta, seed) with the same networks and budget; beta = 0 is the
-plain GAN. Each (beta, seed) is its own sub-run under ``<out>/beta<b>/seed<s>/`` with
-checkpoints, so an interrupted sweep picks up where it stopped and skips finished runs.
+Trains one GAN per (beta, seed) with the same networks and budget (the loop is
+``deepscope.mi.gan.train_gan``); beta = 0 is the plain GAN. Each (beta, seed) is its own
+sub-run under ``<out>/beta<b>/seed<s>/`` with checkpoints, so an interrupted sweep picks up
+where it stopped and skips finished runs.
 
     deepscope run mine-gan --threads 1
     deepscope run mine-gan --dataset ring --betas 0 1
-    deepscope run mine-gan --quick          # seconds: a smoke test
+    deepscope run mine-gan --quick          # 2 seeds x 200 steps, 32-32 nets: a smoke test in seconds
 """
 
 from __future__ import annotations
