@@ -1,0 +1,292 @@
+"""Neural feature alignment: the loop (resume, labels, augmentation) and the recipe at its quick budget."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deepscope.dynamics.feature_alignment import (
+    crop_flip,
+    over_seeds,
+    randomize_labels,
+    train_feature_alignment,
+)
+from deepscope.runner import execute_recipe
+from deepscope.train import Run
+
+
+def _digits(n_train=160, n_test=60):
+    from deepscope.data import load_dataset
+
+    ds = load_dataset("digits", seed=0)
+    return ds.x_train[:n_train], ds.y_train[:n_train], ds.x_test[:n_test], ds.y_test[:n_test]
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+def test_randomize_labels_replaces_an_exact_nested_fraction():
+    y = torch.arange(1000) % 10
+    lab2, ch2 = randomize_labels(y, 0.2, 10, generator=torch.Generator().manual_seed(0))
+    lab5, ch5 = randomize_labels(y, 0.5, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ch2, lab2 != y) and lab2.dtype == torch.int64
+    # 200 drawn, uniform over all 10 classes: about 1/10 keep their label
+    assert 160 <= int(ch2.sum()) <= 200 and 400 <= int(ch5.sum()) <= 500
+    pos = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
+    assert not ch2[pos[200:]].any() and not ch5[pos[500:]].any()
+    assert ch5[ch2].all()  # same generator: the 20% are among the 50%
+    assert torch.equal(randomize_labels(y, 0.0, 10, generator=torch.Generator())[0], y)
+    with pytest.raises(ValueError, match=r"fraction == 1.5, must be a fraction in \[0, 1\]"):
+        randomize_labels(y, 1.5, 10, generator=torch.Generator())
+
+
+def test_crop_flip_is_a_shifted_window_of_the_padded_image():
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float64).reshape(2, 3, 5, 6) + 1
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    out = crop_flip(x, g, pad=2)
+    g.set_state(state)
+    off = torch.randint(0, 5, (2, 2), generator=g)
+    flip = torch.rand(2, generator=g) < 0.5
+    xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        win = xp[i, :, off[0, i]:off[0, i] + 5, off[1, i]:off[1, i] + 6]
+        assert torch.equal(out[i], win.flip(-1) if flip[i] else win)
+    same = crop_flip(x, torch.Generator(), pad=0)  # no padding: the image or its mirror
+    assert all(torch.equal(s, i) or torch.equal(s, i.flip(-1)) for s, i in zip(same, x))
+    with pytest.raises(ValueError, match=r"x has shape \(2, 90\); crop_flip takes images"):
+        crop_flip(x.reshape(2, 90), g)
+
+
+def test_over_seeds_interval():
+    s = over_seeds([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == 1.0 and s["n"] == 3
+    half = 4.302652729749462 / math.sqrt(3)  # t_{0.975, 2}
+    assert s["ci95"] == pytest.approx((2 - half, 2 + half), rel=1e-12)
+    assert over_seeds([5.0])["ci95"] == (5.0, 5.0)
+    assert over_seeds([math.nan])["n"] == 0
+
+
+def test_loop_rejects_bad_arguments():
+    x, y, xt, yt = _digits()
+    g = torch.Generator()
+    with pytest.raises(ValueError, match=r"random_labels == 1.2, must be a fraction in \[0, 1\]"):
+        train_feature_alignment(x, y, xt, yt, generator=g, random_labels=1.2)
+    with pytest.raises(ValueError, match=r"batch_size == 500, must be <= the 160 training"):
+        train_feature_alignment(x, y, xt, yt, generator=g, batch_size=500)
+    with pytest.raises(ValueError, match=r"momentum == 1.0, must be in \[0, 1\)"):
+        train_feature_alignment(x, y, xt, yt, generator=g, momentum=1.0)
+    with pytest.raises(ValueError, match=r"x_train examples have shape \(64,\) and x_test \(8, 8\)"):
+        train_feature_alignment(x, y, xt.reshape(-1, 8, 8), yt, generator=g)
+
+
+# -- the loop: kill and resume ---------------------------------------------------------------------
+
+class _Killed(Exception):
+    pass
+
+
+class _KilledRun(Run):
+    """A Run that 'dies' right after logging step ``kill_at`` (the loop checkpoints per epoch)."""
+
+    kill_at = 0
+
+    def log(self, step, **metrics):
+        super().log(step, **metrics)
+        if step == self.kill_at and "align_train" in metrics:
+            raise _Killed
+
+
+def _train(x, y, xt, yt, run, **kw):
+    return train_feature_alignment(
+        x, y, xt, yt, generator=torch.Generator().manual_seed(7), net="mlp",
+        net_kwargs={"hidden": (32,)}, run=run, random_labels=0.25, epochs=3, batch_size=32,
+        n_probe=12, **kw)
+
+
+def test_loop_killed_and_resumed_gives_identical_numbers(tmp_path):
+    x, y, xt, yt = _digits()  # 5 steps per epoch; records at 0, 5, 6, 7, 8, 10, 11, 13, 15
+    full = _train(x, y, xt, yt, Run(tmp_path / "a", seed=0, progress=False))
+    assert [h["step"] for h in full.history] == [0, 5, 6, 7, 8, 10, 11, 13, 15]
+    run = _KilledRun(tmp_path / "b", seed=0, progress=False)
+    run.kill_at = 13  # in epoch 3; the last checkpoint is the end of epoch 2 (step 10)
+    with pytest.raises(_Killed):
+        _train(x, y, xt, yt, run)
+    res = _train(x, y, xt, yt, Run(tmp_path / "b", seed=0, progress=False))
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(res.model.state_dict()[k], v, rtol=0, atol=0)
+    strip = lambda r: {k: v for k, v in r.items() if k != "time"}  # noqa: E731
+    a = [strip(json.loads(s)) for s in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    b = [strip(json.loads(s)) for s in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert a == b and res.history == full.history and res.final == full.final
+    assert torch.equal(res.labels, full.labels)
+    # the per-epoch lines and the records: complexity accumulates, step norms are >= 0
+    assert [(r["step"], r["epoch"]) for r in a if "loss" in r] == [(5, 1), (10, 2), (15, 3)]
+    recs = [r for r in a if "align_train" in r]
+    assert recs[0]["complexity"] == 0 and recs[-1]["complexity"] > recs[1]["complexity"] > 0
+    assert set(recs[0]["layer_align_train"]) == {"1", "3"}
+    # the final record's gap is its accuracies' difference
+    assert full.final["gap"] == full.history[-1]["train_acc"] - full.history[-1]["test_acc"]
+
+
+def test_loop_runs_without_a_run_and_leaves_the_global_rng_alone():
+    x, y, xt, yt = _digits(64, 24)
+    state = torch.get_rng_state()
+    res = train_feature_alignment(x, y, xt, yt, generator=torch.Generator().manual_seed(1),
+                                  net="mlp", net_kwargs={"hidden": (8,)}, epochs=1, batch_size=16,
+                                  n_probe=6, per_layer=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [h["step"] for h in res.history] == [0, 4] and "layer_align_train" not in res.history[0]
+
+
+# -- the recipe ----------------------------------------------------------------------------------
+
+def _cfg(rec, out, **kw):
+    return rec.Config(quick=True, progress=False, threads=1, device="cpu", out=out, **kw)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    from deepscope.recipes import feature_alignment as rec
+
+    out = tmp_path_factory.mktemp("fa") / "quick"
+    return out, execute_recipe("feature-alignment", _cfg(rec, out), quiet=True)
+
+
+def test_quick_run_writes_the_grid_figures_and_numbers(quick):
+    out, result = quick
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["system"] == "Neural feature alignment"
+    assert stored["verdict"]["verdict"] in ("reproduced", "partly", "not reproduced")
+    r = stored["results"]["digits-small-cnn"]
+    assert set(r["by_fraction"]) == {"0", "0.5"}
+    for key in ("initial", "final", "final_over_initial"):
+        assert r["align_train"][key]["n"] == 1 and len(r["align_train"][key]["ci95"]) == 2
+    for name in ("alignment", "layers", "spectrum", "complexity_gap"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    for frac in ("random00", "random50"):
+        sub = out / "digits-small-cnn" / frac / "seed0"
+        assert (sub / "model.pt").exists() and (sub / "result.json").exists()
+    import deepscope
+
+    net = deepscope.load(out / "digits-small-cnn" / "random00" / "seed0")
+    assert net(torch.zeros(2, 64)).shape == (2, 10)
+    sub = json.loads((out / "digits-small-cnn" / "random50" / "seed0" / "result.json").read_text())
+    assert 0.4 < sub["changed_fraction"] < 0.5
+
+
+def test_quick_run_measures_the_papers_trends(quick):
+    """At 4 epochs on clean labels: the kernel aligns with the labels and its top eigenvalue grows."""
+    _, result = quick
+    r = result["results"]["digits-small-cnn"]
+    assert r["align_train"]["final"]["mean"] > 1.2 * r["align_train"]["initial"]["mean"]
+    assert r["align_test"]["final"]["mean"] > r["align_test"]["initial"]["mean"]
+    assert r["top_eigenvalue_growth"]["mean"] > 5
+    assert r["effective_rank"]["change"]["mean"] < 0
+
+
+def test_recipe_resumes_a_killed_sub_run_to_the_same_numbers(quick, tmp_path, monkeypatch):
+    from deepscope.recipes import feature_alignment as rec
+
+    quick_dir, _ = quick
+    # the quick grid's clean-label sub-run alone (same sub-run config, half the cost)
+    cfg = rec.Config(**{**rec.Config.QUICK, "fractions": (0.0,)}, progress=False, threads=1,
+                     device="cpu", out=tmp_path / "b")
+    original = Run.log
+
+    def dying(self, step, **metrics):  # dies at step 30; the last checkpoint is step 22
+        original(self, step, **metrics)
+        if step == 30 and "align_train" in metrics:
+            raise _Killed
+
+    monkeypatch.setattr(Run, "log", dying)
+    with pytest.raises(_Killed):
+        execute_recipe("feature-alignment", cfg, quiet=True)
+    monkeypatch.setattr(Run, "log", original)
+    sub = tmp_path / "b" / "digits-small-cnn" / "random00" / "seed0"
+    assert not (sub / "result.json").exists()
+    assert torch.load(sub / "checkpoint.pt", weights_only=True)["step"] == 22
+    execute_recipe("feature-alignment", cfg, quiet=True)
+    want = json.loads((quick_dir / sub.relative_to(tmp_path / "b") / "result.json").read_text())
+    got = json.loads((sub / "result.json").read_text())
+    assert got["history"] == want["history"] and got["final"] == want["final"]
+    strip = lambda r: {k: v for k, v in r.items() if k != "time"}  # noqa: E731
+    lines = lambda d: [strip(json.loads(x)) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert lines(sub) == lines(quick_dir / "digits-small-cnn" / "random00" / "seed0")
+
+
+def test_cli_rejects_bad_options_in_one_line_before_writing(tmp_path, monkeypatch, capsys):
+    from deepscope.cli import main
+    from deepscope.recipes import feature_alignment as rec
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "feature-alignment", "--epochs", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "deepscope run feature-alignment: epochs == -1, must be >= 0 (0: the setting's default)"
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match=r"data_root == None, must be a folder holding cifar-10-batches-py/"):
+        rec.Config(settings=("cifar10-vgg19",))
+    with pytest.raises(ValueError, match=r"fractions == \(0.0, 1.0\), must be fractions in \[0, 1\)"):
+        rec.Config(fractions=(0.0, 1.0))
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    cfg = rec.Config(settings=("cifar10-resnet18",), data_root=tmp_path)
+    opts = rec.resolved(cfg, "cifar10-resnet18")
+    assert opts["net_kwargs"] == {"norm": "none"} and opts["augment"] and opts["lr"] == 0.01
+
+
+# -- the verdict --------------------------------------------------------------------------------
+
+def _setting(rise=5.0, eig=1e3, d_rank=-50.0, a_clean=0.2, a_random=0.1, rho=0.9):
+    iv = lambda m: {"mean": m, "std": 0.0, "ci95": [m, m], "n": 3}  # noqa: E731
+    return {"align_train": {"final_over_initial": iv(rise)}, "top_eigenvalue_growth": iv(eig),
+            "effective_rank": {"change": iv(d_rank)},
+            "by_fraction": {"0": {"align_test_final": iv(a_clean)},
+                            "0.2": {"align_test_final": iv((a_clean + a_random) / 2)},
+                            "0.5": {"align_test_final": iv(a_random)}},
+            "complexity_gap_spearman": {"pooled": rho}}
+
+
+def test_verdict_from_hand_made_results():
+    from deepscope.recipes.feature_alignment import verdict
+
+    good = {"results": {"a": _setting(), "b": _setting()}}
+    assert verdict(good)["verdict"] == "reproduced"
+    one_fails = {"results": {"a": _setting(), "b": _setting(rho=0.1)}}
+    v = verdict(one_fails)
+    assert v["verdict"] == "partly" and "fails: complexity" in v["measured"]
+    flat = {"results": {"a": _setting(rise=1.1, eig=3.0, d_rank=5.0, a_random=0.3, rho=-0.5)}}
+    assert verdict(flat)["verdict"] == "not reproduced"
+    assert verdict({"results": {}})["verdict"] == "not run"
+    assert "x5.0 alignment" in verdict(good)["measured"]
+
+
+# -- torchrun --------------------------------------------------------------------------------------
+
+@pytest.mark.distributed
+def test_recipe_under_torchrun_gives_the_single_process_numbers(tmp_path):
+    args = ["run", "feature-alignment", "--quick", "--fractions", "0.5", "--epochs", "2",
+            "--batch-size", "64", "--threads", "1", "--no-progress", "--device", "cpu"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    one = subprocess.run([sys.executable, "-m", "deepscope.cli", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-addr", "127.0.0.1", "--master-port", str(port),
+                          "-m", "deepscope.cli", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    ha = json.loads((tmp_path / "one" / "digits-small-cnn" / "random50" / "seed0" / "result.json").read_text())
+    hb = json.loads((tmp_path / "two" / "digits-small-cnn" / "random50" / "seed0" / "result.json").read_text())
+    assert [h["step"] for h in ha["history"]] == [h["step"] for h in hb["history"]]
+    for a, b in zip(ha["history"], hb["history"]):
+        for key in ("align_train", "align_test", "top_eigenvalue", "train_acc", "complexity"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
