@@ -8,4 +8,8 @@
 - ``alignment``: kernel-label alignment, CKA, spectrum statistics, y^T K y by one vjp and the
   path complexity measure (neural feature alignment, arXiv 2008.00938); ``ntk_tracker``:
   ``AlignmentTracker`` logs them on probe sets at log-spaced steps of a training loop.
+- ``regimes``: lazy vs feature learning (arXiv 2209.09658): ``AlphaScaled``, ``linearize``, the
+  loss ladder, learning times, ReLU-sign and tangent-kernel linearity probes, the loops
+  ``train_alpha`` and ``train_full_batch``; ``difficulty``: c-score by hold-out, label noise,
+  spurious patch, kNN agreement, the 2-D toys' distance to the boundary, c-score files.
 """

@@ -30,11 +30,13 @@ product (tested to float tolerance). Gradient clipping by the global norm would 
 
 Implementations (``STACK_IMPLEMENTATIONS``; all give the same outputs to float rounding):
 
-- ``"bmm"`` -- :class:`BatchedMLP`: each layer's weights are one (K, out, in) parameter and the
-  layer is one ``torch.baddbmm``. MLPs only. The default for MLPs: on the 2-D toy
-  (K = 100, 2-60-60-60-1, 50 points, one CPU thread) a training step took 1.1 ms against 5.6 ms
-  for ``"vmap"`` (``benchmarks/batched_speed.py``): vmap adds a dispatch layer to every operation
-  and a per-call ``functional_call``, which dominates when the matrices are this small.
+- ``"bmm"`` -- :class:`BatchedMLP`: each layer's weights are one (K, in, out) parameter and the
+  layer is one ``torch.baddbmm``. MLPs only. The default for MLPs because it was the faster of
+  the two on the 2-D toy (2-60-60-60-1, 50 points, one CPU thread, a shared machine at load
+  average ~6 on 2 cores, ``benchmarks/batched_speed.py``): a training step took 29 ms against
+  35 ms for ``"vmap"`` at K = 100, and 2.2 ms against 3.7 ms at K = 4. At K = 100 both are
+  bound by the same batched matrix products; vmap's extra cost is its dispatch layer and a
+  ``functional_call`` per call, which weigh most when the matrices are small.
 - ``"vmap"`` -- :class:`VmapStack`: ``torch.func.stack_module_state`` and ``torch.func.vmap``
   over ``functional_call``. Any architecture without batch statistics (no BatchNorm in train
   mode, no dropout), e.g. several CNN1D seeds.
@@ -60,9 +62,10 @@ __all__ = [
 class BatchedLinear(nn.Module):
     """K independent ``nn.Linear(in_features, out_features)`` layers applied with one baddbmm.
 
-    ``weight`` is (K, out, in) and ``bias`` (K, out), so ``weight[k]`` is laid out like network
-    k's ``nn.Linear.weight``. New parameters follow ``nn.Linear``'s default initialisation, drawn
-    from torch's global RNG: build inside ``deepscope.train.rng.fork_seeded(generator)``.
+    ``weight`` is (K, in, out), network k's ``nn.Linear.weight`` transposed, so the forward is
+    ``bias[k] + x[k] @ weight[k]`` without a transposed view; ``bias`` is (K, out). New
+    parameters follow ``nn.Linear``'s default initialisation, drawn from torch's global RNG:
+    build inside ``deepscope.train.rng.fork_seeded(generator)``.
     """
 
     def __init__(self, k: int, in_features: int, out_features: int):
@@ -71,7 +74,7 @@ class BatchedLinear(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} == {v!r}, must be an integer >= 1")
         self.k, self.in_features, self.out_features = k, in_features, out_features
-        self.weight = nn.Parameter(torch.empty(k, out_features, in_features))
+        self.weight = nn.Parameter(torch.empty(k, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(k, out_features))
         # nn.Linear's default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         bound = 1.0 / math.sqrt(in_features)
@@ -81,7 +84,7 @@ class BatchedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(K, N, in) -> (K, N, out)."""
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, in_features={self.in_features}, out_features={self.out_features}"
@@ -158,7 +161,7 @@ class BatchedMLP(nn.Sequential):
         blin = [m for m in out if isinstance(m, BatchedLinear)]
         with torch.no_grad():
             for i, layer in enumerate(blin):
-                layer.weight.copy_(torch.stack([ls[i].weight for ls in linears]))
+                layer.weight.copy_(torch.stack([ls[i].weight.T for ls in linears]))
                 layer.bias.copy_(torch.stack([ls[i].bias for ls in linears]))
         return out
 
@@ -173,7 +176,7 @@ class BatchedMLP(nn.Sequential):
             state = {}
             for lin, b in zip(lins, blin):
                 name = next(n for n, m in net.named_children() if m is lin)
-                state[f"{name}.weight"] = b.weight[k].detach().clone()
+                state[f"{name}.weight"] = b.weight[k].detach().T.contiguous()
                 state[f"{name}.bias"] = b.bias[k].detach().clone()
             net.load_state_dict(state, assign=True)
             nets.append(net)
