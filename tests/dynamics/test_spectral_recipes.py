@@ -105,23 +105,25 @@ def test_robustness_high_frequencies_collapse_first(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000
 
 
-def test_robustness_from_run_reads_the_sinusoid_network_by_name(tmp_path):
+def test_robustness_from_run_reads_the_sinusoid_network_by_name(sinusoids_full, tmp_path):
     from deepscope.recipes import spectral_robustness as rec
-    from deepscope.recipes import spectral_sinusoids as sin
 
-    small = dict(freqs=(2, 5), n_points=32, width=16, depth=3, progress=False, threads=1)
-    src = execute_recipe("spectral-sinusoids", sin.Config(**small, steps=40, n_seeds=1,
-                                                          record_every=20, out=tmp_path / "s"),
+    src_dir, src = sinusoids_full  # a quick run: its config.json holds width 64, depth 4
+    res = execute_recipe("spectral-robustness", _cfg(rec, tmp_path / "r", from_run=src_dir),
                          quiet=True)
-    res = execute_recipe("spectral-robustness", rec.Config(**small, from_run=tmp_path / "s",
-                                                           n_eps=3, n_directions=2,
-                                                           out=tmp_path / "r"), quiet=True)
     assert res["trained_normalised_magnitude"] == src["final_normalised_magnitude"]["equal"]
-    assert res["settings"]["steps"] == 40
+    assert res["settings"]["steps"] == 600 and res["settings"]["from_run"] == str(src_dir)
     with pytest.raises(ValueError, match="from_run == '.*nothing', must be a spectral-sinusoids run"):
         rec.Config(from_run=tmp_path / "nothing")
-    with pytest.raises(ValueError, match=r"differs in \{'width': 16\}"):
-        rec.Config(**{**small, "width": 32}, from_run=tmp_path / "s")
+    with pytest.raises(ValueError, match=r"differs in \{'width': 64, 'depth': 4\}"):
+        rec.Config(from_run=src_dir)  # the defaults: width 256, depth 6
+    old = tmp_path / "old"  # a run from before the networks were named
+    old.mkdir()
+    for name in ("checkpoint.pt", "config.json", "result.json"):
+        (old / name).write_bytes((src_dir / name).read_bytes())
+    (old / "metrics.jsonl").write_text('{"step": 20, "spectrum_equal": [[0.1]]}\n')
+    with pytest.raises(ValueError, match="this one predates the names"):
+        rec.Config(from_run=old, quick=True)
 
 
 def test_manifold_the_petals_help_the_high_frequencies(tmp_path):

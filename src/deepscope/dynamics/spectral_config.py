@@ -16,6 +16,7 @@ Kept apart from ``spectral_train`` so that ``deepscope run RECIPE --help`` impor
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import PurePath
 from typing import Any
 
 from deepscope.train.config import RunConfig, require
@@ -56,10 +57,12 @@ class LockstepConfig(RunConfig):
     def settings(self, checkpoint_every: int) -> dict[str, Any]:
         """The recipe's own options (not where or how it runs), for result.json.
 
-        ``checkpoint_every`` is the recipe's default, used when ``--checkpoint-every`` is 0.
+        Paths come back as strings, options left at ``None`` are left out, and
+        ``checkpoint_every`` is the recipe's default when ``--checkpoint-every`` is 0.
         """
         own = {f.name: getattr(self, f.name) for f in fields(self)
                if f.name not in _RUN_FIELDS or f.name == "checkpoint_every"}
+        own = {k: str(v) if isinstance(v, PurePath) else v for k, v in own.items() if v is not None}
         return {**own, "checkpoint_every": self.checkpoint_every or checkpoint_every}
 
     def lockstep_options(self, checkpoint_every: int) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,8 @@ def build_mlp(dim_in: int, *, width: int, depth: int, generator: torch.Generator
 
 def _check_lockstep(xs: dict, ys: dict, groups: list, names: list, ints: dict, lr: float) -> None:
     for key, value in ints.items():
-        if not isinstance(value, int) or value < (2 if key == "depth" else 1):
-            least = 2 if key == "depth" else 1
+        least = 2 if key == "depth" else 1  # depth counts linear layers
+        if not isinstance(value, int) or value < least:
             raise ValueError(f"{key} == {value!r}, must be an integer >= {least}")
     if not names:
         raise ValueError("targets == {}, must map at least one name to an (N,) tensor")
@@ -111,8 +112,8 @@ def train_lockstep(
 ) -> dict[str, nn.Module]:
     """Regress one MLP per target, full batch, Adam on the MSE, all networks in lockstep.
 
-    The paper's training (arXiv 1806.08734, Sec. 3: 6 linear layers of width 256, Adam at
-    3e-4, full batch). Stepping the networks together gives one step counter, so one
+    The paper's training (arXiv 1806.08734, 1-D experiment: 6 linear layers of width 256,
+    Adam at 3e-4, full batch). Stepping the networks together gives one step counter, so one
     checkpoint holds all of them and a killed run resumes to the same numbers.
 
     Parameters
@@ -252,7 +253,11 @@ def load_lockstep_model(run_dir: str | Path, name: str, model: nn.Module) -> int
     path = Path(run_dir) / "checkpoint.pt"
     if not path.exists():
         raise ValueError(f"run_dir == '{run_dir}' holds no checkpoint.pt; pass a run directory")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{path} holds objects that only an older deepscope wrote (it does not "
+                         "load with weights_only=True); rerun that experiment") from e
     saved = blob.get("objects", {}).get("models", {})
     if not isinstance(saved, Mapping):
         raise ValueError(f"{path} keeps its networks by position (written before they were "

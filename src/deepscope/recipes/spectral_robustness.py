@@ -66,16 +66,22 @@ class Config(SinusoidsConfig):
         conf = path / "config.json"
         require((path / "checkpoint.pt").exists() and conf.exists(), "from_run", str(path),
                 "a spectral-sinusoids run directory holding checkpoint.pt and config.json")
-        require((path / "result.json").exists(), "from_run", str(path),
+        require((path / "result.json").exists() and (path / "metrics.jsonl").exists(),
+                "from_run", str(path),
                 f"a finished run; finish it first (rerun its command with --out {path})")
+        with open(path / "metrics.jsonl") as f:  # named networks log spectrum_equal_s0
+            named = f"spectrum_{FROM_RUN_MODEL}" in json.loads(f.readline() or "{}")
+        require(named, "from_run", str(path), "a run whose networks are named (equal_s0, ...); "
+                "this one predates the names: rerun it with the current deepscope")
         c = json.loads(conf.read_text())
-        want = {"recipe": "spectral-sinusoids", "freqs": list(self.freqs),
-                "n_points": self.n_points, "width": self.width, "depth": self.depth,
-                "quick": False, "seed": self.seed}
+        # config.json holds the effective values (--quick applied), so compare effective ones
+        mine = {k: getattr(self, k) for k in ("freqs", "n_points", "width", "depth", "seed")}
+        mine.update({k: v for k, v in self.QUICK.items() if self.quick and k in mine})
+        want = {"recipe": "spectral-sinusoids", **mine, "freqs": list(mine["freqs"])}
         diff = {k: c.get(k) for k, v in want.items() if c.get(k) != v}
         require(not diff, "from_run", str(path),
                 f"a run with this config, but it differs in {diff}; pass matching --freqs, "
-                f"--n-points, --width, --depth, --seed (quick runs cannot be reused)")
+                f"--n-points, --width, --depth, --seed")
 
 
 def run(cfg: Config, run) -> dict:
@@ -92,8 +98,6 @@ def run(cfg: Config, run) -> dict:
     phases = np.random.default_rng(cfg.seed).uniform(0, 2 * np.pi, size=len(freqs))
     target = spectral.sum_of_sinusoids(z, freqs, amps, phases).to(run.device)
     settings = {**cfg.settings(checkpoint_every=2000), "n_seeds": 1}
-    if cfg.from_run is None:
-        del settings["from_run"]
     if cfg.from_run is None:
         net = spectral_train.train_lockstep(
             x, {"train": target}, generator=run.generator("init"), run=run,
