@@ -240,6 +240,18 @@ def test_recipe_resumes_a_killed_sub_run_to_the_same_numbers(quick, tmp_path, mo
     assert lines(sub) == lines(quick_dir / "digits-small-cnn" / "random00" / "seed0")
 
 
+def test_skip_missing_aggregates_a_partial_grid_without_training(quick):
+    from deepscope.recipes import feature_alignment as rec
+
+    out, full = quick
+    cfg = rec.Config(**{**rec.Config.QUICK, "fractions": (0.0, 0.2, 0.5), "seeds": 2},
+                     skip_missing=True, progress=False, threads=1, device="cpu", out=out)
+    res = execute_recipe("feature-alignment", cfg, quiet=True)
+    assert not (out / "digits-small-cnn" / "random20").exists()  # nothing trained or created
+    r, q = res["results"]["digits-small-cnn"], full["results"]["digits-small-cnn"]
+    assert set(r["by_fraction"]) == {"0", "0.5"} and r["align_train"] == q["align_train"]
+
+
 def test_cli_rejects_bad_options_in_one_line_before_writing(tmp_path, monkeypatch, capsys):
     from deepscope.cli import main
     from deepscope.recipes import feature_alignment as rec

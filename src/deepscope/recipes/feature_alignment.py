@@ -112,6 +112,9 @@ class Config(RunConfig):
     data_root: Path | None = None
     """Folder with the torchvision CIFAR-10 files (cifar-10-batches-py/), for the cifar10 settings."""
 
+    skip_missing: bool = False
+    """Train nothing: aggregate the finished sub-runs of the grid and skip the others (a partial grid)."""
+
     QUICK: ClassVar[dict] = {"settings": ("digits-small-cnn",), "fractions": (0.0, 0.5),
                              "seeds": 1, "epochs": 5, "n_probe": 30}
 
@@ -189,10 +192,18 @@ def run(cfg: Config, run) -> dict:
     from deepscope.dynamics.feature_alignment import crop_flip, train_feature_alignment
     from deepscope.nets.io import save_model
     from deepscope.train.rng import make_generator
+    from deepscope.train.run import is_finished, read_result
 
     subs: dict[str, dict] = {}
     for setting in cfg.settings:
         opts = resolved(cfg, setting)
+        if cfg.skip_missing:
+            for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+                for frac in cfg.fractions:
+                    name = _sub_name(setting, frac, seed)
+                    if is_finished(run.dir / name):
+                        subs[name] = read_result(run.dir / name)
+            continue
         data = _load(cfg, opts["dataset"], run)
         shape = tuple(data["x"].shape[1:])
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -270,24 +281,29 @@ def summarise(cfg: Config, run, subs: dict[str, dict]) -> dict:
     per = {k: _per_run(v) for k, v in subs.items()}
     out: dict = {}
     for setting in cfg.settings:
-        runs = {(f, s): per[_sub_name(setting, f, s)] for f in cfg.fractions for s in seeds}
-        clean = [runs[(min(cfg.fractions), s)] for s in seeds]
+        runs = {(f, s): per[_sub_name(setting, f, s)] for f in cfg.fractions for s in seeds
+                if _sub_name(setting, f, s) in per}  # all of them unless --skip-missing
+        fracs = [f for f in cfg.fractions if any((f, s) in runs for s in seeds)]
+        if not fracs:
+            continue
+        clean = [runs[(min(fracs), s)] for s in seeds if (min(fracs), s) in runs]
+        full = [s for s in seeds if all((f, s) in runs for f in fracs)]
 
         def iv(key, rows):
             return over_seeds([r[key] for r in rows])
 
         by_frac = {}
-        for f in cfg.fractions:
-            rows = [runs[(f, s)] for s in seeds]
+        for f in fracs:
+            rows = [runs[(f, s)] for s in seeds if (f, s) in runs]
             by_frac[f"{f:g}"] = {k: iv(k, rows) for k in (
                 "align_train_final", "align_test_final", "align_train_max", "top_eig_growth",
                 "erank_change", "complexity", "gap", "train_acc", "test_acc")}
-        rho_seed = [_spearman([runs[(f, s)]["complexity"] for f in cfg.fractions],
-                              [runs[(f, s)]["gap"] for f in cfg.fractions]) for s in seeds]
+        rho_seed = [_spearman([runs[(f, s)]["complexity"] for f in fracs],
+                              [runs[(f, s)]["gap"] for f in fracs]) for s in full]
         allr = list(runs.values())
         layers = list(clean[0]["layer_align_final"])
         out[setting] = {
-            "clean_fraction": min(cfg.fractions),
+            "clean_fraction": min(fracs),
             "align_train": {"initial": iv("align_train_init", clean),
                             "final": iv("align_train_final", clean),
                             "final_over_initial": iv("align_train_ratio", clean),
@@ -306,7 +322,8 @@ def summarise(cfg: Config, run, subs: dict[str, dict]) -> dict:
                 "pooled": _spearman([r["complexity"] for r in allr], [r["gap"] for r in allr]),
                 "n_runs": len(allr)},
         }
-    _figures(cfg, run, subs, out)
+    if out:
+        _figures(cfg, run, subs, out)
     return {"settings": {s: resolved(cfg, s) for s in cfg.settings},
             "fractions": list(cfg.fractions), "seeds": seeds, "results": out,
             "paper": PAPER, "summary": _table(cfg, out)}
@@ -318,14 +335,15 @@ def _table(cfg: Config, out: dict) -> str:
             "eff. rank init->final   | A_test final by fraction " + "/".join(fr) + " | rho(C, gap)"]
     for s, r in out.items():
         a, t, e = r["align_train"], r["align_test"], r["effective_rank"]
-        byf = "/".join(f"{r['by_fraction'][f]['align_test_final']['mean']:.3f}" for f in fr)
+        byf = "/".join(f"{r['by_fraction'][f]['align_test_final']['mean']:.3f}"
+                       if f in r["by_fraction"] else "-" for f in fr)
         rows.append(
             f"{s:<22} {a['initial']['mean']:.3f}->{a['final']['mean']:.3f} "
             f"({a['final_over_initial']['mean']:.1f}x)      {t['initial']['mean']:.3f}->"
             f"{t['final']['mean']:.3f}       {r['top_eigenvalue_growth']['mean']:9.3g}   "
             f"{e['initial']['mean']:6.1f}->{e['final']['mean']:6.1f}          | {byf} | "
             f"{r['complexity_gap_spearman']['pooled']:+.2f}")
-    rows.append(f"(means over {cfg.seeds} seed(s) at random-label fraction {min(cfg.fractions):g} "
+    rows.append("(means over the seeds (n in result.json) at the smallest random-label fraction "
                 "unless by fraction; rho: Spearman over all runs of the setting)")
     return "\n".join(rows)
 
@@ -333,7 +351,8 @@ def _table(cfg: Config, out: dict) -> str:
 def _mean_curves(subs: dict, setting: str, frac: float, seeds: list[int], key: str):
     import numpy as np
 
-    hs = [subs[_sub_name(setting, frac, s)]["history"] for s in seeds]
+    hs = [subs[_sub_name(setting, frac, s)]["history"] for s in seeds
+          if _sub_name(setting, frac, s) in subs]
     n = min(len(h) for h in hs)
     steps = np.array([x["step"] for x in hs[0][:n]])
     if key.startswith("layer:"):
@@ -350,15 +369,20 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     from deepscope.report.figures import plt, save
 
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    settings = list(cfg.settings)
+    settings = list(out)
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(cfg.fractions)))
     ns = len(settings)
+
+    def has(s, f):
+        return any(_sub_name(s, f, sd) in subs for sd in seeds)
 
     fig, axes = plt.subplots(2, ns, figsize=(3.6 * ns, 5.6), squeeze=False)
     for j, s in enumerate(settings):
         for row, key in enumerate(("align_train", "align_test")):
             ax = axes[row][j]
             for c, f in zip(colors, cfg.fractions):
+                if not has(s, f):
+                    continue
                 st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
                 ax.plot(st + 1, m, color=c, label=f"random {f:g}")
                 ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
@@ -371,10 +395,11 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     axes[1][0].set_ylabel("alignment (test probe)")
     save(fig, run.figure_path("alignment"))
 
-    clean = min(cfg.fractions)
     fig, axes = plt.subplots(1, ns, figsize=(3.6 * ns, 3.0), squeeze=False)
     for j, s in enumerate(settings):
-        layers = list(subs[_sub_name(s, clean, seeds[0])]["history"][0]["layer_align_train"])
+        clean = out[s]["clean_fraction"]
+        first = next(subs[_sub_name(s, clean, sd)] for sd in seeds if _sub_name(s, clean, sd) in subs)
+        layers = list(first["history"][0]["layer_align_train"])
         lc = plt.cm.plasma(np.linspace(0, 0.85, len(layers)))
         ax = axes[0][j]
         for c, (i, ly) in zip(lc, enumerate(layers)):
@@ -393,6 +418,8 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
         for row, key in enumerate(("top_eigenvalue", "effective_rank")):
             ax = axes[row][j]
             for c, f in zip(colors, cfg.fractions):
+                if not has(s, f):
+                    continue
                 st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
                 ax.plot(st + 1, m, color=c, label=f"random {f:g}")
                 ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
@@ -411,7 +438,10 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     for j, s in enumerate(settings):
         ax = axes[0][j]
         for c, f in zip(colors, cfg.fractions):
-            pts = [_per_run(subs[_sub_name(s, f, sd)]) for sd in seeds]
+            pts = [_per_run(subs[_sub_name(s, f, sd)]) for sd in seeds
+                   if _sub_name(s, f, sd) in subs]
+            if not pts:
+                continue
             ax.scatter([p["complexity"] for p in pts], [p["gap"] for p in pts], color=c,
                        label=f"random {f:g}")
         rho = out[s]["complexity_gap_spearman"]["pooled"]
