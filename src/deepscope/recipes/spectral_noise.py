@@ -54,19 +54,21 @@ class Config(LockstepConfig):
     """Training points (the kernel matrix is n_train x n_train; digits has 1437)."""
 
     gamma: float = 0.0
-    """RBF kernel gamma; 0 picks 1 / median squared distance between training points."""
-
-    band: int = 100
-    """Eigenvectors spanning each noise (the top `band` for low_freq, the bottom for high_freq)."""
-
-    noise_level: float = 1.0
-    """Noise norm as a multiple of the label norm ||y||."""
+    """RBF kernel gamma; 0 picks 1 / median squared distance between training points
+    (the median heuristic)."""
 
     # this experiment's budget; not a paper number (the paper gives none for it)
     steps: int = 3000
     lr: float = 1e-3
     depth: int = 4
     record_every: int = 10
+
+    band: int = 100
+    """Eigenvectors spanning each noise: the top `band` for low_freq,
+    the bottom `band` for high_freq."""
+
+    noise_level: float = 1.0
+    """Noise norm as a multiple of the label norm ||y||."""
 
     n_bins: int = 20
     """Bands of eigen-indices in the recorded spectrum."""
