@@ -3,6 +3,7 @@
 - ``spectral``: Fourier / kernel-eigenbasis spectrum of learned functions, the perturbation
   spectrum, a spectrum recorder for training loops and the heatmap (spectral bias,
   arXiv 1806.08734). ``from deepscope.dynamics.spectral import fourier_spectrum``.
+  ``spectral_train``: the training loop of those experiments (``train_lockstep``).
 - ``ntk``: the empirical tangent kernel (full, traced, diagonal, per layer, centred, chunked),
   three exact implementations. ``from deepscope.dynamics.ntk import empirical_ntk``.
 - ``alignment``: kernel-label alignment, CKA, spectrum statistics, y^T K y by one vjp and the
