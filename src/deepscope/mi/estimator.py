@@ -210,12 +210,12 @@ class MINE(BaseEstimator):
     precision : str
         ``'fp32'`` (default) or ``'bf16'``: training matmuls in bfloat16 under autocast
         (weights, optimiser state, bounds and all evaluations stay float32). Faster on
-        CPUs with AVX512-BF16/AMX and on GPUs; see the README's speed benchmark for what
+        CPUs with AVX512-BF16/AMX and on GPUs; see docs/mine.md's speed benchmark for what
         it changes in accuracy.
     lr_decay : bool
         Halve the learning rate (restarting from the best critic so far) after
         ``patience // 2`` evaluations without improvement; training stops after
-        ``patience``. Measured in the README's accuracy benchmark.
+        ``patience``. Measured in docs/mine.md's accuracy benchmark.
     n_restarts : int
         Independent critics (seeds ``random_state + r``); the one with the best
         validation bound gives ``mi_``; all test values are in ``restarts_``.
