@@ -314,7 +314,9 @@ def _aggregate(per: dict, over_seeds, np) -> dict:
     out = {}
     for method, reps in per.items():
         attacks = sorted({a for r in reps for a in r["attacks"]})
-        strongest = [r["strongest"] for r in reps]
+        # per seed, every attack that reached the lowest single-attack accuracy (ties included)
+        strongest = [sorted(k for k, v in r["attacks"].items() if v == min(r["attacks"].values()))
+                     for r in reps]
         checks: dict = {}
         for r in reps:
             for name, c in r["checks"].items():
@@ -370,13 +372,15 @@ def _summary(results: dict, cfg: Config) -> str:
         st = res["settings"]
         lines.append(f"{dataset}: eps {st['eps']} {cfg.norm}, bounds {tuple(st['bounds'])}, "
                      f"{st['n_eval']} {st['evaluated_on']} examples, {cfg.seeds} seed(s)")
-        lines.append("  accuracy in %, mean ± std over seeds; robust = worst case of all attacks")
+        lines.append("  accuracy in %, mean ± std over seeds; robust = per-example worst case of all attacks;")
+        lines.append("  strongest = the single attacks with the lowest accuracy, seeds where each did (ties: all)")
         lines.append(f"  {'method':<9}{'clean':>13}{'robust':>13}{'AutoAttack':>13}  strongest")
         for method, r in res.items():
             if method == "settings":
                 continue
             aa = _fmt(r["attacks"]["autoattack"]) if "autoattack" in r["attacks"] else "-"
-            top = ", ".join(f"{k} {n}/{len(r['strongest'])}" for k, n in Counter(r["strongest"]).most_common())
+            ties = Counter(k for seed in r["strongest"] for k in seed)
+            top = ", ".join(f"{k} {n}/{len(r['strongest'])}" for k, n in ties.most_common())
             lines.append(f"  {method:<9}{_fmt(r['clean']):>13}{_fmt(r['robust']):>13}{aa:>13}  {top}")
         failed = sorted({f"{m}: {k}" for m, r in res.items() if m != "settings"
                          for k, c in r["checks"].items() if c["failed"]})
