@@ -11,12 +11,7 @@ def _loop(run, steps, every, kill_at=None):
     """A tiny training loop that checkpoints and resumes, as recipes do."""
     model = torch.nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    state = run.load_checkpoint()
-    start = 0
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+    start = run.restore(model=model, opt=opt)["step"]
     for step in range(start + 1, steps + 1):
         x = torch.randn(8, 3)  # drawn from the global RNG: resume must restore it
         loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
@@ -25,7 +20,7 @@ def _loop(run, steps, every, kill_at=None):
         opt.step()
         run.log(step, loss=loss.item())
         if step % every == 0:
-            run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict()}, step=step)
+            run.save(step, model=model, opt=opt)
         if kill_at is not None and step == kill_at:
             return None
     return model.weight.detach().clone()
@@ -58,7 +53,7 @@ def test_files_and_result(tmp_path):
 
 def test_resume_with_other_config_is_refused(tmp_path):
     run = Run(tmp_path, config={"lr": 0.1, "threads": 1}, progress=False)
-    run.save_checkpoint({}, step=1)
+    run.save(1)
     with pytest.raises(ValueError, match=r"differs in \['lr'\]"):
         Run(tmp_path, config={"lr": 0.2, "threads": 1}, progress=False)
     Run(tmp_path, config={"lr": 0.1, "threads": 2}, progress=False)  # thread count may change
@@ -67,9 +62,9 @@ def test_resume_with_other_config_is_refused(tmp_path):
 def test_elapsed_time_survives_resume(tmp_path):
     run = Run(tmp_path, config={}, progress=False)
     run.started -= 100.0  # pretend the first process ran 100 s
-    run.save_checkpoint({}, step=1)
+    run.save(1)
     resumed = Run(tmp_path, config={}, progress=False)
-    resumed.load_checkpoint()
+    resumed.restore()
     import time
 
     assert time.time() - resumed.started >= 100.0

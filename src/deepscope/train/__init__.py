@@ -3,8 +3,8 @@
 >>> from deepscope.train import Run, RunConfig
 >>> run = Run("runs/demo/try1", config={"lr": 1e-3}, seed=0)      # doctest: +SKIP
 >>> run.log(step=10, loss=0.5)                                     # doctest: +SKIP
->>> run.save_checkpoint({"model": model.state_dict()}, step=10)    # doctest: +SKIP
->>> state = run.load_checkpoint()   # None on a fresh run           # doctest: +SKIP
+>>> run.save(10, model=model, opt=opt)                            # doctest: +SKIP
+>>> start = run.restore(model=model, opt=opt)["step"]  # 0 when fresh # doctest: +SKIP
 """
 
 from deepscope.train.config import RunConfig

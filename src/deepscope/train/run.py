@@ -226,7 +226,7 @@ class Run:
     ----------
     dir : path
         The run directory; created if missing. If it holds a ``checkpoint.pt``,
-        ``load_checkpoint`` resumes from it.
+        :meth:`restore` resumes from it.
     config : dataclass or mapping
         Written to ``config.json``. On resume the stored config must match, so a
         run is never silently continued with other settings.
@@ -247,8 +247,7 @@ class Run:
     Examples
     --------
     >>> run = Run("runs/x/1", config={"lr": 0.1}, seed=0)           # doctest: +SKIP
-    >>> state = run.load_checkpoint()                               # doctest: +SKIP
-    >>> start = state["step"] if state else 0                       # doctest: +SKIP
+    >>> start = run.restore(model=model, opt=opt)["step"]           # doctest: +SKIP
     """
 
     def __init__(
@@ -455,18 +454,6 @@ class Run:
             keep = [r for r in self.metrics() if r.get("step", -1) <= step]
             atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
         return out
-
-    # -- transitional: the old names, until every loop uses save/restore ---------
-    def save_checkpoint(self, state: Mapping[str, Any], *, step: int) -> None:
-        """Deprecated: use :meth:`save`."""
-        self.save(step, **state)
-
-    def load_checkpoint(self, *, map_location: Any = None) -> dict | None:
-        """Deprecated: use :meth:`restore`."""
-        if not self.checkpoint_path.exists():
-            return None
-        keys = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)["objects"]
-        return self.restore(**{k: None for k in keys})
 
     # -- progress ----------------------------------------------------------
     @contextlib.contextmanager
