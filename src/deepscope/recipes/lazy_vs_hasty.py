@@ -239,9 +239,24 @@ def settings(cfg: Config) -> dict:
 
 def run(cfg: Config, run) -> dict:
     s = settings(cfg)
+    done = _Finished(run)
     if s["mode"] == "toy":
-        return _run_toy(s, run)
-    return _run_real(s, cfg, run)
+        return _run_toy(s, run, done)
+    return _run_real(s, cfg, run, done)
+
+
+class _Finished:
+    """The parent run's record of sub-runs trained: a metrics line and a checkpoint each, so
+    that result.json's "seconds" counts the wall time of every invocation of a resumed run."""
+
+    def __init__(self, run):
+        self.run = run
+        self.step = run.restore()["step"]
+
+    def __call__(self, name: str) -> None:
+        self.step += 1
+        self.run.log(self.step, finished=name)
+        self.run.save(self.step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +280,7 @@ def toy_setup(name: str, seeds: int, *, points: int, hidden, base_seed: int = 0)
     return torch.stack(xs), torch.stack(ys), nets
 
 
-def _run_toy(s: dict, run) -> dict:
+def _run_toy(s: dict, run, done) -> dict:
     import numpy as np
     import torch
     from scipy.stats import pearsonr, spearmanr
@@ -307,6 +322,7 @@ def _run_toy(s: dict, run) -> dict:
                 torch.save({"losses": grid_losses, "steps": res.steps}, path)
                 sub.write_result({"steps": res.steps.tolist(),
                                   "reached": [int((r >= 0).sum()) for r in res.steps]})
+                done(str(sub.dir.relative_to(run.dir)))
             blob = torch.load(path, weights_only=True)
             losses[a], reached[a] = blob["losses"].numpy(), blob["steps"].numpy() >= 0
         per_level = {}
@@ -418,7 +434,7 @@ def _load_cifar(data_root):
     return load_dataset("cifar10", data_root=data_root)
 
 
-def _run_real(s: dict, cfg: Config, run) -> dict:
+def _run_real(s: dict, cfg: Config, run, done) -> dict:
     import numpy as np
     import torch
 
@@ -488,6 +504,7 @@ def _run_real(s: dict, cfg: Config, run) -> dict:
                                             for i in range(0, len(test_idx), 1000)])
                     p = logits.softmax(1)[torch.arange(len(test_idx)), y[test_idx]]
                     sub.write_result({"p_true": p.tolist()})
+                    done(str(sub.dir.relative_to(run.dir)))
                 return torch.tensor(sub.read_result()["p_true"])
 
             c = holdout_consistency(n, fit_predict, folds=s["cscore_folds"], seeds=s["cscore_seeds"],
@@ -546,17 +563,19 @@ def _run_real(s: dict, cfg: Config, run) -> dict:
                         "kernel_alignment": [r.get("kernel_alignment") for r in probes],
                         "probe_rungs": [r["rung"] for r in probes],
                     })
+                    done(str(sub.dir.relative_to(run.dir)))
                 blob = torch.load(path, weights_only=True)
                 records[cond, a, k] = {**sub.read_result(), "loss": blob["loss"].numpy(),
                                        "correct": blob["correct"].numpy()}
 
     # ---- analysis: per measure, groups, Delta, learning-time correlations ----
     a_lo, a_hi = s["alphas"][0], s["alphas"][-1]
-    out["delta"], out["spearman"], out["groups"] = {}, {}, {}
+    out["delta"], out["spearman"], out["spearman_full_ladder"], out["groups"] = {}, {}, {}, {}
     curves = {}
     for m in s["measures"]:
         cond = CONDITION[m]
-        deltas, rungs, rho = [], [], {a: [] for a in s["alphas"]}
+        deltas, rungs = [], []
+        rho, rho_full = {a: [] for a in s["alphas"]}, {a: [] for a in s["alphas"]}
         curves[m] = {}
         for k in range(s["seeds"]):
             if m in scores:  # continuous: high score = easy; group 0 = easiest
@@ -571,20 +590,26 @@ def _run_real(s: dict, cfg: Config, run) -> dict:
             d, r = regime_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"], hard_m, easy_m)
             deltas.append(d)
             rungs.append(r)
+            # learning times on the rungs every alpha reached (matched training loss), and on
+            # each alpha's own full ladder (a shorter ladder caps more examples at "not learned")
+            shared = min(len(records[cond, a, k]["correct"]) for a in s["alphas"])
             for a in s["alphas"]:
                 rec = records[cond, a, k]
+                if shared:
+                    rho[a].append(learning_time_spearman(difficulty, learning_times(rec["correct"][:shared])))
                 if len(rec["correct"]):
-                    rho[a].append(learning_time_spearman(difficulty, learning_times(rec["correct"])))
+                    rho_full[a].append(learning_time_spearman(difficulty, learning_times(rec["correct"])))
                 curves[m].setdefault(a, []).append(
                     (rec["loss"].mean(1), np.stack([rec["loss"][:, g == j].mean(1) for j in range(n_groups)], 1))
                     if len(rec["loss"]) else None)
                 curves[m].setdefault(("times", a), []).append(
-                    (learning_times(rec["correct"]) if len(rec["correct"]) else None, g))
+                    (learning_times(rec["correct"][:shared]) if shared else None, g))
         ok = [d for d in deltas if d == d]
         out["delta"][m] = {**(over_seeds(ok) if ok else {"mean": None, "n": 0}),
                            "per_seed": deltas, "shared_rungs": rungs,
                            "lowest_shared_level": levels[min(rungs) - 1] if min(rungs) else None}
         out["spearman"][m] = {f"{a:g}": over_seeds(v) if v else None for a, v in rho.items()}
+        out["spearman_full_ladder"][m] = {f"{a:g}": over_seeds(v) if v else None for a, v in rho_full.items()}
         out["groups"][m] = (list(GROUP_NAMES[m]) if m in GROUP_NAMES else
                             [f"quantile {j + 1} of {s['groups']} ({'easiest' if j == 0 else 'hardest' if j == s['groups'] - 1 else ''})".replace(" ()", "")
                              for j in range(s["groups"])])
@@ -672,7 +697,7 @@ def _figures(s: dict, out: dict, curves: dict, run) -> None:
             patch.set_facecolor(c)
         ax.set_xticks([j * 3 + 0.5 for j in range(len(names))])
         ax.set_xticklabels([nm.split(" (")[0] for nm in names], fontsize=7, rotation=20)
-        ax.set_ylabel("learning time (rung index)")
+        ax.set_ylabel("learning time (rung, shared ladder)")
         rho = out["spearman"][m]
         ax.set_title(m + ": Spearman(difficulty, time) " + ", ".join(
             f"a={a}: {v['mean']:.2f}" for a, v in rho.items() if v), fontsize=8)
@@ -687,7 +712,7 @@ def _summary(s: dict, out: dict) -> str:
     lines = [f"Delta = gap(alpha={a_lo:g}) - gap(alpha={a_hi:g}), gap = hardest - easiest group's mean "
              f"loss at equal training loss, averaged over shared rungs; > 0 is the paper's effect",
              f"{'measure':>9} {'Delta':>8} {'95% CI':>20} {'n':>3} {'rungs':>6}  "
-             f"Spearman(difficulty, learning time) alpha={a_lo:g} / {a_hi:g}"]
+             f"Spearman(difficulty, learning time on the shared rungs) alpha={a_lo:g} / {a_hi:g}"]
     for m in s["measures"]:
         d = out["delta"][m]
         ci = d.get("ci95")
