@@ -1,0 +1,159 @@
+"""The lazy-vs-hasty toy: 100 seeds as one batched model vs 100 sequential single-seed runs.
+
+    OMP_NUM_THREADS=1 python benchmarks/batched_speed.py --threads 1          # ~3 min loaded
+
+Writes benchmarks/results/batched_speed.json with
+
+- ``step_ms``: one full-batch training step (forward, backward, update) of K = 100 networks
+  2-60-60-60-1 on 50 points each, for the two stacking implementations of
+  ``deepscope.nets.batched`` (``bmm``: baddbmm per layer; ``vmap``: stack_module_state + vmap),
+  and of one ordinary MLP; median over ``--repeats`` blocks of ``--block`` steps, alternated;
+  ``step_ms_k4``: the same at K = 4 (``--small-k``), where per-call overheads weigh more.
+- ``toy_alpha1``: the recipe's toy protocol on the disk at alpha = 1 (gradient descent lr 0.1
+  until each seed's training loss reaches 0.5, 0.4, 0.3): ``train_full_batch`` on the stack of
+  100 seeds vs the same 100 seeds one after the other with a plain single-network loop, wall
+  time of each, and whether they agree (level-crossing steps equal, largest parameter
+  difference of the snapshots).
+- ``lazy_fixed_steps``: alpha = 100 for ``--lazy-steps`` steps, batched vs sequential (lazy
+  seeds need thousands of steps; a fixed count gives the per-step ratio without an hour of
+  sequential runs).
+
+Wall times on a shared machine move with its load: the load average before and after and
+``torch.get_num_threads()`` are stored beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from deepscope.dynamics.regimes import AlphaScaled, example_losses, train_full_batch
+from deepscope.nets.batched import stack_models
+from deepscope.recipes.lazy_vs_hasty import toy_setup
+
+LEVELS = [0.5, 0.4, 0.3]
+LR = 0.1
+
+
+def single_seed(x, y, net, alpha, *, levels, max_steps):
+    """The per-seed toy: plain gradient descent on one MLP; (crossing steps, last snapshot)."""
+    model = AlphaScaled(copy.deepcopy(net), alpha)
+    h0 = model.init(x).detach()
+    params = list(model.model.parameters())
+    steps = [-1] * len(levels)
+    snap = None
+    for step in range(1, max_steps + 1):
+        loss = example_losses(model(x, init_output=h0), y)[0].mean()
+        value = loss.item()
+        for i, lv in enumerate(levels):
+            if steps[i] < 0 and value <= lv:
+                steps[i] = step - 1
+                if i == len(levels) - 1:
+                    snap = [p.detach().clone() for p in params]
+        if steps[-1] >= 0:
+            break
+        grads = torch.autograd.grad(model.objective(loss), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(LR * g)
+    return steps, snap
+
+
+def step_times(x, y, nets, *, block, repeats):
+    """Median ms per training step: bmm stack, vmap stack, one MLP."""
+    cases = {impl: stack_models(nets, implementation=impl) for impl in ("bmm", "vmap")}
+    single = copy.deepcopy(nets[0])
+    s = 2.0 * y - 1.0
+
+    def run(model, xx, ss):
+        opt = torch.optim.SGD(model.parameters(), lr=LR)
+        t0 = time.perf_counter()
+        for _ in range(block):
+            loss = F.softplus(-ss * model(xx).squeeze(-1)).mean(-1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.perf_counter() - t0) / block * 1e3
+
+    times = {"bmm": [], "vmap": [], "single": []}
+    for _ in range(repeats):
+        for impl, model in cases.items():
+            times[impl].append(run(model, x, s))
+        times["single"].append(run(single, x[0], s[0]))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--block", type=int, default=50, help="steps per timed block")
+    ap.add_argument("--repeats", type=int, default=5, help="alternated blocks per implementation")
+    ap.add_argument("--small-k", type=int, default=4, help="also time the step at this K")
+    ap.add_argument("--lazy-steps", type=int, default=300)
+    ap.add_argument("--max-steps", type=int, default=20_000)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "batched_speed.json")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+
+    x, y, nets = toy_setup("disk", args.seeds, points=50, hidden=(60, 60, 60))
+    res = {"seeds": args.seeds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+           "machine": platform.machine(), "load_before": load_before}
+
+    res["step_ms"] = step_times(x, y, nets, block=args.block, repeats=args.repeats)
+    print("step ms:", {k: round(v, 3) for k, v in res["step_ms"].items()}, flush=True)
+    k = args.small_k
+    res[f"step_ms_k{k}"] = step_times(x[:k], y[:k], nets[:k], block=args.block, repeats=args.repeats)
+    print(f"step ms at K = {k}:", {n: round(v, 3) for n, v in res[f"step_ms_k{k}"].items()}, flush=True)
+
+    # the alpha = 1 toy protocol, batched and sequential
+    t0 = time.perf_counter()
+    batched = train_full_batch(AlphaScaled(stack_models(nets), 1.0), x, y, levels=LEVELS, lr=LR,
+                               max_steps=args.max_steps)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    seq = [single_seed(x[k], y[k], nets[k], 1.0, levels=LEVELS, max_steps=args.max_steps)
+           for k in range(args.seeds)]
+    t_seq = time.perf_counter() - t0
+    mism = sum(s != batched.steps[:, k].tolist() for k, (s, _) in enumerate(seq))
+    names = list(batched.snapshots[-1])
+    diff = max(float((batched.snapshots[-1][n][k] - (p.T if p.ndim == 2 else p)).abs().max())
+               for k, (_, snap) in enumerate(seq) if snap is not None for n, p in zip(names, snap))
+    res["toy_alpha1"] = {
+        "batched_s": t_batched, "sequential_s": t_seq, "speedup": t_seq / t_batched,
+        "seeds_with_different_crossing_steps": mism, "max_abs_param_diff_last_snapshot": diff,
+        "steps_to_0.3_median": float(batched.steps[-1].float().median()),
+    }
+    print("toy alpha=1:", res["toy_alpha1"], flush=True)
+
+    # alpha = 100, a fixed number of steps (no level is reached that early)
+    far = [1e-6]
+    t0 = time.perf_counter()
+    train_full_batch(AlphaScaled(stack_models(nets), 100.0), x, y, levels=far, lr=LR,
+                     max_steps=args.lazy_steps)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k in range(args.seeds):
+        single_seed(x[k], y[k], nets[k], 100.0, levels=far, max_steps=args.lazy_steps)
+    t_seq = time.perf_counter() - t0
+    res["lazy_fixed_steps"] = {"steps": args.lazy_steps, "batched_s": t_batched, "sequential_s": t_seq,
+                               "speedup": t_seq / t_batched}
+    print("alpha=100 fixed steps:", res["lazy_fixed_steps"], flush=True)
+    res["load_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
