@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   create .venv, install deepscope, run the main job on built-in data
+#   make demo   create .venv, install deepscope, run every system (smoke scale) + the report
 #   make test   create .venv, install deepscope with test tools, run the tests
 PY ?= python3
 VENV ?= .venv
@@ -23,8 +23,9 @@ $(BIN)/deepscope: pyproject.toml
 
 env: $(BIN)/deepscope
 
+# Every system at its smallest meaningful size, then the HTML report (runs/demo/report.html).
 demo: env
-	$(BIN)/deepscope run mine-gaussians --quick
+	$(BIN)/deepscope reproduce all --scale smoke --out runs/demo
 
 # The main suite; the slower checks (torchrun, SLURM, browser) have targets of their own.
 test: env

@@ -30,3 +30,12 @@ def test_reproduce_runs_resumes_and_isolates_failures(tmp_path, capsys):
 def test_reproduce_cli_rejects_unknown_system(capsys):
     assert main(["reproduce", "nope"]) == 2
     assert "system == 'nope' is unknown" in capsys.readouterr().err
+
+
+def test_every_smoke_and_quick_plan_entry_is_a_valid_config():
+    from deepscope.runner import load_recipe, parse_config
+
+    for steps in PLAN.values():
+        for recipe, scales in steps:
+            for scale in ("smoke", "quick"):
+                parse_config(load_recipe(recipe).Config, scales[scale], prog=recipe).with_preset().validate()

@@ -47,18 +47,51 @@ PLAN: dict[str, list[tuple[str, dict[str, list[str]]]]] = {
     "mine": [
         ("mine-gaussians", {
             "smoke": ["--quick"],
-            "quick": ["--dims", "2", "20", "--rhos", "0.5", "0.9", "--n", "5000"],
+            "quick": ["--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9", "--n", "5000"],
             "paper": [],
         }),
     ],
     "spectral": [
         ("spectral-sinusoids", {
             "smoke": ["--quick"],
-            "quick": ["--steps", "6000", "--n-seeds", "1"],
+            "quick": ["--steps", "10000", "--n-seeds", "1"],
             "paper": [],
         }),
     ],
+    "alignment": [
+        ("feature-alignment", {
+            "smoke": ["--quick"],
+            "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"],
+            "paper": ["--settings", "cifar10-vgg19", "cifar10-resnet18"],
+        }),
+    ],
+    "lazy": [
+        ("lazy-vs-hasty", {
+            "smoke": ["--quick"],
+            "quick": ["--mode", "toy"],
+            "paper": ["--mode", "cifar10"],
+        }),
+    ],
+    "crosssplit": [
+        ("crosssplit", {
+            "smoke": ["--quick"],
+            "quick": ["--n", "5000", "--noise", "sym60", "--methods", "crosssplit", "ce", "--seeds", "2",
+                      "--epochs", "20"],
+            "paper": ["--dataset", "cifar10"],
+        }),
+    ],
+    "a3t": [
+        ("a3t", {
+            "smoke": ["--quick"],
+            "quick": ["--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
+                      "--epochs", "20"],
+            "paper": ["--datasets", "mnist"],
+        }),
+    ],
 }
+
+#: Options every paper-scale run needs from the user (the image datasets' folder).
+NEEDS_DATA_ROOT = {"alignment", "lazy", "crosssplit", "a3t"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,8 @@ class ReproduceArgs:
     """'auto', 'cpu', 'cuda' or 'cuda:N' for every run."""
     progress: bool = True
     """Show progress bars."""
+    data_root: Path | None = None
+    """Folder with the torchvision files (CIFAR-10, MNIST) for --scale paper."""
     executor: Literal["inline", "local", "slurm"] = "inline"
     """inline: in this process; local / slurm: each recipe submitted through `deepscope sweep`'s executor."""
     slurm_partition: str | None = None
@@ -127,6 +162,8 @@ def reproduce(args: ReproduceArgs, *, plan: dict | None = None) -> dict[str, dic
                 print(f"  {system:11s} {recipe:22s} already done ({out})")
                 continue
             argv = [*opts, *_common(args), "--out", str(out)]
+            if args.scale == "paper" and system in NEEDS_DATA_ROOT and args.data_root is not None:
+                argv += ["--data-root", str(args.data_root)]
             t0 = time.time()
             try:
                 if args.executor == "inline":
