@@ -36,7 +36,7 @@ test-browser: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
 
 test-distributed: env
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests/distributed
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m distributed tests
 
 # deepscope sweep --executor slurm against a real single-node SLURM started here and stopped
 # after, even when the test fails. Needs root and Debian's slurmctld slurmd slurm-client munge.

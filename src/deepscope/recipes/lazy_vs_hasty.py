@@ -24,7 +24,7 @@ SGD lr 0.01 momentum 0.9; c-scores from --cscores).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -165,7 +165,11 @@ class Config(RunConfig):
     data_root: str | None = None
     """Folder with the CIFAR-10 files (cifar-10-batches-py), mode cifar10."""
 
-    QUICK: ClassVar[dict] = {}  # --quick sizes depend on the mode: QUICK_SIZES, applied in settings()
+    QUICK: ClassVar[dict] = {}  # --quick sizes depend on the mode: QUICK_SIZES, see with_preset
+
+    def with_preset(self) -> Config:
+        """The config with the ``--quick`` sizes of its mode applied (a ``replace`` preset)."""
+        return replace(self, **QUICK_SIZES[self.mode]) if self.quick else self
 
     def validate(self) -> None:
         super().validate()
@@ -232,8 +236,6 @@ def settings(cfg: Config) -> dict:
         "width": cfg.width, "probe_size": cfg.probe_size, "sign_probe": cfg.sign_probe,
         "kernel_probe": cfg.kernel_probe or kprobe, "linearity_every": cfg.linearity_every,
     }
-    if cfg.quick:
-        s.update({k: list(v) if isinstance(v, tuple) else v for k, v in QUICK_SIZES[cfg.mode].items()})
     return s
 
 
