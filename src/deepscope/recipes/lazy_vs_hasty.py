@@ -176,10 +176,9 @@ class Config(RunConfig):
         require(len(self.alphas) >= 2 and len(set(self.alphas)) == len(self.alphas)
                 and all(a > 0 for a in self.alphas), "alphas", self.alphas,
                 "at least two distinct values > 0, e.g. (1, 100)")
-        require(self.seeds >= 0, "seeds", self.seeds, ">= 0 (0: the mode's default)")
-        require(self.epochs >= 0, "epochs", self.epochs, ">= 0 (0: the mode's default)")
-        require(self.cscore_epochs >= 0, "cscore_epochs", self.cscore_epochs, ">= 0 (0: the mode's default)")
-        require(self.lr >= 0, "lr", self.lr, ">= 0 (0: the mode's default)")
+        for name in ("seeds", "epochs", "cscore_epochs", "lr"):  # 0 picks the mode's default
+            value = getattr(self, name)
+            require(value >= 0, name, value, ">= 0 (0: the mode's default)")
         require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
         require(0 < self.ratio < 1, "ratio", self.ratio, "in (0, 1), e.g. 0.96")
         require(self.min_loss > 0, "min_loss", self.min_loss, "> 0")
