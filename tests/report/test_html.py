@@ -65,3 +65,12 @@ def test_report_shows_sweep_summaries(tmp_path):
     assert main(["report", str(tmp_path)]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "<h2>Sweep" in page and "0.85 ± 0.0707 (2)" in page
+
+
+def test_a_system_that_ran_without_a_verdict_is_not_shown_as_not_run(tmp_path):
+    _run_dir(tmp_path, "spec", result={"system": "Spectral bias", "summary": "rho = 0.97\nmore",
+                                        "paper": "low frequencies first"})
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "<td class='v-no-verdict'>no verdict</td>" in page and "rho = 0.97" in page
+    assert page.count("<td class='v-not-run'>not run</td>") == 5

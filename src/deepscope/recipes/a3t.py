@@ -48,6 +48,9 @@ PAPER = (
 )
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "A3T"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """A3T and its baselines on the same network and budget, attacked by several libraries."""

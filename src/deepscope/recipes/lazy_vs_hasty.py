@@ -62,6 +62,9 @@ QUICK_SIZES = {  # --quick: per mode
 }
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "Lazy vs hasty"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """Lazy (alpha >> 1) vs feature-learning (alpha = 1) training, compared per example difficulty."""

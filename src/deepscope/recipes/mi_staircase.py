@@ -21,6 +21,9 @@ BoundName = Literal["mine", "dv", "nwj", "infonce", "smile"]
 VariantName = Literal["gaussian", "cubic"]
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "MINE"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """MI staircase (Song & Ermon 2020, Figure 1)."""

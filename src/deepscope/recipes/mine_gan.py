@@ -20,6 +20,9 @@ from deepscope.train.config import RunConfig, require
 ToyName = Literal["grid", "ring", "swissroll"]
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "MINE"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """MINE-GAN on the 25-Gaussian grid (or the ring of 8, or the Swiss roll for pictures)."""

@@ -19,6 +19,9 @@ RHOS = (-0.99, -0.9, -0.7, -0.5, -0.3, -0.1, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
 MethodName = Literal["mine", "nwj", "ksg", "smile", "infonce", "dv"]
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "MINE"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """Correlated-Gaussian MI sweep (MINE paper, Figure 1)."""

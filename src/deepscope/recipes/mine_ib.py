@@ -24,6 +24,9 @@ from deepscope.train.config import RunConfig, require
 MethodName = Literal["plain", "vib", "mine"]
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "MINE"
+
 @dataclass(frozen=True)
 class Config(RunConfig):
     """MINE-IB vs VIB vs plain network; permutation-invariant MNIST is the paper's setting."""

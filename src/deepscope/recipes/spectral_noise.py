@@ -40,6 +40,9 @@ NOISE_LABEL = {"low_freq": "noise on top eigenvectors (smooth)",
 DIGITS_TRAIN = 1437  # sklearn's 1797 digits less the 20 % that load_dataset holds out
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "Spectral bias"
+
 @dataclass(frozen=True)
 class Config(LockstepConfig):
     """Options of the label-noise-in-the-eigenbasis experiment."""

@@ -29,6 +29,9 @@ PAPER = (
 FROM_RUN_MODEL = "equal_s0"  # the seed-0 equal-amplitude network of a spectral-sinusoids run
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "Spectral bias"
+
 @dataclass(frozen=True)
 class Config(SinusoidsConfig):
     """Options of the parameter-perturbation experiment (defaults: the paper's settings)."""

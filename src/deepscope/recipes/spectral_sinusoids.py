@@ -27,6 +27,9 @@ PAPER = (
 )
 
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "Spectral bias"
+
 @dataclass(frozen=True)
 class Config(SinusoidsConfig):
     """Options of the 1-D sinusoids experiment (defaults: the paper's settings)."""

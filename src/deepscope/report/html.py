@@ -32,7 +32,7 @@ __all__ = ["ReportArgs", "SYSTEMS", "collect_runs", "write_report", "report_main
 #: The six systems, in the order the page shows them.
 SYSTEMS = ("MINE", "Spectral bias", "Neural feature alignment", "Lazy vs hasty", "CrossSplit", "A3T")
 
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run", "failed")
+VERDICTS = ("reproduced", "partly", "not reproduced", "no verdict", "not run", "failed")
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,12 @@ def _verdict_rows(top: list[dict]) -> list[dict]:
                 rows.append({"system": system, "claim": v.get("claim", ""),
                              "measured": v.get("measured", ""), "verdict": v.get("verdict", "?"),
                              "run": r})
+        elif any(r["status"] == "done" for r in mine):
+            r = next(r for r in mine if r["status"] == "done")
+            summary = (r["result"] or {}).get("summary")
+            first = summary.strip().splitlines()[0] if isinstance(summary, str) and summary.strip() else ""
+            rows.append({"system": system, "claim": (r["result"] or {}).get("paper", ""),
+                         "measured": first, "verdict": "no verdict", "run": r})
         elif failed:
             r = failed[0]
             rows.append({"system": system, "claim": "", "measured": r["error"],
