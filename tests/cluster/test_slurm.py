@@ -32,11 +32,11 @@ DEEPSCOPE = ([str(_SCRIPT)] if _SCRIPT.exists()
              else [sys.executable, "-c", "import sys; from deepscope.cli import main; sys.exit(main())"])
 SLURM_OPTS = ["--executor", "slurm", "--slurm-partition", PARTITION, "--cpus-per-task", "1",
               "--mem-gb", "1", "--max-parallel", "2", "--timeout-min", "10"]
-# The kill-and-resume sweep: 10 (d, rho) rows, one checkpoint after each. With the KSG
-# estimator a row takes well under a second; with MINE (200 critic steps) about 1-3 s, so the
-# slow point is cancelled after its first row with most of its rows still to do.
-ROWS = ["--dims", "2", "--rhos", *[str(r) for r in (-0.9, -0.7, -0.5, -0.3, -0.1, 0.1, 0.3, 0.5, 0.7, 0.9)],
-        "--n", "1000", "--max-steps", "200", "--threads", "1"]
+# The kill-and-resume sweep: 20 (d, rho) rows, one checkpoint after each. With the KSG
+# estimator a row takes well under a second; with MINE (300 critic steps) about 2-4 s, so the
+# slow point is cancelled after its first row with most of its ~60 s of rows still to do.
+RHOS = [round(-0.95 + 0.1 * i, 2) for i in range(20)]
+ROWS = ["--dims", "2", "--rhos", *[str(r) for r in RHOS], "--n", "1000", "--max-steps", "300", "--threads", "1"]
 
 
 def _idle_node() -> str:
@@ -138,18 +138,21 @@ def test_cancelled_point_resumes_from_its_checkpoint(slurm, tmp_path):
     assert "2 points, 0 already done, 2 to run" in first, first
     assert not (slow / "result.json").exists(), "the slow point finished before it was cancelled"
     step = torch.load(slow / "checkpoint.pt", weights_only=True)["step"]
+    time.sleep(5)  # longer than KillWait: a process that escaped the cancel would still be writing
+    later = torch.load(slow / "checkpoint.pt", weights_only=True)["step"]
+    assert later == step, f"the cancelled job kept running after it left the queue (step {step} -> {later})"
     before = _metrics(slow)
-    assert 0 <= step < 9 and before, (step, before)
+    assert 0 <= step < len(RHOS) - 1 and before, (step, [r["step"] for r in before])
     kept = [r for r in before if r["step"] <= step]
 
-    rc, text = _sweep(out, "methods=ksg,mine", ROWS, timeout=150)
+    rc, text = _sweep(out, "methods=ksg,mine", ROWS, timeout=240)
     assert rc == 0, text
     assert "2 points, 1 already done, 1 to run" in text, text
     assert "done   methods=mine" in text and "done   methods=ksg" not in text, text
     after = _metrics(slow)
     steps = [r["step"] for r in after]
-    assert steps == list(range(10)), steps  # every row once: no duplicate and no missing step
+    assert steps == list(range(len(RHOS))), steps  # every row once: no duplicate and no missing step
     assert after[: len(kept)] == kept  # rows up to the checkpoint were kept, not recomputed
     rows = json.loads((slow / "result.json").read_text())["rows"]
-    assert len(rows) == 10
+    assert len(rows) == len(RHOS)
     assert [r["mine"] for r in rows[: len(kept)]] == [r["mine"] for r in kept]  # from the checkpoint
