@@ -74,3 +74,28 @@ def test_a_system_that_ran_without_a_verdict_is_not_shown_as_not_run(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert "<td class='v-no-verdict'>no verdict</td>" in page and "rho = 0.97" in page
     assert page.count("<td class='v-not-run'>not run</td>") == 5
+
+
+def test_the_page_judges_stored_numbers_with_the_recipes_current_rule(tmp_path):
+    from deepscope.recipes.crosssplit import verdict
+
+    # A CrossSplit result whose stored verdict is stale ("reproduced", written by hand here):
+    # the numbers miss the targets, so today's rule must say otherwise on the page.
+    cell = {"last": {"mean": 50.0, "n": 3}}
+    table = {"crosssplit": {s: cell for s in ("sym40", "sym60", "sym80")},
+             "ce": {s: {"last": {"mean": 60.0, "n": 3}} for s in ("sym40", "sym60", "sym80")}}
+    result = {"recipe": "crosssplit", "system": "CrossSplit", "settings": {"dataset": "mnist1d"},
+              "table": table, "verdict": {"system": "CrossSplit", "claim": "c", "measured": "m",
+                                          "verdict": "reproduced"}}
+    _run_dir(tmp_path, "cs", result=result, recipe="crosssplit")
+    expected = verdict(result)["verdict"]
+    assert expected == "not reproduced"
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "<td class='v-not-reproduced'>not reproduced</td>" in page
+    assert "<td class='v-reproduced'>reproduced</td>" not in page
+    # An unknown recipe keeps its stored verdict.
+    _run_dir(tmp_path, "old", result={"recipe": "gone-recipe", "system": "A3T",
+                                      "verdict": {"claim": "c", "measured": "m", "verdict": "partly"}})
+    assert main(["report", str(tmp_path)]) == 0
+    assert "<td class='v-partly'>partly</td>" in (tmp_path / "report.html").read_text()

@@ -2,8 +2,9 @@
 
 The page opens with the **verdict table**: one row per system, the paper's claim, our
 measurement with its interval, and a verdict (reproduced / partly / not reproduced / not run)
-taken from each run's ``result.json`` (a recipe computes it from its own numbers with its
-``verdict(result)`` function; nothing is written by hand). Then one section per system: each
+computed from each run's ``result.json`` by its recipe's ``verdict(result)`` function as the code
+stands when the page is written (so a run judged by an older rule is judged again; nothing is
+written by hand). Then one section per system: each
 top-level run with its summary, headline numbers, figures (embedded as base64 PNG, so the page
 can be mailed or archived alone), the command that made it and its config; sub-runs (a run
 directory inside another) are grouped under their parent. A run that crashed (``error.txt``)
@@ -70,7 +71,7 @@ def collect_runs(roots) -> list[dict]:
             entry = {"dir": cfg.parent, "root": root, "config": _read_json(cfg), "result": None,
                      "status": "incomplete", "error": None}
             if (cfg.parent / "result.json").exists():
-                entry["result"] = _read_json(cfg.parent / "result.json")
+                entry["result"] = _refresh_verdict(_read_json(cfg.parent / "result.json"))
                 entry["status"] = "done"
             elif (cfg.parent / "error.txt").exists():
                 entry["status"] = "failed"
@@ -82,6 +83,29 @@ def collect_runs(roots) -> list[dict]:
     for r in runs:
         r["parent"] = next((p for p in r["dir"].resolve().parents if p in dirs), None)
     return runs
+
+
+def _refresh_verdict(result):
+    """The verdict the recipe's current ``verdict(result)`` computes from the stored numbers.
+
+    A run keeps its numbers; the rule that judges them may improve after it ran (a new check, a
+    verdict for a recipe that had none). The page shows today's rule applied to the stored
+    result; when the recipe is unknown here or its rule fails on an old result, the stored verdict
+    (if any) stays, marked as such.
+    """
+    if not isinstance(result, dict) or not isinstance(result.get("recipe"), str):
+        return result
+    try:
+        from deepscope.runner import load_recipe
+
+        rule = getattr(load_recipe(result["recipe"]), "verdict", None)
+        if callable(rule):
+            v = rule(result)
+            result["verdict"] = {"system": result.get("system"), **v}
+    except Exception as e:  # an old result without a key the rule reads
+        if isinstance(result.get("verdict"), dict):
+            result["verdict"]["note"] = f"stored verdict (today's rule failed: {type(e).__name__}: {e})"
+    return result
 
 
 def _error_line(text: str) -> str:
