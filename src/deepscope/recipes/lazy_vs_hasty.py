@@ -741,3 +741,77 @@ def _summary(s: dict, out: dict) -> str:
         lines.append(f"c-score reliability: pairwise Spearman {r['pairwise']:.3f}, "
                      f"split-half (Spearman-Brown) {r['spearman_brown']:.3f} over {r['n_seeds']} repetitions")
     return "\n".join(lines)
+
+
+def verdict(result: dict) -> dict:
+    """The paper's effect from result.json: Delta > 0 with a 95% interval above 0.
+
+    Real data (mnist1d, cifar10): Delta = gap(alpha=1) - gap(alpha=100) for the c-score and
+    label-noise groupings; reproduced when both intervals lie above 0, partly when one does
+    or both means are > 0 (or one of the two was not run), not reproduced otherwise. Toy:
+    the per-seed Spearman correlation of Delta loss with the distance to the boundary at the
+    lowest level, < 0 with its interval below 0 for every toy (reproduced), for some
+    (partly), for none (not reproduced). Not run: no such number in the result.
+    """
+    if "toy" in result:
+        return _toy_verdict(result)
+    claim = ("George, Lajoie & Baratin 2022 (arXiv 2209.09658): at equal training loss, feature "
+             "learning (alpha = 1) separates hard from easy examples more than lazy training "
+             "(alpha = 100): Delta = gap(1) - gap(100) > 0 for c-score and label-noise groups")
+    deltas = result.get("delta") or {}
+    parts, above, positive, missing = [], [], [], []
+    for m in ("cscore", "noise"):
+        d = deltas.get(m) or {}
+        if d.get("mean") is None:
+            missing.append(m)
+            continue
+        ci = d.get("ci95") or (d["mean"], d["mean"])
+        n = d.get("n", 0)
+        parts.append(f"{m}: Delta {d['mean']:.3f} [95% CI {ci[0]:.3f}, {ci[1]:.3f}], n={n}")
+        above.append(n >= 2 and ci[0] > 0)
+        positive.append(d["mean"] > 0)
+    for m in ("spurious", "boundary"):
+        d = deltas.get(m) or {}
+        if d.get("mean") is not None and d.get("ci95"):
+            parts.append(f"({m}: {d['mean']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}])")
+    if not parts or len(missing) == 2:
+        return {"claim": claim, "measured": "no c-score or label-noise Delta in the result",
+                "verdict": "not run"}
+    measured = "; ".join(parts) + (f"; not run: {', '.join(missing)}" if missing else "")
+    if all(above) and not missing:
+        v = "reproduced"
+    elif any(above) or all(positive):
+        v = "partly"
+    else:
+        v = "not reproduced"
+    return {"claim": claim, "measured": measured, "verdict": v}
+
+
+def _toy_verdict(result: dict) -> dict:
+    claim = ("George, Lajoie & Baratin 2022 (arXiv 2209.09658), 2-D toys: at equal training loss "
+             "feature learning has the higher loss near the boundary and the lower far from it "
+             "(Delta = loss(alpha=1) - loss(alpha=100) falls with the distance: Spearman < 0)")
+    parts, below, negative = [], [], []
+    for name, levels in (result.get("toy") or {}).items():
+        reached = [(float(lv), e) for lv, e in levels.items() if "per_seed_spearman" in e]
+        if not reached:
+            parts.append(f"{name}: no level reached by both regimes")
+            continue
+        lv, e = min(reached, key=lambda t: t[0])
+        ps = e["per_seed_spearman"]
+        ci = ps.get("ci95") or (ps["mean"], ps["mean"])
+        parts.append(f"{name} at loss {lv:g}: per-seed Spearman {ps['mean']:.3f} "
+                     f"[95% CI {ci[0]:.3f}, {ci[1]:.3f}], n={ps['n']}")
+        below.append(ps["n"] >= 2 and ci[1] < 0)
+        negative.append(ps["mean"] < 0)
+    if not below:
+        return {"claim": claim, "measured": "; ".join(parts) or "no toy was run",
+                "verdict": "not run"}
+    measured = "; ".join(parts)
+    if all(below) and len(below) == len(parts):
+        v = "reproduced"
+    elif any(below) or any(negative):
+        v = "partly"
+    else:
+        v = "not reproduced"
+    return {"claim": claim, "measured": measured, "verdict": v}

@@ -119,3 +119,65 @@ def run(cfg: Config, run) -> dict:
     )
     out["settings"] = cfg.settings(checkpoint_every=2000)
     return {**out, "paper": PAPER, "summary": "\n".join(rows)}
+
+
+#: Spearman's rho(frequency, learning step) that counts as "low frequencies first" (docs/spectral.md).
+RHO_TARGET = 0.9
+
+
+def verdict(result: dict) -> dict:
+    """Low frequencies learned first: rho(k, learning step) >= 0.9 in both amplitude cases.
+
+    reproduced: rho >= 0.9 with p < 0.05 in both cases and at least half of the frequencies
+    learned in each; partly: rho > 0 with p < 0.05 in both, or >= 0.9 in one, or too few
+    frequencies learned to see the order; not reproduced: otherwise; not run: no learning steps.
+    The interval is over seeds (per-seed rho, Student t) when there are two or more.
+    """
+    import math
+
+    claim = ("Rahaman et al. 2019 (arXiv 1806.08734), 1-D sinusoids k = 5..50: the low "
+             "frequencies are learned first, with equal and with increasing amplitudes "
+             f"(our target: Spearman rho(k, learning step) >= {RHO_TARGET:g})")
+    cases = [c for c in ("equal", "increasing")
+             if (result.get("spearman") or {}).get(c) and (result.get("learning_step") or {}).get(c)]
+    if not cases:
+        return {"claim": claim, "measured": "no learning steps in the result", "verdict": "not run"}
+    st = result.get("settings", {})
+    freqs = result.get("freqs", [])
+    parts, strong, ordered, enough = [], [], [], []
+    for c in cases:
+        rho = result["spearman"][c]["rho"]
+        p = result["spearman"][c]["p"]
+        rho = float("nan") if rho is None else rho
+        p = float("nan") if p is None else p
+        steps = result["learning_step"][c]
+        learned = sum(s is not None for s in steps)
+        text = f"{c}: rho {rho:.3f} (p = {p:.2g}), {learned}/{len(steps)} learned"
+        per_seed = (result.get("learning_step_per_seed") or {}).get(c) or []
+        if len(per_seed) >= 2 and "steps" in st and "record_every" in st:
+            from deepscope.dynamics.spectral import spearman
+            from deepscope.mi.stats import over_seeds
+
+            miss = st["steps"] + st["record_every"]
+            rhos = [spearman(freqs, [math.nan if s is None else s for s in ls], missing=miss)["rho"]
+                    for ls in per_seed]
+            iv = over_seeds([r for r in rhos if r == r] or [math.nan])
+            text += (f", per seed {iv['mean']:.3f} [95% CI {iv['ci95'][0]:.3f}, "
+                     f"{iv['ci95'][1]:.3f}], n={iv['n']}")
+        parts.append(text)
+        strong.append(rho >= RHO_TARGET and p < 0.05)
+        ordered.append(rho > 0 and p < 0.05)
+        enough.append(learned >= len(steps) / 2)
+    measured = "; ".join(parts) + f" ({st.get('steps', '?')} steps)"
+    missing = [c for c in ("equal", "increasing") if c not in cases]
+    if missing:
+        measured += f"; not run: {', '.join(missing)}"
+    if all(strong) and all(enough) and not missing:
+        v = "reproduced"
+    elif all(ordered) or any(strong):
+        v = "partly"
+        if not all(enough):
+            measured += "; fewer than half the frequencies learned: more steps needed"
+    else:
+        v = "not reproduced"
+    return {"claim": claim, "measured": measured, "verdict": v}
