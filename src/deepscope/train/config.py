@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import re
+import types
+import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-__all__ = ["RunConfig", "require", "deferred_validation"]
+__all__ = ["RunConfig", "require", "check_choices", "deferred_validation"]
 
 _DEFER = contextvars.ContextVar("deepscope_defer_validation", default=False)
 
@@ -39,6 +42,49 @@ def require(ok: bool, name: str, value: Any, must: str) -> None:
     """Raise ``ValueError("{name} == {value!r}, must be {must}")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"{name} == {value!r}, must be {must}")
+
+
+def _choices(hint) -> tuple[tuple, bool] | None:
+    """``(allowed values, is_sequence)`` for ``Literal[...]``, ``Literal | None`` and
+    ``tuple[Literal[...], ...]`` hints; None for any other type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return args, False
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and typing.get_origin(inner[0]) is Literal:
+            return (*typing.get_args(inner[0]), None), False
+    if origin is tuple and args and typing.get_origin(args[0]) is Literal:
+        return typing.get_args(args[0]), True
+    return None
+
+
+@functools.cache
+def _literal_fields(cls: type) -> tuple[tuple[str, tuple, bool], ...]:
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a hint that only resolves for type checkers: check nothing generically
+        return ()
+    out = []
+    for f in fields(cls):
+        c = _choices(hints.get(f.name))
+        if c is not None:
+            out.append((f.name, *c))
+    return tuple(out)
+
+
+def check_choices(cfg: Any) -> None:
+    """Every ``Literal`` field (or tuple of them) of the dataclass ``cfg`` holds allowed values.
+
+    The CLI's parser enforces the choices already; this catches the same mistake from Python,
+    ``Config(dataset="mnist-1d")``, with the same one-line message.
+    """
+    for name, allowed, many in _literal_fields(type(cfg)):
+        value = getattr(cfg, name)
+        bad = [v for v in value if v not in allowed] if many and isinstance(value, (tuple, list)) \
+            else ([] if value in allowed else [value])
+        shown = ", ".join(repr(a) for a in allowed)
+        require(not bad, name, value, f"{'one or more' if many else 'one'} of {shown}")
 
 
 @contextlib.contextmanager
@@ -96,6 +142,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the option, the value and what is allowed."""
+        check_choices(self)
         require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         require(self.threads >= 0, "threads", self.threads, ">= 0 (0 keeps torch's default)")
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every,
