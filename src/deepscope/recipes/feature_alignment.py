@@ -376,24 +376,32 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     def has(s, f):
         return any(_sub_name(s, f, sd) in subs for sd in seeds)
 
-    fig, axes = plt.subplots(2, ns, figsize=(3.6 * ns, 5.6), squeeze=False)
-    for j, s in enumerate(settings):
-        for row, key in enumerate(("align_train", "align_test")):
-            ax = axes[row][j]
-            for c, f in zip(colors, cfg.fractions):
-                if not has(s, f):
-                    continue
-                st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
-                ax.plot(st + 1, m, color=c, label=f"random {f:g}")
-                ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
-            ax.set_xscale("log")
-            ax.set_title(f"{LABELS[s]}: {'train' if row == 0 else 'test'}", fontsize=9)
-            ax.set_xlabel("step + 1")
-            ax.grid(alpha=0.3)
-        axes[0][j].legend(fontsize=7)
-    axes[0][0].set_ylabel("alignment (train probe)")
-    axes[1][0].set_ylabel("alignment (test probe)")
-    save(fig, run.figure_path("alignment"))
+    def curves_by_fraction(keys, ylabels, titles, name, log_y=(False, False)):
+        """Two rows of panels (one per key), one column per setting; mean and min-max band."""
+        fig, axes = plt.subplots(2, ns, figsize=(3.6 * ns, 5.6), squeeze=False)
+        for j, s in enumerate(settings):
+            for row, key in enumerate(keys):
+                ax = axes[row][j]
+                for c, f in zip(colors, cfg.fractions):
+                    if not has(s, f):
+                        continue
+                    st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
+                    ax.plot(st + 1, m, color=c, label=f"random {f:g}")
+                    ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
+                ax.set_xscale("log")
+                if log_y[row]:
+                    ax.set_yscale("log")
+                ax.set_title(titles[row](s), fontsize=9)
+                ax.set_xlabel("step + 1")
+                ax.grid(alpha=0.3)
+            axes[0][j].legend(fontsize=7)
+        for row in range(2):
+            axes[row][0].set_ylabel(ylabels[row])
+        save(fig, run.figure_path(name))
+
+    curves_by_fraction(("align_train", "align_test"),
+                       ("alignment (train probe)", "alignment (test probe)"),
+                       (lambda s: f"{LABELS[s]}: train", lambda s: f"{LABELS[s]}: test"), "alignment")
 
     fig, axes = plt.subplots(1, ns, figsize=(3.6 * ns, 3.0), squeeze=False)
     for j, s in enumerate(settings):
@@ -413,26 +421,9 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     axes[0][0].set_ylabel("per-layer alignment (train)")
     save(fig, run.figure_path("layers"))
 
-    fig, axes = plt.subplots(2, ns, figsize=(3.6 * ns, 5.6), squeeze=False)
-    for j, s in enumerate(settings):
-        for row, key in enumerate(("top_eigenvalue", "effective_rank")):
-            ax = axes[row][j]
-            for c, f in zip(colors, cfg.fractions):
-                if not has(s, f):
-                    continue
-                st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
-                ax.plot(st + 1, m, color=c, label=f"random {f:g}")
-                ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
-            ax.set_xscale("log")
-            if row == 0:
-                ax.set_yscale("log")
-            ax.set_title(LABELS[s], fontsize=9)
-            ax.set_xlabel("step + 1")
-            ax.grid(alpha=0.3)
-        axes[0][j].legend(fontsize=7)
-    axes[0][0].set_ylabel("top eigenvalue (centred train kernel)")
-    axes[1][0].set_ylabel("effective rank")
-    save(fig, run.figure_path("spectrum"))
+    curves_by_fraction(("top_eigenvalue", "effective_rank"),
+                       ("top eigenvalue (centred train kernel)", "effective rank"),
+                       (lambda s: LABELS[s], lambda s: LABELS[s]), "spectrum", log_y=(True, False))
 
     fig, axes = plt.subplots(1, ns, figsize=(3.6 * ns, 3.2), squeeze=False)
     for j, s in enumerate(settings):
