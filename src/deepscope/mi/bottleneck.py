@@ -43,6 +43,14 @@ from torch import nn
 
 from deepscope.mi.loss import MILoss
 from deepscope.train.config import require
+from deepscope.train.distributed import (
+    all_reduce_grads,
+    all_reduce_mean,
+    gather_rows,
+    init_distributed,
+    shard,
+    sharded_draws,
+)
 from deepscope.train.rng import fork_seeded, spawn
 from deepscope.train.run import Run, as_run
 
@@ -280,6 +288,15 @@ def train_ib(
 
     Each epoch logs the training cross-entropy, the bottleneck term (``mi`` for MINE, ``kl``
     for VIB) and the test error.
+
+    Under ``torchrun`` (``batch_size`` a multiple of the number of processes) every process
+    draws the same global batch and encodes its slice with its rows of the global batch's
+    noise (:func:`~deepscope.train.distributed.sharded_draws`); MINE's estimate, a
+    log-mean-exp over the batch with shuffled pairs, is computed on the gathered codes
+    (:func:`~deepscope.train.distributed.gather_rows`) identically on every process, and the
+    gradients are averaged explicitly (``torch.autograd.grad`` never runs DDP's hooks): the
+    single-process updates up to float summation order. The test error is computed by
+    every process (the generator stays in step).
     """
     noise = _noise_for(method, noise)
     n_train = data.x_train.shape[0]
@@ -288,7 +305,9 @@ def train_ib(
     require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1 (epochs)")
     require(2 <= batch_size <= n_train, "batch_size", batch_size, f"in [2, {n_train}] (the training set size)")
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
+    require(batch_size % dist.world_size == 0, "batch_size", batch_size,
+            f"a multiple of the {dist.world_size} processes")
     x_train, y_train = data.x_train.flatten(1), data.y_train
     dim_in = x_train.shape[1]
     with fork_seeded(generator):
@@ -310,16 +329,21 @@ def train_ib(
             perm = torch.randperm(n_train, generator=generator)
             sums = {"ce": 0.0, "term": 0.0}
             for b in range(per_epoch):
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                xb, yb = x_train[idx].to(dev), y_train[idx].to(dev)
-                logits, z, (mu, std) = model(xb, generator=generator)
+                idx = perm[b * batch_size : (b + 1) * batch_size]  # the global batch
+                rows = shard(torch.arange(batch_size), dist)
+                xb, yb = x_train[idx[rows]].to(dev), y_train[idx[rows]].to(dev)
+                with sharded_draws(generator, rows, batch_size):
+                    logits, z, (mu, std) = model(xb, generator=generator)
                 ce = F.cross_entropy(logits, yb)
                 if method == "mine":
-                    term = mi(xb, _standardize(z) if standardize_code else z, generator=generator)
+                    z = gather_rows(z, dist)  # the estimate is not a mean over examples
+                    term = mi(x_train[idx].to(dev), _standardize(z) if standardize_code else z,
+                              generator=generator)
                     # The encoder descends beta * I(X;Z); the critic ascends the same estimate.
                     grads = torch.autograd.grad(ce + beta * term, params, retain_graph=True)
                     for p, g in zip(m_params, torch.autograd.grad(-term, m_params)):
                         p.grad = g
+                    all_reduce_grads(m_params, dist)
                     opts["mi"].step()
                 elif method == "vib":
                     term = vib_kl(mu, std).mean()
@@ -329,15 +353,18 @@ def train_ib(
                     grads = torch.autograd.grad(ce, params)
                 for p, g in zip(params, grads):
                     p.grad = g
+                all_reduce_grads(params, dist)
                 opt.step()
                 sums["ce"] += ce.item()
                 sums["term"] += term.item()
             model.eval()
             err = error_rate(model, data.x_test.flatten(1), data.y_test, generator=generator,
                              n_samples=eval_samples)
-            rec = {"ce": sums["ce"] / per_epoch, "test_error": err}
+            sums_t = torch.tensor([sums["ce"], sums["term"]], dtype=torch.float64)
+            ce_mean, term_mean = all_reduce_mean(sums_t, dist).tolist()
+            rec = {"ce": ce_mean / per_epoch, "test_error": err}
             if method != "plain":
-                rec["mi" if method == "mine" else "kl"] = sums["term"] / per_epoch
+                rec["mi" if method == "mine" else "kl"] = term_mean / per_epoch
             run.log(epoch, **rec)
             if epoch % checkpoint_every == 0 or epoch == epochs:
                 run.save(epoch, models=models, opts=opts, generator=generator)

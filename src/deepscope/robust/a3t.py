@@ -14,7 +14,8 @@ network's output). Each training step
 >>> from deepscope.nets import MLP
 >>> from deepscope.robust.a3t import A3T
 >>> from deepscope.robust.adversarial import train_robust
->>> from deepscope.train.rng import fork_seeded
+>>> from deepscope.train.distributed import all_reduce_grads
+from deepscope.train.rng import fork_seeded
 >>> g = torch.Generator().manual_seed(0)
 >>> x, y = torch.rand(64, 8), torch.randint(3, (64,))
 >>> with fork_seeded(g):
@@ -55,6 +56,7 @@ from deepscope.nets import MLP, split_mlp
 from deepscope.robust.adversarial import Objective, _check_eps, _check_fraction, train_robust
 from deepscope.robust.attacks import FGSM, PGD
 from deepscope.robust.attacks.base import check_norm
+from deepscope.train.distributed import all_reduce_grads
 from deepscope.train.rng import fork_seeded
 
 __all__ = ["A3T", "split_model", "train_a3t"]
@@ -207,6 +209,8 @@ class A3T(Objective):
         d_loss = self.disc_loss(z.detach(), z_adv.detach())
         self.disc_opt_.zero_grad(set_to_none=True)
         d_loss.backward()
+        # under torchrun x is this process's slice: D's update is the global batch's
+        all_reduce_grads(self.disc_.parameters(), count=len(x))
         self.disc_opt_.step()
         # 2. classifier (encoder + head) loss against the updated, frozen discriminator
         ce_clean = F.cross_entropy(self.head_(z), y)

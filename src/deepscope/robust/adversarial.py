@@ -37,6 +37,13 @@ from torch import nn
 
 from deepscope.robust.attacks import FGSM, PGD, eval_mode, kl_divergence
 from deepscope.robust.attacks.base import check_norm
+from deepscope.train.distributed import (
+    all_reduce_grads,
+    init_distributed,
+    reduce_metrics,
+    shard,
+    sharded_draws,
+)
 from deepscope.train.run import NullRun, Run, as_run
 
 __all__ = [
@@ -228,6 +235,16 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
     checkpoint_every : int
         Steps between checkpoints; 0 means once per epoch.
 
+    Under ``torchrun`` every process draws the same global batch, takes its slice of it
+    (:func:`~deepscope.train.distributed.shard`, unequal slices allowed), makes the random
+    starts of its attacks as the rows of the global batch's draws
+    (:func:`~deepscope.train.distributed.sharded_draws`), and averages the gradients weighed by
+    its examples (:func:`~deepscope.train.distributed.all_reduce_grads`, also inside A3T for
+    its discriminator): the same updates as one process, up to float summation order.
+    Explicit averaging rather than a DDP wrapper, because the objectives reach the network
+    through attacks and views (A3T's encoder) that a DDP forward would not see. Every batch,
+    the last one too, must hold at least one example per process.
+
     Returns
     -------
     nn.Module
@@ -241,8 +258,12 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x has {x.shape[0]} examples and y {y.shape[0]}; pass the same number (> 0)")
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
     n = x.shape[0]
+    if dist.enabled and min(batch_size, n - (math.ceil(n / batch_size) - 1) * batch_size) < dist.world_size:
+        raise ValueError(f"batch_size == {batch_size} with {n} examples leaves a batch smaller than "
+                         f"world_size == {dist.world_size}; use a batch size and a number of "
+                         "examples whose every batch has one example per process")
     per_epoch = math.ceil(n / batch_size)
     steps = epochs * per_epoch
     every = checkpoint_every or per_epoch
@@ -257,13 +278,17 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
             i = (step - 1) % per_epoch
             if i == 0:
                 perm = torch.randperm(n, generator=generator)
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb, yb = x[idx].to(dev), y[idx].to(dev)
-            loss, metrics = objective.loss(model, xb, yb, generator)
+            idx = perm[i * batch_size:(i + 1) * batch_size]  # the global batch
+            rows = shard(torch.arange(len(idx)), dist, even=False)
+            xb, yb = x[idx[rows]].to(dev), y[idx[rows]].to(dev)
+            with sharded_draws(generator, rows, len(idx)):
+                loss, metrics = objective.loss(model, xb, yb, generator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            all_reduce_grads(model.parameters(), dist, count=len(rows))
             opt.step()
             if step % log_every == 0 or step == steps:
+                metrics = reduce_metrics(metrics, len(rows), dist)
                 run.log(step, epoch=(step - 1) // per_epoch + 1, **metrics)
             if step % every == 0 or step == steps:
                 run.save(step, model=model, opt=opt, generator=generator, perm=perm, **extra)

@@ -25,6 +25,13 @@
 
 Two-network methods predict with the sum of both networks' logits, as CrossSplit does.
 Every loop logs one line per epoch to its run, checkpoints, and resumes to identical numbers.
+
+Under ``torchrun`` each loop works as :func:`deepscope.robust.crosssplit.train_crosssplit`:
+the same global batches, views and MixUp draws on every process, each network run on the
+process's slice of the rows (``forward_sharded``), the loss computed on the gathered logits
+(the small-loss selection of co-teaching and DivideMix's MixUp see the whole batch), the
+gradients averaged (``all_reduce_grads``); no-gradient passes (DivideMix's loss GMM and
+guesses, the test accuracy) are computed whole by every process.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from deepscope.robust._noisy import (
     test_metrics,
 )
 from deepscope.robust.augment import Views
+from deepscope.train.distributed import all_reduce_grads, forward_sharded, init_distributed
 from deepscope.train.rng import spawn
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -144,7 +152,7 @@ def train_ce(
     _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_float("confidence_penalty", confidence_penalty, 0.0)
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
     check_amp(amp, dev)
     views = views or Views()
     model = build_models(("net",), net=net, net_kwargs=net_kwargs, input_shape=x.shape[1:],
@@ -163,14 +171,15 @@ def train_ce(
             model.train()
             total, bs = 0.0, batches(idx, batch_size, generator)
             for b in bs:
-                xb = views.weak(x[b].to(dev), generator)
+                xb = views.weak(x[b].to(dev), generator)  # the global batch's view
                 with autocast(dev, amp):
-                    logits = model(xb).float()
+                    logits = forward_sharded(model, xb, dist).float()
                 loss = F.cross_entropy(logits, y[b].to(dev))
                 if confidence_penalty:
                     loss = loss + confidence_penalty * neg_entropy(logits)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                all_reduce_grads(model.parameters(), dist)
                 scaler.step(opt)
                 scaler.update()
                 total += loss.item()
@@ -288,7 +297,7 @@ def train_coteaching(
     check_float("forget_rate", forget_rate, 0.0, 0.99)
     check_int("num_gradual", num_gradual, 0)
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
     check_amp(amp, dev)
     views = views or Views()
     models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
@@ -314,7 +323,8 @@ def train_coteaching(
             for b in batches(idx, batch_size, generator):
                 xb, yb = views.weak(x[b].to(dev), generator), y[b].to(dev)
                 with autocast(dev, amp):
-                    la, lb = models["net_a"](xb).float(), models["net_b"](xb).float()
+                    la = forward_sharded(models["net_a"], xb, dist).float()
+                    lb = forward_sharded(models["net_b"], xb, dist).float()
                 n_keep = max(1, int(keep * len(b)))
                 # each network picks its small-loss examples for its peer
                 pick_a = F.cross_entropy(la, yb, reduction="none").detach().argsort()[:n_keep]
@@ -324,6 +334,7 @@ def train_coteaching(
                 for name, loss in (("net_a", loss_a), ("net_b", loss_b)):
                     opts[name].zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
+                    all_reduce_grads(models[name].parameters(), dist)
                     scaler.step(opts[name])
                     scaler.update()
                 if y_true is not None:
@@ -446,7 +457,7 @@ def train_dividemix(
     if warmup_epochs > epochs:
         raise ValueError(f"warmup_epochs == {warmup_epochs}, must be <= epochs == {epochs}")
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
     check_amp(amp, dev)
     views = views or Views()
     n, k_cls = len(x), num_classes
@@ -470,6 +481,7 @@ def train_dividemix(
     def step(name: str, loss: torch.Tensor) -> None:
         opts[name].zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        all_reduce_grads(models[name].parameters(), dist)
         scaler.step(opts[name])
         scaler.update()
 
@@ -510,7 +522,7 @@ def train_dividemix(
             perm = torch.randperm(len(all_x), generator=generator).to(dev)
             all_x, all_t = mix(all_x, all_t, lam, perm)
             with autocast(dev, amp):
-                logits = model(all_x).float()
+                logits = forward_sharded(model, all_x, dist).float()
             loss_x = soft_cross_entropy(logits[:n_lab], all_t[:n_lab])
             loss = loss_x + prior_weight * prior_penalty(logits)
             if unl:
@@ -538,7 +550,8 @@ def train_dividemix(
                     total, bs = 0.0, batches(everything, 2 * batch_size, generator)
                     for b in bs:
                         with autocast(dev, amp):
-                            logits = model(views.weak(x[b].to(dev), generator)).float()
+                            xb = views.weak(x[b].to(dev), generator)
+                            logits = forward_sharded(model, xb, dist).float()
                         loss = F.cross_entropy(logits, y[b].to(dev))
                         if confidence_penalty:
                             loss = loss + confidence_penalty * neg_entropy(logits)

@@ -93,6 +93,7 @@ from deepscope.robust._noisy import (
     test_metrics,
 )
 from deepscope.robust.augment import Views
+from deepscope.train.distributed import all_reduce_grads, forward_sharded, init_distributed
 from deepscope.train.rng import fork_seeded, spawn
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -296,6 +297,18 @@ def train_crosssplit(
     checkpoint_every : int
         Epochs between checkpoints.
 
+    Under ``torchrun`` every process draws the same batches, views, MixUp coefficients and
+    permutations for the *global* batch (all from ``generator``), runs its network on its
+    slice of the rows (:func:`~deepscope.train.distributed.forward_sharded`), gets the whole
+    batch's logits (and features, for the contrastive head) back, computes the loss exactly
+    as one process does -- MixUp mixes across the batch, the prior penalty uses the batch's
+    mean prediction, the projection head's BatchNorm and NT-Xent use the whole batch -- and
+    averages the gradients (:func:`~deepscope.train.distributed.all_reduce_grads`). The
+    no-gradient passes (the peer's and the network's own predictions for label correction
+    and unlabeled targets, the test accuracy) are computed whole by every process (the same
+    numbers; not split). A BatchNorm inside the network would see per-process statistics;
+    the networks used here have none or use ``norm='group'``.
+
     Returns
     -------
     TrainResult
@@ -337,7 +350,7 @@ def train_crosssplit(
     check_int("unlabeled_batch_size", ub, 1)
     check_int("warmup_batch_size", wb, 1)
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
     check_amp(amp, dev)
     views = views or Views()
     n, k_cls = len(x), num_classes
@@ -377,6 +390,8 @@ def train_crosssplit(
     def optimise(name: str, loss: torch.Tensor) -> None:
         opts[name].zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        params = [p for group in opts[name].param_groups for p in group["params"]]
+        all_reduce_grads(params, dist)  # the loss is the global batch's on every process
         scaler.step(opts[name])
         scaler.update()
 
@@ -387,7 +402,7 @@ def train_crosssplit(
         for b in bs:
             xb = views.weak(x[b].to(dev), generator)
             with autocast(dev, amp):
-                logits = model(xb).float()
+                logits = forward_sharded(model, xb, dist).float()
             loss = F.cross_entropy(logits, y[b].to(dev))
             if confidence_penalty:
                 loss = loss + confidence_penalty * neg_entropy(logits)
@@ -439,7 +454,7 @@ def train_crosssplit(
                 perm = torch.randperm(len(all_x), generator=generator).to(dev)
                 all_x, all_t = mix(all_x, all_t, lam, perm)
             with autocast(dev, amp):
-                logits = model(all_x).float()
+                logits = forward_sharded(model, all_x, dist).float()
             loss_x = soft_cross_entropy(logits[:n_lab], all_t[:n_lab])
             loss = loss_x + prior_weight * prior_penalty(logits)
             if semi_supervised:
@@ -450,8 +465,8 @@ def train_crosssplit(
                 sums["loss_u"] += loss_u.item()
             if use_con:
                 with autocast(dev, amp):
-                    z1 = heads[name](model.features(u_views[0])).float()
-                    z2 = heads[name](model.features(u_views[1])).float()
+                    z1 = heads[name](forward_sharded(model.features, u_views[0], dist)).float()
+                    z2 = heads[name](forward_sharded(model.features, u_views[1], dist)).float()
                 loss_con = nt_xent(z1, z2, contrastive_temperature)
                 loss = loss + contrastive_weight * loss_con
                 sums["loss_con"] += loss_con.item()

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 __all__ = ["Dist", "env_rank", "init_distributed", "current", "shard", "wrap", "unwrap",
-           "all_reduce_mean", "barrier"]
+           "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows", "forward_sharded",
+           "sharded_draws", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -82,15 +83,24 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[Dist, torch.d
     return current(), dev
 
 
-def shard(indices: torch.Tensor, dist: Dist | None = None) -> torch.Tensor:
+def shard(indices: torch.Tensor, dist: Dist | None = None, *, even: bool = True) -> torch.Tensor:
     """This process's slice of a global batch of ``indices`` (every ``world_size``-th one).
 
-    The global batch size must be a multiple of the world size, so every process averages
-    over as many examples and DDP's gradient mean is the global batch's mean.
+    With ``even=True`` the global batch size must be a multiple of the world size, so every
+    process averages over as many examples and DDP's gradient mean is the global batch's
+    mean. ``even=False`` allows unequal slices (none empty); weigh them with
+    ``all_reduce_grads(..., count=len(slice))``.
     """
     dist = dist or current()
     if not dist.enabled:
         return indices
+    if not even:
+        if len(indices) < dist.world_size:
+            raise ValueError(
+                f"batch of {len(indices)} examples leaves a process of world_size == "
+                f"{dist.world_size} without any; use batches of at least {dist.world_size}"
+            )
+        return indices[dist.rank :: dist.world_size]
     if len(indices) % dist.world_size:
         raise ValueError(
             f"batch of {len(indices)} examples does not split over world_size == "
@@ -124,6 +134,152 @@ def all_reduce_mean(value: torch.Tensor | float, dist: Dist | None = None) -> to
         torch.distributed.all_reduce(t)
         t = t / dist.world_size
     return t.cpu()
+
+
+def all_reduce_grads(params, dist: Dist | None = None, *, count: int | None = None) -> None:
+    """Average the ``.grad`` of ``params`` over the processes, in place (no-op on one process).
+
+    What DDP's reducer does after ``backward``, done explicitly for loops whose gradients do
+    not come from one forward of a wrapped module: ``torch.autograd.grad`` (which never runs
+    DDP's hooks), adversarial attacks and views that share the network's parameters (A3T's
+    encoder), a second network or a discriminator stepped inside the loss. One flat
+    all-reduce per call. ``count`` (this process's examples in the batch) weighs the mean
+    by the examples each process saw, for unequal slices (``shard(..., even=False)``): the
+    result is the gradient of the global batch's mean loss when each process's loss is the
+    mean over its slice. Parameters without a gradient are skipped (the same on every
+    process: they run the same code).
+    """
+    dist = dist or current()
+    if not dist.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if count is None:
+        weight = 1.0 / dist.world_size
+    else:
+        weight = count / float(_all_reduce_sum(torch.tensor(float(count)), dist))
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads]) * weight
+    torch.distributed.all_reduce(flat)
+    pos = 0
+    for g in grads:
+        g.copy_(flat[pos:pos + g.numel()].view_as(g))
+        pos += g.numel()
+
+
+def _all_reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    t = t.clone()
+    if torch.distributed.get_backend() == "nccl":
+        t = t.cuda()
+    torch.distributed.all_reduce(t)
+    return t.cpu()
+
+
+def reduce_metrics(metrics: dict[str, float], count: int,
+                   dist: Dist | None = None) -> dict[str, float]:
+    """Each metric's mean over the processes weighted by their ``count`` of examples.
+
+    Every process must pass the same keys (they run the same code); one all-reduce.
+    """
+    dist = dist or current()
+    if not dist.enabled:
+        return dict(metrics)
+    keys = sorted(metrics)
+    v = torch.tensor([float(metrics[k]) * count for k in keys] + [float(count)],
+                     dtype=torch.float64)
+    v = _all_reduce_sum(v, dist)
+    return {k: float(v[i] / v[-1]) for i, k in enumerate(keys)}
+
+
+def gather_rows(t: torch.Tensor, dist: Dist | None = None, *,
+                total: int | None = None) -> torch.Tensor:
+    """The global batch's rows from every process's :func:`shard` of them, in the global order.
+
+    The inverse of :func:`shard`: ``gather_rows(f(x[shard(i)]), total=len(i))`` is
+    ``f(x[i])``. ``total`` (the global batch size) is needed for unequal slices
+    (``shard(..., even=False)``); by default the slices are equal. Differentiable: the backward
+    pass sends each process the sum over the processes of the gradient of its rows, so a loss
+    computed *identically on every process* from the gathered rows, followed by
+    :func:`all_reduce_grads` (the mean), gives the single-process gradient. Use it for terms
+    that are not a mean over examples (batch statistics, in-batch negatives, MixUp across the
+    batch, log-mean-exp over the batch).
+    """
+    dist = dist or current()
+    if not dist.enabled:
+        return t
+    from torch.distributed.nn.functional import all_gather
+
+    w = dist.world_size
+    total = len(t) * w if total is None else int(total)
+    m = -(-total // w)  # the longest slice; shorter ones are padded for the collective
+    if len(t) < m:
+        t = torch.cat([t, t.new_zeros((m - len(t), *t.shape[1:]))])
+    parts = all_gather(t.contiguous())
+    return torch.stack(parts, dim=1).reshape(-1, *t.shape[1:])[:total]
+
+
+def forward_sharded(module, inputs: torch.Tensor, dist: Dist | None = None) -> torch.Tensor:
+    """``module(inputs)`` for a global batch, each process computing its slice of the rows.
+
+    ``gather_rows(module(inputs[shard(rows)]))``: every process gets the whole batch's
+    outputs (differentiable), computes the loss from them exactly as one process does, and
+    averages the gradients with :func:`all_reduce_grads`. For losses that mix the rows of a
+    batch (MixUp targets, a mean prediction, a projection head with BatchNorm on gathered
+    features); the network itself sees only its slice (BatchNorm inside it keeps per-process
+    statistics, as under DDP). Needs at least one row per process.
+    """
+    dist = dist or current()
+    if not dist.enabled:
+        return module(inputs)
+    rows = shard(torch.arange(len(inputs), device=inputs.device), dist, even=False)
+    return gather_rows(module(inputs[rows]), dist, total=len(inputs))
+
+
+class _ShardedDraws(torch.overrides.TorchFunctionMode):
+    def __init__(self, generator: torch.Generator, rows: torch.Tensor, total: int):
+        super().__init__()
+        self.generator, self.rows, self.total = generator, rows, total
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kwargs.get("generator") is not self.generator:
+            return func(*args, **kwargs)
+        if func not in (torch.rand, torch.randn):
+            raise RuntimeError(
+                f"{getattr(func, '__name__', func)} draws from a sharded generator; only "
+                "torch.rand and torch.randn with the batch as first dimension can be sharded"
+            )
+        shape = args[0] if len(args) == 1 and not isinstance(args[0], int) else args
+        shape = tuple(kwargs.pop("size", shape))
+        if not shape or shape[0] != len(self.rows):
+            raise RuntimeError(
+                f"a draw of shape {shape} from a sharded generator: its first dimension must "
+                f"be this process's {len(self.rows)} rows of the global batch"
+            )
+        return func((self.total, *shape[1:]), **kwargs)[self.rows.to(kwargs.get("device") or "cpu")]
+
+
+def sharded_draws(generator: torch.Generator, rows: torch.Tensor, total: int):
+    """Make per-example draws from ``generator`` for the global batch, keep this process's rows.
+
+    Inside the context, ``torch.rand`` / ``torch.randn`` calls with ``generator=generator``
+    whose first dimension is ``len(rows)`` draw the whole global batch of ``total`` rows and
+    return ``rows`` of it: every process consumes the generator exactly as one process does
+    and gets its rows of the same numbers (random starts of PGD, TRADES's noise, a
+    stochastic encoder's noise). Other draws from ``generator`` raise. A no-op (no mode)
+    when ``len(rows) == total``.
+
+    Parameters
+    ----------
+    rows : (n,) int tensor
+        Positions of this process's examples in the global batch, e.g.
+        ``shard(torch.arange(total))``.
+    """
+    import contextlib
+
+    if len(rows) == total:
+        return contextlib.nullcontext()
+    return _ShardedDraws(generator, rows, total)
 
 
 def barrier(dist: Dist | None = None) -> None:

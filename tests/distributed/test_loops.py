@@ -1,0 +1,92 @@
+"""Every dataset loop under torchrun (2 CPU processes, gloo) gives the single-process result.
+
+The same global batches, the same random draws: final weights and every logged metric equal
+the single process's up to float summation order. One launch runs all loops (loops.py).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.distributed
+SCRIPT = Path(__file__).with_name("loops.py")
+sys.path.insert(0, str(SCRIPT.parent))
+from loops import LOOPS  # noqa: E402
+
+NAMES = sorted(LOOPS)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
+def _torchrun(out, names, kill_at=None):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+           str(SCRIPT), str(out), ",".join(names)] + ([str(kill_at)] if kill_at else [])
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+
+
+def _single(out, names):
+    p = subprocess.run([sys.executable, str(SCRIPT), str(out), ",".join(names)],
+                       capture_output=True, text=True, env=_env(), timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loops")
+    _single(root / "one", NAMES)
+    p = _torchrun(root / "two", NAMES)
+    assert p.returncode == 0, p.stderr[-5000:]
+    return root
+
+
+def _assert_same(a_dir, b_dir):
+    a, b = torch.load(a_dir / "final.pt"), torch.load(b_dir / "final.pt")
+    assert sorted(a) == sorted(b)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    ma, mb = _metrics(a_dir), _metrics(b_dir)
+    assert [m["step"] for m in ma] == [m["step"] for m in mb]
+    for x, y in zip(ma, mb):
+        assert sorted(x) == sorted(y)
+        for k, v in x.items():
+            if k == "time":
+                continue
+            if isinstance(v, float):
+                assert y[k] == pytest.approx(v, rel=1e-4, abs=1e-5), (k, x["step"])
+            else:
+                assert y[k] == v, (k, x["step"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_two_processes_equal_one(runs, name):
+    _assert_same(runs / "one" / name, runs / "two" / name)
+
+
+def test_a3t_resumes_under_torchrun(runs, tmp_path):
+    killed = _torchrun(tmp_path, ["a3t"], kill_at=7)  # checkpoints at steps 3, 6, 9
+    assert killed.returncode != 0
+    assert not (tmp_path / "a3t" / "final.pt").exists()
+    p = _torchrun(tmp_path, ["a3t"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [m["step"] for m in _metrics(tmp_path / "a3t")] == list(range(1, 10))
+    _assert_same(runs / "one" / "a3t", tmp_path / "a3t")
