@@ -56,6 +56,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deepscope.train.distributed import all_reduce_grads, init_distributed, reduce_metrics, shard
 from deepscope.train.run import Run, as_run
 
 __all__ = [
@@ -667,6 +668,13 @@ def train_alpha(
     stop_when_done : bool
         Stop at the end of the epoch in which the last rung fired.
 
+    Under ``torchrun`` every process draws the same global minibatch, computes the loss on
+    its slice (:func:`~deepscope.train.distributed.shard`, unequal slices allowed: the last
+    minibatch may be smaller), and the gradients are averaged weighed by the examples each
+    process saw (:func:`~deepscope.train.distributed.all_reduce_grads`); the ladder gets the
+    global minibatch's mean loss. Every process evaluates the probes (the same numbers), and
+    only rank 0 writes. The same updates as one process, up to float summation order.
+
     Returns
     -------
     AlphaScaled
@@ -683,7 +691,12 @@ def train_alpha(
     if x.shape[0] != y.shape[0] or x.shape[0] < 1:
         raise ValueError(f"x has {x.shape[0]} rows and y {y.shape[0]}; they must match (>= 1)")
     run = as_run(run, device)
-    dev = run.device
+    dist, dev = init_distributed(run.device)
+    if dist.enabled and min(batch_size, x.shape[0] - (math.ceil(x.shape[0] / batch_size) - 1)
+                            * batch_size) < dist.world_size:
+        raise ValueError(f"batch_size == {batch_size} with {x.shape[0]} examples leaves a minibatch "
+                         f"smaller than world_size == {dist.world_size}; use batches with at "
+                         "least one example per process")
     model.to(dev)
     x, y = x.to(dev), y.to(dev)
     px = x if probe_x is None else probe_x.to(dev)
@@ -723,13 +736,16 @@ def train_alpha(
             model.train()
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size].to(dev)
-                loss = example_losses(model(x[idx], init_output=h0[idx]), y[idx])[0].mean()
+                idx = order[i:i + batch_size].to(dev)  # the global minibatch
+                rows = shard(torch.arange(len(idx), device=dev), dist, even=False)
+                mine = idx[rows]
+                loss = example_losses(model(x[mine], init_output=h0[mine]), y[mine])[0].mean()
                 opt.zero_grad(set_to_none=True)
                 model.objective(loss).backward()
+                all_reduce_grads(model.model.parameters(), dist, count=len(rows))
                 opt.step()
                 step += 1
-                value = loss.item()
+                value = reduce_metrics({"loss": loss.item()}, len(rows), dist)["loss"]
                 window.append(value)
                 for rung in [] if ladder is None else ladder.update(step, value):
                     probe(rung, step, ladder.running_mean)
