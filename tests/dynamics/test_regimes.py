@@ -401,3 +401,53 @@ def test_full_batch_killed_and_resumed_equals_uninterrupted(tmp_path):
         torch.testing.assert_close(full.snapshots[0][n], res.snapshots[0][n], rtol=0, atol=0)
     with pytest.raises(ValueError, match="levels == \\[0.4, 0.5\\], must be a non-empty strictly"):
         train_full_batch(AlphaScaled(_toy_stack(seeds), 1.0), x, y, levels=[0.4, 0.5])
+
+
+def test_full_batch_manual_step_equals_autograd():
+    seeds = [5, 6, 7, 8]
+    x, y = _toy_data(seeds)
+    kw = dict(levels=[0.6, 0.5, 0.45], lr=0.5, max_steps=1500)
+    a = train_full_batch(AlphaScaled(_toy_stack(seeds), 3.0), x, y, implementation="manual", **kw)
+    b = train_full_batch(AlphaScaled(_toy_stack(seeds), 3.0), x, y, implementation="autograd", **kw)
+    assert torch.equal(a.steps, b.steps) and (a.steps >= 0).all()
+    for li in range(3):
+        for n in a.final:
+            torch.testing.assert_close(a.snapshots[li][n], b.snapshots[li][n], rtol=1e-5, atol=1e-6)
+
+
+def test_manual_gradients_equal_autograd_for_cross_entropy():
+    from deepscope.dynamics.regimes import _autograd_step, _relu_mlp_step
+
+    nets = []
+    for s in range(3):
+        with fork_seeded(make_generator(s, "ce")):
+            nets.append(MLP(4, [12, 10], 5))
+    model = AlphaScaled(BatchedMLP.stack(nets), 2.0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 9, 4, generator=g)
+    y = torch.randint(5, (3, 9), generator=g)
+    with torch.no_grad():
+        model.model[0].weight.add_(0.3 * torch.randn(3, 4, 12, generator=g))  # f != 0
+        h0 = model.init(x)
+    names = [n for n, _ in model.model.named_parameters()]
+    params = [p.detach().clone() for p in model.model.parameters()]
+    loss_m, grads_m = _relu_mlp_step(3, 2.0)(params, x, h0, y)
+    loss_a, grads_a = _autograd_step(model, names)(params, x, h0, y)
+    torch.testing.assert_close(loss_m, loss_a, rtol=1e-6, atol=1e-7)
+    for gm, ga in zip(grads_m, grads_a):
+        torch.testing.assert_close(gm, ga, rtol=1e-5, atol=1e-7)
+    assert min(float(gm.abs().max()) for gm in grads_m) > 0
+
+
+def test_full_batch_implementation_errors():
+    from deepscope.nets.batched import VmapStack
+
+    x, y = _toy_data([0, 1])
+    with pytest.raises(ValueError, match="implementation == 'fast', must be one of"):
+        train_full_batch(AlphaScaled(_toy_stack([0, 1]), 1.0), x, y, levels=[0.5],
+                         implementation="fast")
+    vm = AlphaScaled(VmapStack([MLP(2, [8], 1), MLP(2, [8], 1)]), 1.0)
+    with pytest.raises(ValueError, match="'manual' needs a ReLU BatchedMLP, model.model is a VmapStack"):
+        train_full_batch(vm, x, y, levels=[0.5], implementation="manual")
+    res = train_full_batch(vm, x, y, levels=[0.6], lr=0.5, max_steps=50)  # auto: autograd
+    assert res.steps.shape == (1, 2)

@@ -134,3 +134,21 @@ def test_errors_name_the_problem():
         VmapStack(_mlps(2))(torch.randn(5, 2))
     with pytest.raises(ValueError, match="k == -1"):
         BatchedLinear(-1, 2, 2)
+
+
+def test_shared_unstack_follows_the_stack_and_writes_into_it():
+    nets = _mlps(3, (2, [8, 8], 1))
+    stack = BatchedMLP.stack(nets)
+    views = stack.unstack(share=True)
+    x = torch.randn(5, 2)
+    opt = torch.optim.SGD(stack.parameters(), lr=0.5)
+    stack(x).pow(2).sum().backward()
+    opt.step()
+    out = stack(x)
+    for k, v in enumerate(views):  # the views see the trained weights, not a copy of the old
+        torch.testing.assert_close(v(x), out[k], rtol=1e-6, atol=1e-6)
+        assert not any(p.requires_grad for p in v.parameters())
+    assert not torch.allclose(views[0](x), nets[0](x), atol=1e-4)
+    views[2].load_state_dict(nets[0].state_dict())  # loading into a view writes the stack
+    torch.testing.assert_close(stack(x)[2], nets[0](x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(stack(x)[1], out[1], rtol=0, atol=0)

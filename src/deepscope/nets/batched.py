@@ -165,8 +165,18 @@ class BatchedMLP(nn.Sequential):
                 layer.bias.copy_(torch.stack([ls[i].bias for ls in linears]))
         return out
 
-    def unstack(self) -> list[MLP]:
-        """K independent :class:`MLP` copies of the current weights (same device and dtype)."""
+    def unstack(self, *, share: bool = False) -> list[MLP]:
+        """K :class:`MLP` networks holding network k's current weights (same device and dtype).
+
+        Parameters
+        ----------
+        share : bool
+            False (default): independent copies. True: read-only mirrors whose parameters are
+            views of this stack's (``requires_grad=False``, the weights transposed views):
+            they follow the stack as it trains, and ``load_state_dict`` into one writes into
+            the stack. A loop that trains the stack can hand them to per-network code
+            (evaluation, checkpoints that name their networks) without copying.
+        """
         blin = [m for m in self if isinstance(m, BatchedLinear)]
         nets = []
         for k in range(self.k):
@@ -176,9 +186,12 @@ class BatchedMLP(nn.Sequential):
             state = {}
             for lin, b in zip(lins, blin):
                 name = next(n for n, m in net.named_children() if m is lin)
-                state[f"{name}.weight"] = b.weight[k].detach().T.contiguous()
-                state[f"{name}.bias"] = b.bias[k].detach().clone()
+                w, bias = b.weight[k].detach().T, b.bias[k].detach()
+                state[f"{name}.weight"] = w if share else w.contiguous()
+                state[f"{name}.bias"] = bias if share else bias.clone()
             net.load_state_dict(state, assign=True)
+            if share:
+                net.requires_grad_(False)
             nets.append(net)
         return nets
 
@@ -228,10 +241,12 @@ class VmapStack(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from torch.func import vmap
 
-        if x.ndim < 2 or x.shape[0] != self.k:
+        # K from the parameters, not self.k: torch.func.functional_call may pass a subset
+        k = self.params[0].shape[0]
+        if x.ndim < 2 or x.shape[0] != k:
             raise ValueError(f"input.shape == {tuple(x.shape)}, must be (K, N, ...) with K == "
-                             f"{self.k}; for one batch shared by all networks pass "
-                             f"x.expand({self.k}, *x.shape)")
+                             f"{k}; for one batch shared by all networks pass "
+                             f"x.expand({k}, *x.shape)")
         buffers = tuple(getattr(self, f"buffer{i}") for i in range(len(self._bnames)))
         return vmap(self._call)(tuple(self.params), buffers, x)
 

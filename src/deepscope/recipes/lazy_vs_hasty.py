@@ -320,9 +320,12 @@ def _run_toy(s: dict, run, done) -> dict:
                                        max_steps=s["toy_max_steps"], run=sub,
                                        desc=f"toy {name} alpha={a:g}")
                 model.to("cpu")
+                with torch.no_grad():
+                    h0_grid = model.init(grid)  # shared by the snapshots of every level
                 grid_losses = torch.stack([
-                    example_losses(snapshot_outputs(model, {k: v.cpu() for k, v in snap.items()}, grid),
-                                   grid_y)[0] for snap in res.snapshots])      # (L, K, G)
+                    example_losses(snapshot_outputs(model, {k: v.cpu() for k, v in snap.items()},
+                                                    grid, init_output=h0_grid), grid_y)[0]
+                    for snap in res.snapshots])      # (L, K, G)
                 torch.save({"losses": grid_losses, "steps": res.steps}, path)
                 sub.write_result({"steps": res.steps.tolist(),
                                   "reached": [int((r >= 0).sum()) for r in res.steps]})

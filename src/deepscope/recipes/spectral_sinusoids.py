@@ -67,7 +67,8 @@ def run(cfg: Config, run) -> dict:
         for case, amps in cases.items():
             targets[names[case][s]] = spectral.sum_of_sinusoids(z, freqs, amps, phases)
             scale[names[case][s]] = amps
-    spectral_train.train_lockstep(
+    # all seeds x cases as one stacked model (equal to separate runs to float rounding)
+    spectral_train.train_batched(
         x, targets, generator=run.generator("init"), run=run, desc="spectral-sinusoids",
         share_init=list(zip(*names.values())),  # per seed, both cases start from one network
         record=spectral_train.log_spectra(x, scale, freqs=freqs),
