@@ -42,6 +42,11 @@ def test_spectral_partial_results():
     few = [100, 200, 300, None, None, None, None, None, None, None]
     v = spectral_verdict(_spectral(few, few))
     assert v["verdict"] == "partly" and "more steps needed" in v["measured"]
+    one = [100] + [None] * 9  # a smoke run: only k = 5 learned (rho 0.52, p 0.12)
+    v = spectral_verdict(_spectral(one, one))
+    assert v["verdict"] == "partly" and "too few to test the order" in v["measured"]
+    wrong_one = [None] * 9 + [100]  # only the highest learned
+    assert spectral_verdict(_spectral(wrong_one, wrong_one))["verdict"] == "not reproduced"
     backwards = ORDERED[::-1]
     assert spectral_verdict(_spectral(backwards, shuffled))["verdict"] == "not reproduced"
     assert spectral_verdict({})["verdict"] == "not run"
