@@ -425,8 +425,10 @@ def verdict(result: dict) -> dict:
             continue
         ra, rf = a["robust"], f["robust"]
         ci = ra.get("ci95") or (ra["mean"], ra["mean"])
-        parts.append(f"{dataset}: A3T {100 * ra['mean']:.1f}% [95% CI {100 * ci[0]:.1f}, "
-                     f"{100 * ci[1]:.1f}] vs FGSM-AT {100 * rf['mean']:.1f}% (n={ra['n']} seeds)")
+        spread = (f" [95% CI {100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ra["n"] >= 2
+                  else " (one seed: no interval)")
+        parts.append(f"{dataset}: A3T {100 * ra['mean']:.1f}%{spread} vs FGSM-AT "
+                     f"{100 * rf['mean']:.1f}% (n={ra['n']})")
         at_least.append(ra["mean"] >= rf["mean"])
         close.append(ra["n"] >= 2 and ci[0] <= rf["mean"] <= ci[1])
         masked.extend(f"{dataset}: {k}" for k, c in (a.get("checks") or {}).items()
