@@ -90,3 +90,28 @@ def test_a3t_resumes_under_torchrun(runs, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert [m["step"] for m in _metrics(tmp_path / "a3t")] == list(range(1, 10))
     _assert_same(runs / "one" / "a3t", tmp_path / "a3t")
+
+
+def test_a3t_recipe_under_torchrun_gives_the_single_process_numbers(tmp_path):
+    args = ["-m", "deepscope.cli", "run", "a3t", "--datasets", "digits", "--methods", "fgsm-at",
+            "a3t", "--seeds", "1", "--epochs", "2", "--attacks", "fgsm", "pgd20", "--restarts", "1",
+            "--eval-max", "100", "--threads", "1", "--no-progress", "--device", "cpu"]
+    one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+                          *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    for method in ("fgsm-at", "a3t"):
+        sub = Path("digits") / method / "seed0"
+        a = torch.load(tmp_path / "one" / sub / "model.pt", weights_only=False)["state_dict"]
+        b = torch.load(tmp_path / "two" / sub / "model.pt", weights_only=False)["state_dict"]
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{method} {k}")
+    ra = json.loads((tmp_path / "one" / "result.json").read_text())
+    rb = json.loads((tmp_path / "two" / "result.json").read_text())
+    for method, h in ra["headline"]["digits"].items():  # 100 examples: allow one flipped margin case
+        for key in ("clean", "robust"):
+            assert rb["headline"]["digits"][method][key] == pytest.approx(h[key], abs=0.011)
