@@ -99,3 +99,14 @@ def test_the_page_judges_stored_numbers_with_the_recipes_current_rule(tmp_path):
                                       "verdict": {"claim": "c", "measured": "m", "verdict": "partly"}})
     assert main(["report", str(tmp_path)]) == 0
     assert "<td class='v-partly'>partly</td>" in (tmp_path / "report.html").read_text()
+
+
+def test_verdict_table_as_markdown(tmp_path):
+    _run_dir(tmp_path, "mine", result={"system": "MINE", "verdict": {
+        "claim": "tracks | the truth", "measured": "18/20\nwithin 10%", "verdict": "reproduced"}})
+    md = tmp_path / "out" / "verdicts.md"
+    assert main(["report", str(tmp_path), "--markdown", str(md)]) == 0
+    lines = md.read_text().splitlines()
+    assert lines[0] == "| system | paper's claim | our measurement | verdict |"
+    assert "| MINE | tracks \\| the truth | 18/20 within 10% | **reproduced** |" in lines
+    assert len(lines) == 2 + 6 and sum("**not run**" in ln for ln in lines) == 5

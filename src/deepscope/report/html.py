@@ -28,7 +28,7 @@ from typing import Annotated
 
 import tyro
 
-__all__ = ["ReportArgs", "SYSTEMS", "collect_runs", "write_report", "report_main"]
+__all__ = ["ReportArgs", "SYSTEMS", "collect_runs", "write_report", "verdict_markdown", "report_main"]
 
 #: The six systems, in the order the page shows them.
 SYSTEMS = ("MINE", "Spectral bias", "Neural feature alignment", "Lazy vs hasty", "CrossSplit", "A3T")
@@ -44,6 +44,8 @@ class ReportArgs:
     """Run directories, or folders to search for them (those with config.json)."""
     out: Path | None = None
     """Output HTML file (default: report.html in the first RUNS folder)."""
+    markdown: Path | None = None
+    """Also write the verdict table as Markdown to this file (for a README or a paper's notes)."""
 
 
 def _read_json(p: Path):
@@ -306,6 +308,20 @@ def write_report(roots, out: Path) -> Path:
     return out
 
 
+def verdict_markdown(roots) -> str:
+    """The verdict table of the runs under ``roots`` as a Markdown table (one row per system)."""
+    top = [r for r in collect_runs(roots) if r["parent"] is None]
+
+    def cell(text) -> str:
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    lines = ["| system | paper's claim | our measurement | verdict |", "|---|---|---|---|"]
+    for row in _verdict_rows(top):
+        lines.append(f"| {cell(row['system'])} | {cell(row['claim'])} | {cell(row['measured'])} "
+                     f"| **{cell(row['verdict'])}** |")
+    return "\n".join(lines) + "\n"
+
+
 def report_main(argv: list[str]) -> int:
     args = tyro.cli(ReportArgs, args=argv, prog="deepscope report")
     missing = [str(p) for p in args.runs if not p.is_dir()]
@@ -314,4 +330,8 @@ def report_main(argv: list[str]) -> int:
         return 2
     out = write_report(list(args.runs), args.out or args.runs[0] / "report.html")
     print(f"wrote {out}")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(verdict_markdown(list(args.runs)))
+        print(f"wrote {args.markdown}")
     return 0
