@@ -39,3 +39,15 @@ def test_every_smoke_and_quick_plan_entry_is_a_valid_config():
         for recipe, scales in steps:
             for scale in ("smoke", "quick"):
                 parse_config(load_recipe(recipe).Config, scales[scale], prog=recipe).with_preset().validate()
+
+
+def test_reproduce_cli_writes_the_report_and_the_markdown_verdicts(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["reproduce", "mine", "--scale", "smoke", "--out", str(out), "--threads", "1",
+                 "--no-progress"]) == 0
+    assert "verdicts.md" in capsys.readouterr().out
+    assert (out / "report.html").exists()
+    md = (out / "verdicts.md").read_text().splitlines()
+    mine = next(ln for ln in md if ln.startswith("| MINE |"))
+    assert "**not run**" not in mine and "**failed**" not in mine, mine
+    assert sum("**not run**" in ln for ln in md) == 5

@@ -9,7 +9,8 @@
 Each system's recipes run one after the other into ``OUT/<system>/<recipe>/``. Rerunning
 skips the finished ones (``result.json`` exists) and resumes unfinished ones from their
 checkpoints. A failing system does not stop the others: it is reported as failed, with the
-first line of its error, in the summary and in the report (``OUT/report.html``).
+first line of its error, in the summary and in the report (``OUT/report.html``; its verdict
+table also as Markdown in ``OUT/verdicts.md``).
 
 Scales: ``smoke`` (every system's smallest meaningful run, about 5 minutes in all on 2 CPU
 cores), ``quick`` (the CPU-scale settings of each system with seeds and intervals, about 30
@@ -205,13 +206,14 @@ def reproduce_main(argv: list[str]) -> int:
         return 2
     print(f"deepscope reproduce {' '.join(systems)} --scale {args.scale} -> {args.out}")
     outcome = reproduce(args)
-    from deepscope.report.html import write_report
+    from deepscope.report.html import verdict_markdown, write_report
 
     args.out.mkdir(parents=True, exist_ok=True)
     page = write_report(args.out, args.out / "report.html")
+    (args.out / "verdicts.md").write_text(verdict_markdown(args.out))
     failed = [s for s, o in outcome.items() if o["status"] == "failed"]
     missing = [s for s, o in outcome.items() if o["status"] == "not available"]
-    print(f"report: {page}")
+    print(f"report: {page} (verdict table as Markdown: {args.out / 'verdicts.md'})")
     if missing:
         print(f"no recipe yet at --scale {args.scale} for: {', '.join(missing)}")
     if failed:
