@@ -94,7 +94,25 @@ def noisy(method: str, **options):
     return go
 
 
+def subruns(run, g):
+    """A recipe's pattern: train a sub-run, write its result, read it back (every process)."""
+    from deepscope.robust.adversarial import Standard, train_robust
+
+    x, y = _data(n=64)
+    values = []
+    for k in range(3):
+        sub = run.child(f"part{k}", config={"k": k})
+        if not sub.finished:
+            net = _mlp(g)
+            train_robust(net, x, y, Standard(), generator=g, run=sub, epochs=1, batch_size=32)
+            sub.write_result({"k": k, "w": float(net.classifier.weight.detach().sum())})
+        values.append(sub.read_result()["w"])  # rank > 0 reads what rank 0 wrote
+        run.log(k + 1, w=values[-1])
+    return {"w": torch.tensor(values)}
+
+
 LOOPS = {
+    "subruns": subruns,
     "crosssplit": noisy("crosssplit", epochs=3, warmup_epochs=1, y_true=None),
     "crosssplit-epoch": noisy("crosssplit", epochs=3, warmup_epochs=1, refresh="epoch",
                               split="all", projection_dim=8),

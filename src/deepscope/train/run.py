@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepscope.train.distributed import env_rank
+from deepscope.train.distributed import barrier, env_rank
 from deepscope.train.rng import make_generator
 
 __all__ = [
@@ -388,9 +388,9 @@ class Run:
     def write_result(self, result: Mapping[str, Any]) -> Path:
         """Write ``result.json`` atomically and return its path."""
         path = self.dir / "result.json"
-        if not self.writes:
-            return path
-        atomic_write_text(path, json.dumps(to_jsonable(result), indent=2) + "\n")
+        if self.writes:
+            atomic_write_text(path, json.dumps(to_jsonable(result), indent=2) + "\n")
+        barrier()  # under torchrun every process then sees the sub-run finished
         return path
 
     # -- checkpoints -------------------------------------------------------
