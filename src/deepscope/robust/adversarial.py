@@ -243,7 +243,8 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
     its discriminator): the same updates as one process, up to float summation order.
     Explicit averaging rather than a DDP wrapper, because the objectives reach the network
     through attacks and views (A3T's encoder) that a DDP forward would not see. Every batch,
-    the last one too, must hold at least one example per process.
+    the last one too, must hold at least one example per process. A network with BatchNorm
+    (``norm='batch'``) normalises each process's slice by itself, as under DDP.
 
     Returns
     -------

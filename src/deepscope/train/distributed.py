@@ -16,6 +16,20 @@ checkpoint, which only rank 0 writes and every rank reads.
 
 Launch: ``torchrun --nproc-per-node 2 -m deepscope.cli run RECIPE ...`` (gloo on CPU, NCCL
 on CUDA, one GPU per process: ``cuda:LOCAL_RANK``). Only rank 0 writes the run directory.
+
+Loops whose gradients do not come from one forward of a DDP-wrapped module use the explicit
+pieces instead: :func:`all_reduce_grads` (DDP's gradient mean, after ``backward`` or
+``torch.autograd.grad``), :func:`sharded_draws` (per-example noise drawn for the global batch,
+each process keeping its rows), :func:`gather_rows` / :func:`forward_sharded` (a network run on
+this process's rows, the whole batch's outputs back, differentiably, for losses that mix rows)
+and :func:`reduce_metrics`. Which loop uses what: docs/architecture.md (torchrun).
+
+BatchNorm: the networks of the CPU-scale recipes have none (``norm='none'`` is every
+``build_net`` default). A network built with ``norm='batch'`` normalises each process's slice
+with its own statistics, as under DDP, so its numbers differ from one process's; we do not
+convert to ``SyncBatchNorm``, which runs only on CUDA (not with gloo on the CPU, where the
+tests run) and would make CPU and GPU runs differ in kind. A BatchNorm *outside* the network
+on gathered rows (CrossSplit's projection head) sees the whole batch.
 """
 
 from __future__ import annotations
