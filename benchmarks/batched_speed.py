@@ -36,7 +36,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from deepscope.dynamics.regimes import AlphaScaled, example_losses, train_full_batch
+from deepscope.dynamics.regimes import (
+    AlphaScaled,
+    _relu_mlp_step,
+    example_losses,
+    train_full_batch,
+)
 from deepscope.nets.batched import stack_models
 from deepscope.recipes.lazy_vs_hasty import toy_setup
 
@@ -69,10 +74,25 @@ def single_seed(x, y, net, alpha, *, levels, max_steps):
 
 
 def step_times(x, y, nets, *, block, repeats):
-    """Median ms per training step: bmm stack, vmap stack, one MLP."""
+    """Median ms per training step: bmm stack, vmap stack, the hand-written step, one MLP."""
     cases = {impl: stack_models(nets, implementation=impl) for impl in ("bmm", "vmap")}
     single = copy.deepcopy(nets[0])
     s = 2.0 * y - 1.0
+    stack = AlphaScaled(stack_models(nets, implementation="bmm"), 1.0)
+    params = [p.detach().clone() for p in stack.model.parameters()]
+    h0 = stack.init(x).detach()
+    manual = _relu_mlp_step(len(params) // 2)
+    ones = torch.ones(len(nets), 1, 1)
+
+    def run_manual():
+        # train_full_batch's step: loss and gradients by hand, one foreach update, loss to CPU
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(block):
+                loss, grads = manual(params, x, h0, y, ones)
+                loss.cpu()
+                torch._foreach_add_(params, grads, alpha=-LR)
+        return (time.perf_counter() - t0) / block * 1e3
 
     def run(model, xx, ss):
         opt = torch.optim.SGD(model.parameters(), lr=LR)
@@ -84,10 +104,11 @@ def step_times(x, y, nets, *, block, repeats):
             opt.step()
         return (time.perf_counter() - t0) / block * 1e3
 
-    times = {"bmm": [], "vmap": [], "single": []}
+    times = {"bmm": [], "vmap": [], "manual": [], "single": []}
     for _ in range(repeats):
         for impl, model in cases.items():
             times[impl].append(run(model, x, s))
+        times["manual"].append(run_manual())
         times["single"].append(run(single, x[0], s[0]))
     return {k: statistics.median(v) for k, v in times.items()}
 

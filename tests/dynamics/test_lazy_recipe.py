@@ -164,3 +164,52 @@ def test_cli_rejects_a_bad_cscores_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "has 10 scores, must have 50000" in err
     assert not (tmp_path / "never").exists()
+
+
+def test_rowwise_correlations_equal_scipy_row_by_row():
+    from scipy.stats import pearsonr, spearmanr
+
+    g = np.random.default_rng(0)
+    rows = g.normal(size=(5, 40))
+    rows[2, :10] = rows[2, 10:20]  # ties: average ranks, as scipy
+    v = np.round(g.normal(size=40), 1)
+    rho = rec._rowwise_corr(rows, v, rank=True)
+    r = rec._rowwise_corr(rows, v, rank=False)
+    for i in range(5):
+        assert rho[i] == pytest.approx(spearmanr(rows[i], v).statistic, abs=1e-12)
+        assert r[i] == pytest.approx(pearsonr(rows[i], v).statistic, abs=1e-12)
+
+
+class _KillingToyRun(Run):
+    """A run whose combined toy training dies logging step 300 (last checkpoint: step 200)."""
+
+    def child(self, name, *, config=None, seed=None):
+        if name != "toy/batched":
+            return super().child(name, config=config, seed=seed)
+
+        class _Child(Run):
+            def log(self, step, **metrics):
+                super().log(step, **metrics)
+                if step == 300:
+                    raise _Killed
+
+        return _Child(self.dir / name, config=config, seed=self.seed, device=self.device,
+                      progress=False)
+
+
+def test_toy_killed_run_resumes_to_identical_numbers(tmp_path):
+    from dataclasses import fields
+
+    kw = dict(seeds=3, toy_grid=11, checkpoint_every=100)
+    full = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "a", **kw), quiet=True)
+    cfg = _cfg(tmp_path / "b", **kw).with_preset()
+    config = {"recipe": "lazy-vs-hasty", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
+    with pytest.raises(_Killed):
+        rec.run(cfg, _KillingToyRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
+    assert not (tmp_path / "b" / "toy" / "disk" / "alpha1" / "result.json").exists()
+    resumed = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "b", **kw), quiet=True)
+    assert resumed["toy"] == full["toy"]
+    for p in ("toy/disk/alpha100", "toy/yinyang/alpha1"):
+        a, b = (torch.load(d / p / "grid_losses.pt", weights_only=True)
+                for d in (tmp_path / "a", tmp_path / "b"))
+        assert torch.equal(a["losses"], b["losses"]) and torch.equal(a["steps"], b["steps"])

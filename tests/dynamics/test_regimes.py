@@ -431,8 +431,9 @@ def test_manual_gradients_equal_autograd_for_cross_entropy():
         h0 = model.init(x)
     names = [n for n, _ in model.model.named_parameters()]
     params = [p.detach().clone() for p in model.model.parameters()]
-    loss_m, grads_m = _relu_mlp_step(3, 2.0)(params, x, h0, y)
-    loss_a, grads_a = _autograd_step(model, names)(params, x, h0, y)
+    alpha = torch.tensor([2.0, 0.5, 30.0]).view(3, 1, 1)  # one alpha per network
+    loss_m, grads_m = _relu_mlp_step(3)(params, x, h0, y, alpha)
+    loss_a, grads_a = _autograd_step(model, names)(params, x, h0, y, alpha)
     torch.testing.assert_close(loss_m, loss_a, rtol=1e-6, atol=1e-7)
     for gm, ga in zip(grads_m, grads_a):
         torch.testing.assert_close(gm, ga, rtol=1e-5, atol=1e-7)
@@ -451,3 +452,20 @@ def test_full_batch_implementation_errors():
         train_full_batch(vm, x, y, levels=[0.5], implementation="manual")
     res = train_full_batch(vm, x, y, levels=[0.6], lr=0.5, max_steps=50)  # auto: autograd
     assert res.steps.shape == (1, 2)
+
+
+def test_full_batch_per_network_alpha_equals_one_stack_per_alpha():
+    seeds = [0, 1, 2]
+    x, y = _toy_data(seeds)
+    kw = dict(levels=[0.6, 0.5], lr=0.5, max_steps=2500)
+    both = train_full_batch(AlphaScaled(_toy_stack(seeds + seeds), 1.0), torch.cat([x, x]),
+                            torch.cat([y, y]), alpha=[1.0] * 3 + [10.0] * 3, **kw)
+    for j, a in enumerate((1.0, 10.0)):
+        alone = train_full_batch(AlphaScaled(_toy_stack(seeds), a), x, y, **kw)
+        assert torch.equal(both.steps[:, 3 * j:3 * j + 3], alone.steps)
+        for n, v in alone.snapshots[-1].items():
+            torch.testing.assert_close(both.snapshots[-1][n][3 * j:3 * j + 3], v, rtol=1e-5, atol=1e-6)
+    assert (both.steps[-1, 3:] != both.steps[-1, :3]).sum() >= 2  # the alphas do differ
+    with pytest.raises(ValueError, match="alpha has 2 values .*, must be 6 finite numbers > 0"):
+        train_full_batch(AlphaScaled(_toy_stack(seeds + seeds), 1.0), torch.cat([x, x]),
+                         torch.cat([y, y]), alpha=[1.0, 2.0], **kw)

@@ -237,6 +237,7 @@ def settings(cfg: Config) -> dict:
         "cscore_epochs": cfg.cscore_epochs or cs_epochs, "knn": cfg.knn, "channels": cfg.channels,
         "width": cfg.width, "probe_size": cfg.probe_size, "sign_probe": cfg.sign_probe,
         "kernel_probe": cfg.kernel_probe or kprobe, "linearity_every": cfg.linearity_every,
+        "checkpoint_every": cfg.checkpoint_every,
     }
     return s
 
@@ -284,20 +285,84 @@ def toy_setup(name: str, seeds: int, *, points: int, hidden, base_seed: int = 0)
     return torch.stack(xs), torch.stack(ys), nets
 
 
-def _run_toy(s: dict, run, done) -> dict:
+def _rowwise_corr(rows, v, *, rank: bool):
+    """Pearson (or, ``rank=True``, Spearman with average ranks) of each row of ``rows`` (S, G)
+    with ``v`` (G,): what ``scipy.stats.pearsonr`` / ``spearmanr`` give row by row, at once."""
     import numpy as np
-    import torch
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import rankdata
 
-    from deepscope.dynamics.difficulty import distance_to_boundary, toy_labels
+    a = rankdata(rows, axis=1) if rank else np.asarray(rows, dtype=np.float64)
+    b = rankdata(v) if rank else np.asarray(v, dtype=np.float64)
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a @ b) / (np.sqrt((a * a).sum(1)) * np.sqrt((b * b).sum()))
+
+
+def _train_toys(s: dict, run, done, data: dict, grid):
+    """Every (toy, alpha) pair's 100 seeds as ONE stack (per-network alpha and data): one
+    training sub-run ``toy/batched``, then each pair's grid losses in ``toy/<name>/alpha<a>``.
+
+    One stack instead of one per pair: the slow lazy seeds of both toys share their last
+    thousands of steps (the tail where few networks are left and a step is mostly overhead),
+    and each step's products are larger. Each network still trains exactly as it would alone
+    (tested in tests/dynamics/test_regimes.py).
+    """
+    import torch
+
+    from deepscope.dynamics.difficulty import toy_labels
     from deepscope.dynamics.regimes import (
         AlphaScaled,
         example_losses,
         snapshot_outputs,
         train_full_batch,
     )
-    from deepscope.mi.stats import over_seeds
     from deepscope.nets.batched import BatchedMLP
+
+    pairs = [(name, a) for name in s["toys"] for a in s["alphas"]]
+    subs = {(name, a): run.child(f"toy/{name}/alpha{a:g}", config={**s, "toy": name, "alpha": a})
+            for name, a in pairs}
+    if all(sub.finished for sub in subs.values()):
+        return subs
+    k = s["seeds"]
+    nets = [net for name, _ in pairs for net in data[name][2]]
+    x = torch.cat([data[name][0] for name, _ in pairs])
+    y = torch.cat([data[name][1] for name, _ in pairs])
+    alpha = [a for _, a in pairs for _ in range(k)]
+    model = AlphaScaled(BatchedMLP.stack(nets), 1.0)   # alpha per network below
+    train = run.child("toy/batched", config={**s, "pairs": [list(p) for p in pairs]})
+    res = train_full_batch(model, x, y, levels=s["toy_levels"], lr=s["lr"], alpha=alpha,
+                           max_steps=s["toy_max_steps"], run=train,
+                           checkpoint_every=s.get("checkpoint_every") or 2500,
+                           desc=f"toy: {len(pairs)} x {k} networks")
+    if not train.finished:
+        train.write_result({"steps": res.steps.tolist()})
+    for j, (name, a) in enumerate(pairs):
+        sub = subs[name, a]
+        if sub.finished:
+            continue
+        part = slice(j * k, (j + 1) * k)
+        pair = AlphaScaled(BatchedMLP.stack(data[name][2]), a)  # this pair's initial networks
+        with torch.no_grad():  # h(theta_0) on the grid, shared by the levels; in cache-sized chunks
+            h0_grid = torch.cat([pair.init(grid[i:i + 512]) for i in range(0, len(grid), 512)], 1)
+        grid_losses = torch.stack([
+            example_losses(snapshot_outputs(pair, {n: v[part].cpu() for n, v in snap.items()},
+                                            grid, init_output=h0_grid, batch=512),
+                           toy_labels(grid, name))[0]
+            for snap in res.snapshots])      # (L, K, G)
+        steps = res.steps[:, part]
+        torch.save({"losses": grid_losses, "steps": steps}, sub.dir / "grid_losses.pt")
+        sub.write_result({"steps": steps.tolist(), "reached": [int((r >= 0).sum()) for r in steps]})
+        done(str(sub.dir.relative_to(run.dir)))
+    return subs
+
+
+def _run_toy(s: dict, run, done) -> dict:
+    import numpy as np
+    import torch
+
+    from deepscope.dynamics.difficulty import distance_to_boundary, toy_labels
+    from deepscope.mi.stats import over_seeds
     from deepscope.report.figures import plt, save
 
     a_lo, a_hi = s["alphas"][0], s["alphas"][-1]
@@ -305,32 +370,14 @@ def _run_toy(s: dict, run, done) -> dict:
     grid = torch.cartesian_prod(side, side).flip(1)  # (x, y) with x varying fastest
     out = {"settings": s, "paper": PAPER, "toy": {}}
     maps = {}
+    data = {name: toy_setup(name, s["seeds"], points=s["toy_points"], hidden=s["toy_hidden"],
+                            base_seed=run.seed) for name in s["toys"]}
+    subs = _train_toys(s, run, done, data, grid)
     for name in s["toys"]:
-        x, y, nets = toy_setup(name, s["seeds"], points=s["toy_points"], hidden=s["toy_hidden"],
-                               base_seed=run.seed)
-        grid_y = toy_labels(grid, name)
         dist = distance_to_boundary(grid, name).numpy()
         losses, reached = {}, {}
         for a in s["alphas"]:
-            model = AlphaScaled(BatchedMLP.stack(nets), a)
-            sub = run.child(f"toy/{name}/alpha{a:g}", config={**s, "toy": name, "alpha": a})
-            path = sub.dir / "grid_losses.pt"
-            if not sub.finished:
-                res = train_full_batch(model, x, y, levels=s["toy_levels"], lr=s["lr"],
-                                       max_steps=s["toy_max_steps"], run=sub,
-                                       desc=f"toy {name} alpha={a:g}")
-                model.to("cpu")
-                with torch.no_grad():
-                    h0_grid = model.init(grid)  # shared by the snapshots of every level
-                grid_losses = torch.stack([
-                    example_losses(snapshot_outputs(model, {k: v.cpu() for k, v in snap.items()},
-                                                    grid, init_output=h0_grid), grid_y)[0]
-                    for snap in res.snapshots])      # (L, K, G)
-                torch.save({"losses": grid_losses, "steps": res.steps}, path)
-                sub.write_result({"steps": res.steps.tolist(),
-                                  "reached": [int((r >= 0).sum()) for r in res.steps]})
-                done(str(sub.dir.relative_to(run.dir)))
-            blob = torch.load(path, weights_only=True)
+            blob = torch.load(subs[name, a].dir / "grid_losses.pt", weights_only=True)
             losses[a], reached[a] = blob["losses"].numpy(), blob["steps"].numpy() >= 0
         per_level = {}
         maps[name] = []
@@ -343,11 +390,13 @@ def _run_toy(s: dict, run, done) -> dict:
                 mean = delta.mean(0)
                 maps[name].append((lv, mean))
                 near, far = dist <= np.quantile(dist, 0.2), dist >= np.quantile(dist, 0.8)
+                rho = _rowwise_corr(np.vstack([mean, delta]), dist, rank=True)
+                r = _rowwise_corr(np.vstack([mean, delta]), dist, rank=False)
                 entry.update({
-                    "spearman_delta_vs_distance": float(spearmanr(mean, dist).statistic),
-                    "per_seed_spearman": over_seeds([spearmanr(d, dist).statistic for d in delta]),
-                    "pearson_delta_vs_distance": float(pearsonr(mean, dist).statistic),
-                    "per_seed_pearson": over_seeds([pearsonr(d, dist).statistic for d in delta]),
+                    "spearman_delta_vs_distance": float(rho[0]),
+                    "per_seed_spearman": over_seeds(rho[1:]),
+                    "pearson_delta_vs_distance": float(r[0]),
+                    "per_seed_pearson": over_seeds(r[1:]),
                     "mean_delta_near_boundary": float(mean[near].mean()),
                     "mean_delta_far_from_boundary": float(mean[far].mean()),
                 })
