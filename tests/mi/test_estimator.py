@@ -1,4 +1,8 @@
+import copy
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -6,7 +10,7 @@ import pytest
 import torch
 
 from deepscope.mi import MINE, tasks
-from deepscope.mi.estimator import MIWarning, NotFittedError
+from deepscope.mi.estimator import PRESETS, MIWarning, NotFittedError
 
 FAST = dict(max_steps=600, eval_every=100, patience=3, n_bootstrap=50)
 
@@ -88,11 +92,13 @@ def test_infonce_ceiling_warns():
 
 
 def test_scikit_learn_estimator_get_params_clone_and_not_fitted():
-    from sklearn.base import BaseEstimator, clone
+    # MINE follows scikit-learn's protocol without subclassing BaseEstimator (importing
+    # scikit-learn costs more than an estimate): clone, get/set_params, repr, NotFittedError.
+    from sklearn.base import clone
     from sklearn.exceptions import NotFittedError as SkNotFitted
 
     est = MINE(lr=3e-4, bound="nwj")
-    assert isinstance(est, BaseEstimator) and NotFittedError is SkNotFitted
+    assert NotFittedError is SkNotFitted
     assert clone(est).get_params() == est.get_params() and clone(est) is not est
     assert repr(est) == "MINE(bound='nwj', lr=0.0003)"  # sklearn's repr: the changed parameters
     assert est.set_params(max_steps=7).max_steps == 7
@@ -128,3 +134,60 @@ def test_no_warning_on_a_normal_fit(gauss):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         MINE(random_state=0, **FAST).fit(x, y)
+
+
+def test_adam_matches_torch_optim_adam():
+    from deepscope.mi.estimator import _Adam
+
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    b = copy.deepcopy(a)
+    ours, ref = _Adam(a.parameters(), lr=1e-2), torch.optim.Adam(b.parameters(), lr=1e-2)
+    x = torch.randn(32, 3)
+    for _ in range(20):
+        for net, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_estimate_path_imports_only_torch_and_numpy():
+    code = (
+        "import sys, numpy as np; from deepscope.mi import MINE, tasks; "
+        "x, y, _ = tasks.correlated_gaussian(600, d=2, mi=1.0, seed=0); "
+        "MINE(max_steps=20, n_bootstrap=10).fit(x, y); "
+        "print([m for m in ('sklearn', 'scipy', 'torch._dynamo', 'matplotlib', 'tyro') if m in sys.modules])"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_vectorised_bootstrap_equals_resampling_the_bound():
+    g = np.random.default_rng(0)
+    per_row = g.normal(size=(200, 6))
+    for bound in ("mine", "nwj", "smile"):
+        est = MINE(bound=bound, tau=1.0, n_bootstrap=40)
+        lo, hi = est._bootstrap(per_row, seed=5)
+        rng = np.random.default_rng(5)
+        idx = rng.integers(0, 200, (40, 200))
+        vals = [float(est._bound_value(torch.from_numpy(per_row[i, 0]), torch.from_numpy(per_row[i, 1:])))
+                for i in idx]
+        ref = np.percentile(vals, [2.5, 97.5])
+        assert (lo, hi) == pytest.approx(tuple(ref), abs=1e-9), bound
+
+
+def test_hybrid_critic_starts_at_the_gaussian_ratio_and_presets_select_the_old_estimator():
+    x, y, truth = tasks.correlated_gaussian(3000, d=3, mi=1.0, seed=2)
+    # no training: the held-out bound of the fitted Gaussian ratio alone is close to the truth
+    est = MINE(max_steps=1, eval_every=1, patience=1, random_state=0).fit(x, y)
+    assert est.history_[0]["step"] == 0 and est.mi_ == pytest.approx(truth, abs=0.12)
+    assert 0.0 <= est.shrinkage_ <= 1.0 and set(est.timings_) >= {"train", "validation", "test", "bootstrap"}
+    old = MINE(**PRESETS["issue7"])
+    assert old.critic == "concat" and old.batch_size == 256 and old.max_steps == 10_000
+    assert repr(MINE(**PRESETS["default"])) == "MINE()"
+    with pytest.raises(ValueError, match="shrinkage == 2, must be 'auto' or a number in \\[0, 1\\]"):
+        MINE(shrinkage=2).fit(x, y)

@@ -27,20 +27,22 @@ class EstimateArgs:
     """Y: .npy, .npz[:KEY] or .csv[:COLUMNS]."""
     bound: Literal["mine", "dv", "nwj", "infonce", "smile"] = "mine"
     """Lower bound trained and reported (mine: DV with the moving-average gradient)."""
-    critic: Literal["auto", "concat", "separable"] = "auto"
-    """Statistics network: concat MLP on [x, y], or separable g(x)^T h(y) (auto: separable for infonce)."""
-    hidden: tuple[int, ...] = (100, 100)
-    """Hidden layer widths of the critic."""
-    batch_size: int = 256
-    """Pairs per training step."""
-    lr: float = 1e-3
-    """Adam learning rate."""
-    max_steps: int = 10_000
-    """Most training steps per restart (early stopping on validation usually ends sooner)."""
-    patience: int = 10
-    """Validation evaluations (every eval-every steps) without improvement before stopping."""
-    eval_every: int = 100
-    """Steps between validation evaluations."""
+    preset: Literal["default", "issue7"] = "default"
+    """Named configuration (deepscope.mi.estimator.PRESETS): issue7 is the estimator before issue 12; options below override it."""
+    critic: Literal["auto", "hybrid", "concat", "separable"] | None = None
+    """Statistics network: hybrid (Gaussian ratio + MLP residual), concat MLP on [x, y], or separable g(x)^T h(y) (default: the preset's; auto: separable for infonce, hybrid otherwise)."""
+    hidden: tuple[int, ...] | None = None
+    """Hidden layer widths of the critic (default: the preset's, 100 100)."""
+    batch_size: int | None = None
+    """Pairs per training step (default: the preset's, 512)."""
+    lr: float | None = None
+    """Adam learning rate (default: the preset's, 2e-3)."""
+    max_steps: int | None = None
+    """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 300)."""
+    patience: int | None = None
+    """Validation evaluations without improvement before stopping (default: the preset's, 4)."""
+    eval_every: int | None = None
+    """Steps between validation evaluations (default: the preset's, 50)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
     """Per-column preprocessing fitted on the training split (gaussianize: ranks -> normal quantiles; MI is unchanged)."""
     n_restarts: int = 1
@@ -78,6 +80,8 @@ class EstimateCsvArgs:
     """Lower bound trained and reported."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
     """Per-column preprocessing fitted on the training split."""
+    preset: Literal["default", "issue7"] = "default"
+    """Named configuration (deepscope.mi.estimator.PRESETS): issue7 is the estimator before issue 12."""
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
 
@@ -103,7 +107,7 @@ def estimate_main(argv: list[str]) -> int:
 
     import torch
 
-    from deepscope.mi.estimator import MINE
+    from deepscope.mi.estimator import MINE, PRESETS
     from deepscope.mi.io import load_source
     from deepscope.train import Run
 
@@ -115,12 +119,13 @@ def estimate_main(argv: list[str]) -> int:
     out = args.out or Path("runs") / "mi-estimate" / time.strftime("%Y%m%d-%H%M%S")
     run = Run(out, config=args, seed=args.seed, device=args.device, threads=args.threads,
               progress=args.progress)
-    est = MINE(
-        bound=args.bound, critic=args.critic, hidden=args.hidden, batch_size=args.batch_size,
-        lr=args.lr, max_steps=args.max_steps, patience=args.patience, eval_every=args.eval_every,
-        transform=args.transform, n_restarts=args.n_restarts, device=str(run.device),
-        random_state=args.seed, verbose=args.progress,
-    )
+    given = {k: getattr(args, k) for k in ("critic", "hidden", "batch_size", "lr", "max_steps",
+                                          "patience", "eval_every")}
+    est = MINE(**{
+        **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
+        "bound": args.bound, "transform": args.transform, "n_restarts": args.n_restarts,
+        "device": str(run.device), "random_state": args.seed, "verbose": args.progress,
+    })
     try:
         est.fit(x, y)
     except (ValueError, TypeError) as e:
@@ -134,7 +139,8 @@ def estimate_main(argv: list[str]) -> int:
         "mi_nats": est.mi_, "ci95_nats": est.ci_, "mi_bits": est.mi_bits_,
         "ci95_bits": [c / 0.6931471805599453 for c in est.ci_],
         "n_train": est.n_train_, "n_val": est.n_val_, "n_test": est.n_test_,
-        "restarts": est.restarts_, "warnings": est.warnings_,
+        "restarts": est.restarts_, "warnings": est.warnings_, "preset": args.preset,
+        "seconds_by_stage": est.timings_,
     }
     run.write_result(result)
     lo, hi = est.ci_
@@ -152,7 +158,7 @@ def estimate_csv_main(argv: list[str]) -> int:
         import numpy as np
         import torch
 
-        from deepscope.mi.estimator import MINE
+        from deepscope.mi.estimator import MINE, PRESETS
         from deepscope.mi.io import read_csv
 
         if args.threads > 0:
@@ -167,7 +173,8 @@ def estimate_csv_main(argv: list[str]) -> int:
                 f"{args.path} has {data.shape[1]} columns but DIM_X + DIM_Y == {args.dim_x + args.dim_y}"
             )
         x, y = data[:, : args.dim_x], data[:, args.dim_x :]
-        est = MINE(bound=args.bound, transform=args.transform, random_state=args.seed).fit(
+        est = MINE(**{**PRESETS[args.preset], "bound": args.bound, "transform": args.transform,
+                      "random_state": args.seed}).fit(
             np.ascontiguousarray(x), np.ascontiguousarray(y)
         )
     except Exception as e:  # one line, non-zero exit: the client shows it as the failure

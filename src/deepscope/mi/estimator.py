@@ -21,6 +21,7 @@ Belghazi et al., "Mutual Information Neural Estimation", ICML 2018, arXiv 1801.0
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 import warnings
@@ -28,16 +29,80 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from deepscope.mi import bounds
-from deepscope.mi.critics import make_critic, pairwise_scores
+from deepscope.mi.critics import HybridCritic, gaussian_log_ratio, make_critic, pairwise_scores
 from deepscope.mi.loss import bound_on_batch
 
-__all__ = ["MINE", "NotFittedError", "MIWarning", "prepare_inputs"]
+__all__ = ["MINE", "MIWarning", "PRESETS", "prepare_inputs"]  # and NotFittedError, lazily
+
+
+#: Named configurations: ``MINE(**PRESETS["issue7"])`` is the estimator as it was before
+#: issue 12 (concat critic, small steps, long early-stopped training), kept so benchmarks can
+#: compare it with the defaults in one run; ``"default"`` is the current defaults.
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "issue7": {
+        "critic": "concat", "hidden": (100, 100), "batch_size": 256, "lr": 1e-3, "radial": False,
+        "max_steps": 10_000, "eval_every": 100, "patience": 10, "lr_decay": True,
+        "eval_pairs": 100_000, "n_bootstrap": 500,
+    },
+}
+
+
+def __getattr__(name):
+    # scikit-learn's NotFittedError, imported only when asked for: importing scikit-learn
+    # costs more than a whole estimate (it pulls in scipy.stats), so fit() never does.
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Params:
+    """scikit-learn's estimator protocol without importing scikit-learn.
+
+    ``get_params``/``set_params`` read and write the ``__init__`` keyword arguments, so
+    ``sklearn.base.clone`` and grid searches work; the ``repr`` lists the arguments that
+    differ from their defaults, as scikit-learn's does.
+    """
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {self}. Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        changed = []
+        for name in self._param_names():
+            default, value = sig.parameters[name].default, getattr(self, name)
+            same = value is default or (type(value) is type(default) and _equal(value, default))
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. a module compared with a string
+        return False
 
 
 class MIWarning(UserWarning):
@@ -45,10 +110,15 @@ class MIWarning(UserWarning):
 
 
 _TRANSFORMS = ("standardize", "gaussianize", "none")
+_CRITICS = ("auto", "hybrid", "concat", "separable")
+# Covariance shrinkage values tried for the hybrid critic's Gaussian part (shrinkage='auto').
+_SHRINKAGE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 # Inputs are processed in row chunks of about this many elements (2 MB in float64):
 # big temporaries would be kept by the C allocator after use and inflate the
 # process's memory well beyond the one float32 copy fit() makes.
 _CHUNK_ELEMS = 1 << 18
+# Critic evaluations on held-out pairs go in blocks of this many rows.
+_EVAL_ROWS = 16384
 
 
 def _rows(t: torch.Tensor) -> int:
@@ -146,8 +216,6 @@ class _Gaussianizer:
 
     def __call__(self, t: torch.Tensor) -> None:
         """Map the CPU tensor ``t`` in place, one block of rows (all columns) at a time."""
-        from scipy.special import ndtri
-
         step = _rows(t)
         u = np.empty((min(step, t.shape[0]), t.shape[1]))
         for s in range(0, t.shape[0], step):
@@ -155,16 +223,17 @@ class _Gaussianizer:
             out = u[: block.shape[0]]
             for j in range(t.shape[1]):
                 out[:, j] = np.interp(block[:, j], self.ref[:, j], self.levels)
-            ndtri(out, out=out)
+            uo = torch.from_numpy(out)
+            torch.special.ndtri(uo, out=uo)  # torch's, not scipy's: scipy costs 0.2 s to import
             block[...] = out  # the float32 view writes through to t
 
 
-class MINE(BaseEstimator):
+class MINE(_Params):
     """Mutual Information Neural Estimation of I(X;Y), in nats.
 
-    A scikit-learn estimator: ``get_params``, ``set_params``, ``clone`` and the ``repr``
-    come from :class:`sklearn.base.BaseEstimator`; a fitted attribute used before ``fit``
-    raises sklearn's ``NotFittedError``.
+    A scikit-learn estimator without importing scikit-learn (it would cost more than an
+    estimate): ``get_params``, ``set_params``, ``sklearn.base.clone`` and the ``repr`` follow
+    scikit-learn's protocol; ``score`` before ``fit`` raises sklearn's ``NotFittedError``.
 
     Parameters
     ----------
@@ -175,19 +244,29 @@ class MINE(BaseEstimator):
         (JS-trained critic, DV read-out clipped to [-tau, tau]).
     critic : str or nn.Module
         ``'auto'`` (default: ``'separable'`` for InfoNCE, which scores all K^2 pairs of a
-        batch, ``'concat'`` otherwise), ``'concat'`` (MLP on [x, y], the MINE paper's),
+        batch, ``'hybrid'`` otherwise), ``'hybrid'``
+        (:class:`~deepscope.mi.critics.HybridCritic`: the log density ratio of the Gaussian
+        fitted to the training rows plus an MLP residual that starts at zero),
+        ``'concat'`` (MLP on [x, y], the MINE paper's; the default before issue 12),
         ``'separable'`` (g(x)^T h(y)), or any module with ``forward(x, y) -> (K,)``.
         A module is copied per restart.
     hidden : sequence of int
         Hidden widths of a built-in critic.
     embed : int
         Embedding size of the separable critic.
+    shrinkage : 'auto' or float in [0, 1]
+        Covariance shrinkage of the hybrid critic's Gaussian part; ``'auto'`` picks the
+        value whose Gaussian ratio alone reads the highest validation bound (``shrinkage_``).
+    radial : bool
+        The hybrid critic's MLP also reads |x|^2/dx and |y|^2/dy (a shared scale, as in
+        heavy-tailed elliptical data, is then one ReLU away).
     batch_size : int
         Pairs per step (>= 2).
     lr : float
         Adam learning rate.
     max_steps : int
-        Upper limit on training steps per restart.
+        Upper limit on training steps per restart (the budget: at the defaults' batch of
+        512, 300 steps are ~44 passes over 3,500 training rows).
     eval_every : int
         Steps between validation evaluations.
     patience : int
@@ -250,6 +329,11 @@ class MINE(BaseEstimator):
     warnings_ : list of str
         The caveats also issued as ``MIWarning``.
     n_train_, n_val_, n_test_ : int
+    shrinkage_ : float
+        The hybrid critic's covariance shrinkage (chosen on validation with ``'auto'``).
+    timings_ : dict
+        Seconds spent per stage of ``fit``: ``prepare_and_transform``, ``gaussian_part``,
+        ``train`` (steps only), ``validation``, ``test``, ``bootstrap`` and ``total``.
     """
 
     def __init__(
@@ -259,17 +343,19 @@ class MINE(BaseEstimator):
         critic: str | nn.Module = "auto",
         hidden: Sequence[int] = (100, 100),
         embed: int = 32,
-        batch_size: int = 256,
-        lr: float = 1e-3,
-        max_steps: int = 10_000,
-        eval_every: int = 100,
-        patience: int = 10,
+        shrinkage: float | str = "auto",
+        radial: bool = True,
+        batch_size: int = 512,
+        lr: float = 2e-3,
+        max_steps: int = 300,
+        eval_every: int = 50,
+        patience: int = 4,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         transform: str = "gaussianize",
         ema_alpha: float = 0.01,
         tau: float = 5.0,
-        eval_pairs: int = 100_000,
+        eval_pairs: int = 50_000,
         precision: str = "fp32",
         lr_decay: bool = True,
         n_restarts: int = 1,
@@ -282,6 +368,8 @@ class MINE(BaseEstimator):
         self.critic = critic
         self.hidden = hidden
         self.embed = embed
+        self.shrinkage = shrinkage
+        self.radial = radial
         self.batch_size = batch_size
         self.lr = lr
         self.max_steps = max_steps
@@ -302,14 +390,23 @@ class MINE(BaseEstimator):
         self.verbose = verbose
 
     def _check_fitted(self) -> None:
-        check_is_fitted(self)
+        if not hasattr(self, "mi_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
 
     def _check_params(self) -> None:
         bounds.check_bound(self.bound)
-        if not (isinstance(self.critic, nn.Module) or self.critic in ("auto", "concat", "separable")):
+        if not (isinstance(self.critic, nn.Module) or self.critic in _CRITICS):
             raise ValueError(
-                f"critic == {self.critic!r}; choose 'auto', 'concat', 'separable' or pass an nn.Module"
+                f"critic == {self.critic!r}; choose one of {_CRITICS} or pass an nn.Module"
             )
+        if not (self.shrinkage == "auto" or (isinstance(self.shrinkage, (int, float))
+                                             and 0 <= self.shrinkage <= 1)):
+            raise ValueError(f"shrinkage == {self.shrinkage!r}, must be 'auto' or a number in [0, 1]")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
         if self.transform not in _TRANSFORMS:
@@ -353,6 +450,8 @@ class MINE(BaseEstimator):
         """
         from deepscope.train.run import resolve_device
 
+        t_fit = time.perf_counter()
+        timings: dict[str, float] = {}
         self._check_params()
         tx, ty = prepare_inputs(x, y)
         dev = resolve_device(self.device)
@@ -383,21 +482,33 @@ class MINE(BaseEstimator):
         dims = (xs.shape[1], ys.shape[1])
 
         self.warnings_ = []
+        timings["prepare_and_transform"] = time.perf_counter() - t_fit
+        t = time.perf_counter()
+        self._quadratic, self.shrinkage_ = None, math.nan
+        if self._critic_kind() == "hybrid":
+            self._quadratic = self._fit_quadratic(splits, seed, bs)
+        timings["gaussian_part"] = time.perf_counter() - t
         runs = []
         for r in range(self.n_restarts):
             runs.append(self._train_one(splits, dims, bs, seed + r, dev))
+        timings["train"] = sum(rr["train_seconds"] - rr["val_seconds"] for rr in runs)
+        timings["validation"] = sum(rr["val_seconds"] for rr in runs)
         best = max(runs, key=lambda rr: rr["val"])
+        t = time.perf_counter()
         test_values = []
         for rr in runs:
             value, per_row = self._evaluate(rr["critic"], *splits["test"], seed=seed + 7919, bs=bs)
             rr["test"] = value
             rr["per_row"] = per_row
             test_values.append(value)
+        timings["test"] = time.perf_counter() - t
         self.critic_ = best["critic"]
         self.history_ = best["history"]
         self.mi_ = float(best["test"])
         self.mi_bits_ = self.mi_ / math.log(2)
+        t = time.perf_counter()
         self.ci_ = self._bootstrap(best["per_row"], seed)
+        timings["bootstrap"] = time.perf_counter() - t
         self.restarts_ = [
             {"seed": rr["seed"], "steps": rr["steps"], "val": rr["val"], "test": rr["test"],
              "diverged": rr["diverged"], "train_seconds": rr["train_seconds"]}
@@ -405,6 +516,8 @@ class MINE(BaseEstimator):
         ]
         self.batch_size_ = bs
         self._warn_ceilings(bs)
+        timings["total"] = time.perf_counter() - t_fit
+        self.timings_ = timings
         return self
 
     @staticmethod
@@ -437,6 +550,41 @@ class MINE(BaseEstimator):
             t[s : s + step].sub_(mean).div_(std)
         setattr(self, f"scale_{which}_", (mean.cpu(), std.cpu()))
 
+    def _critic_kind(self) -> str | None:
+        if isinstance(self.critic, nn.Module):
+            return None
+        if self.critic == "auto":
+            return "separable" if self.bound == "infonce" else "hybrid"
+        return self.critic
+
+    def _fit_quadratic(self, splits, seed: int, bs: int) -> tuple[torch.Tensor, ...]:
+        """The hybrid critic's Gaussian part, fitted on the training rows.
+
+        The shrinkage of the covariance is ``self.shrinkage``, or with ``'auto'`` the value
+        of _SHRINKAGE_GRID whose Gaussian ratio alone reads the highest validation bound
+        (no training involved: a few cheap evaluations).
+        """
+        xtr, ytr = splits["train"]
+        grid = _SHRINKAGE_GRID if self.shrinkage == "auto" else (float(self.shrinkage),)
+        best, best_val, self.shrinkage_ = None, -math.inf, grid[0]
+        dims = (xtr.shape[1], ytr.shape[1])
+        for lam in grid:
+            mu, m, c = gaussian_log_ratio(xtr, ytr, shrinkage=lam)
+            if len(grid) == 1:
+                return mu, m, c
+            with torch.random.fork_rng(devices=[]):  # the probe's (zeroed) MLP must not draw from
+                torch.manual_seed(seed)               # the caller's global RNG
+                probe = HybridCritic(*dims, hidden=(1,), mu=mu, m=m, c=c).to(xtr.device)
+            val, _ = self._evaluate(probe, *splits["val"], seed=seed + 104729, bs=bs,
+                                    pairs=self._val_pairs())
+            if val > best_val:
+                best, best_val, self.shrinkage_ = (mu, m, c), val, lam
+        return best
+
+    def _val_pairs(self) -> int:
+        # A fifth of the test's marginal pairs: the joint term's noise dominates anyway.
+        return max(1, self.eval_pairs // 5)
+
     def _new_critic(self, dims: tuple[int, int], seed: int, dev: torch.device) -> nn.Module:
         # The initialisation draws from its own seed; the caller's global RNG is left untouched.
         with torch.random.fork_rng(devices=[]):
@@ -446,11 +594,11 @@ class MINE(BaseEstimator):
                 for m in c.modules():
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
+            elif self._critic_kind() == "hybrid":
+                mu, m, c0 = self._quadratic
+                c = HybridCritic(*dims, hidden=self.hidden, mu=mu, m=m, c=c0, radial=self.radial)
             else:
-                kind = self.critic
-                if kind == "auto":
-                    kind = "separable" if self.bound == "infonce" else "concat"
-                c = make_critic(kind, *dims, hidden=self.hidden, embed=self.embed)
+                c = make_critic(self._critic_kind(), *dims, hidden=self.hidden, embed=self.embed)
         return c.to(dev)
 
     def _train_one(self, splits, dims, bs, seed, dev) -> dict:
@@ -458,17 +606,34 @@ class MINE(BaseEstimator):
 
         critic = self._new_critic(dims, seed, dev)
         gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        opt = torch.optim.Adam(critic.parameters(), lr=self.lr, **_adam_speed_kwargs(dev))
+        opt = _Adam(critic.parameters(), lr=self.lr)
         xtr, ytr = splits["train"]
         n_train = xtr.shape[0]
-        best_val, best_state, since_best = -math.inf, None, 0
         history, log_ema, diverged = [], None, False
         running, n_running = 0.0, 0
+        val_seconds = 0.0
+        t_start = time.perf_counter()
+
+        def validate(step: int) -> float:
+            nonlocal running, n_running, val_seconds
+            t = time.perf_counter()
+            val, _ = self._evaluate(critic, *splits["val"], seed=seed + 104729, bs=bs, pairs=self._val_pairs())
+            val_seconds += time.perf_counter() - t
+            history.append({"step": step, "train": running / n_running if n_running else math.nan, "val": val})
+            running, n_running = 0.0, 0
+            return val
+
+        # The untrained critic is a candidate too: the hybrid critic starts at the Gaussian
+        # ratio, which training must beat on validation to replace.
+        best_val = validate(0)
+        best_state = copy.deepcopy(critic.state_dict()) if math.isfinite(best_val) else None
+        if best_state is None:
+            best_val = -math.inf
+        since_best = 0
         perm = torch.randperm(n_train, generator=gen).to(dev)
         pos = 0
         steps_done = 0
         amp = _autocast(self.precision, dev)
-        t_start = time.perf_counter()
         bar = _progress(self.verbose, self.max_steps, f"MINE seed {seed}")
         with bar if bar is not None else nullcontext():
             task = bar.add_task("train", total=self.max_steps) if bar is not None else None
@@ -482,7 +647,7 @@ class MINE(BaseEstimator):
                 with amp:
                     value, log_ema = bound_on_batch(critic, xb, yb, bound=self.bound, generator=gen,
                                                     log_ema=log_ema, alpha=self.ema_alpha, tau=self.tau)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 (-value).backward()
                 opt.step()
                 running += value.item()
@@ -492,11 +657,7 @@ class MINE(BaseEstimator):
                     diverged = True
                     break
                 if step % self.eval_every == 0 or step == self.max_steps:
-                    # A fifth of the marginal pairs: the joint term's noise dominates anyway.
-                    val, _ = self._evaluate(critic, *splits["val"], seed=seed + 104729, bs=bs,
-                                            pairs=max(1, self.eval_pairs // 5))
-                    history.append({"step": step, "train": running / n_running, "val": val})
-                    running, n_running = 0.0, 0
+                    val = validate(step)
                     if not math.isfinite(val):
                         diverged = True
                         break
@@ -511,8 +672,7 @@ class MINE(BaseEstimator):
                         # the bound's last nats come from fine steps, not more coarse ones.
                         if self.lr_decay and since_best % max(1, self.patience // 2) == 0:
                             critic.load_state_dict(best_state)
-                            for group in opt.param_groups:
-                                group["lr"] *= 0.5
+                            opt.lr *= 0.5
                     if bar is not None:
                         bar.update(task, completed=step, description=f"val {val:.3f} nats")
         train_seconds = time.perf_counter() - t_start
@@ -527,7 +687,8 @@ class MINE(BaseEstimator):
                 "the best critic before that is used. Try a smaller lr, bound='smile' or bound='nwj'"
             )
         return {"critic": critic, "val": best_val, "history": history, "seed": seed,
-                "steps": steps_done, "diverged": diverged, "train_seconds": train_seconds}
+                "steps": steps_done, "diverged": diverged, "train_seconds": train_seconds,
+                "val_seconds": val_seconds}
 
     @torch.no_grad()
     def _evaluate(self, critic, x, y, *, seed: int, bs: int, pairs: int | None = None) -> tuple[float, np.ndarray]:
@@ -551,17 +712,23 @@ class MINE(BaseEstimator):
                 return float(per_row.mean()), per_row
             g = torch.Generator().manual_seed(seed)
             reps = max(1, min((pairs or self.eval_pairs) // n, n - 1))
-            tj = torch.cat([_scores(critic, x[s : s + 8192], y[s : s + 8192]) for s in range(0, n, 8192)])
-            tm = torch.empty(n, reps, dtype=torch.float64)
+            tj = torch.cat([_scores(critic, x[s : s + _EVAL_ROWS], y[s : s + _EVAL_ROWS])
+                            for s in range(0, n, _EVAL_ROWS)])
+            # a derangement-free shift of a random permutation per repeat: never pairs a row with itself
+            shuffled = torch.empty(reps, n, dtype=torch.long)
             for r in range(reps):
-                # a derangement-free shift of a random permutation: never pairs a row with itself
                 p = torch.randperm(n, generator=g)
-                shuffled = torch.empty_like(p)
-                shuffled[p] = p.roll(1)
-                shuffled = shuffled.to(y.device)
-                tm[:, r] = torch.cat([
-                    _scores(critic, x[s : s + 8192], y[shuffled[s : s + 8192]]) for s in range(0, n, 8192)
-                ]).double().cpu()
+                shuffled[r, p] = p.roll(1)
+            rows = torch.arange(n).repeat(reps).to(x.device)   # repeat r holds rows r*n .. r*n + n - 1
+            cols = shuffled.reshape(-1).to(y.device)
+            if hasattr(critic, "scores_at"):  # per-row work (first layer, quadratic) done once
+                def at(r, c):
+                    return critic.scores_at(x, y, r, c)
+            else:
+                def at(r, c):
+                    return _scores(critic, x[r], y[c])
+            tm = torch.cat([at(rows[s : s + _EVAL_ROWS], cols[s : s + _EVAL_ROWS])
+                            for s in range(0, rows.numel(), _EVAL_ROWS)]).double().cpu().reshape(reps, n).T
             tj = tj.double().cpu()
             value = float(self._bound_value(tj, tm))
             return value, np.concatenate([tj.numpy()[:, None], tm.numpy()], axis=1)
@@ -576,14 +743,19 @@ class MINE(BaseEstimator):
             return (math.nan, math.nan)
         rng = np.random.default_rng(seed)
         n = per_row.shape[0]
-        vals = np.empty(self.n_bootstrap)
-        for b in range(self.n_bootstrap):
-            idx = rng.integers(0, n, n)
-            if per_row.ndim == 1:  # InfoNCE: per-row terms
-                vals[b] = per_row[idx].mean()
-            else:
-                rows = torch.from_numpy(per_row[idx])
-                vals[b] = float(self._bound_value(rows[:, 0], rows[:, 1:]))
+        idx = torch.from_numpy(rng.integers(0, n, (self.n_bootstrap, n)))
+        if per_row.ndim == 1:  # InfoNCE: per-row terms
+            vals = torch.from_numpy(per_row)[idx].mean(1).numpy()
+        else:
+            # DV, NWJ and SMILE see the marginal scores only through their log-mean-exp, and
+            # every row holds the same number of them: each row's log-mean-exp stands in for
+            # its scores exactly (SMILE's clipping first), so a resample costs O(rows).
+            tj = torch.from_numpy(per_row[:, 0])
+            tm = torch.from_numpy(per_row[:, 1:])
+            if self.bound == "smile":
+                tm = tm.clamp(-self.tau, self.tau)
+            row_lme = bounds.logmeanexp(tm, dim=1)
+            vals = np.array([float(self._bound_value(tj[i], row_lme[i][:, None])) for i in idx])
         lo, hi = np.percentile(vals, [2.5, 97.5])
         return (float(lo), float(hi))
 
@@ -644,10 +816,37 @@ def _autocast(precision: str, dev: torch.device):
     return nullcontext()
 
 
-def _adam_speed_kwargs(dev: torch.device) -> dict:
-    # The fused Adam kernel does one pass over all parameters instead of a few ops
-    # per tensor; on small critics the optimiser step is a large share of a step.
-    return {"fused": True} if dev.type in ("cpu", "cuda") else {}
+class _Adam:
+    """Adam (Kingma & Ba 2015, arXiv 1412.6980) as ``torch.optim.Adam`` computes it (foreach ops).
+
+    Not ``torch.optim.Adam`` because creating any ``torch.optim`` optimiser imports
+    ``torch._dynamo`` (about a second on an idle CPU, several on a loaded one): more than
+    the whole training of a default estimate. tests/mi/test_estimator.py checks that both
+    give the same parameters after a few steps.
+    """
+
+    def __init__(self, params, *, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        b1, b2 = self.betas
+        self.t += 1
+        torch._foreach_lerp_(self.m, grads, 1 - b1)
+        torch._foreach_mul_(self.v, b2)
+        torch._foreach_addcmul_(self.v, grads, grads, value=1 - b2)
+        denom = torch._foreach_sqrt(self.v)
+        torch._foreach_div_(denom, math.sqrt(1 - b2**self.t))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.m, denom, value=-self.lr / (1 - b1**self.t))
 
 
 def _progress(verbose: bool, total: int, desc: str):
