@@ -85,7 +85,8 @@ def noisy(method: str, **options):
         x, y = _data(n=90)
         x_test, y_test = _data(n=30, seed=1)
         fn = {"crosssplit": crosssplit.train_crosssplit, "ce": baselines.train_ce,
-              "coteaching": baselines.train_coteaching, "dividemix": baselines.train_dividemix}[method]
+              "coteaching": baselines.train_coteaching,
+              "dividemix": baselines.train_dividemix}[method]
         res = fn(x, y, num_classes=3, generator=g, run=run, x_test=x_test, y_test=y_test,
                  net="mlp", net_kwargs={"hidden": (16,)}, batch_size=16, lr=0.05,
                  **options)

@@ -261,7 +261,8 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
     run = as_run(run, device)
     dist, dev = init_distributed(run.device)
     n = x.shape[0]
-    if dist.enabled and min(batch_size, n - (math.ceil(n / batch_size) - 1) * batch_size) < dist.world_size:
+    last = n - (math.ceil(n / batch_size) - 1) * batch_size  # the last batch's size
+    if dist.enabled and min(batch_size, last) < dist.world_size:
         raise ValueError(f"batch_size == {batch_size} with {n} examples leaves a batch smaller than "
                          f"world_size == {dist.world_size}; use a batch size and a number of "
                          "examples whose every batch has one example per process")

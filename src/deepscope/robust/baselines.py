@@ -31,7 +31,8 @@ the same global batches, views and MixUp draws on every process, each network ru
 process's slice of the rows (``forward_sharded``), the loss computed on the gathered logits
 (the small-loss selection of co-teaching and DivideMix's MixUp see the whole batch), the
 gradients averaged (``all_reduce_grads``); no-gradient passes (DivideMix's loss GMM and
-guesses, the test accuracy) are computed whole by every process.
+guesses, the test accuracy) are split too (``Sharded``), every process getting the whole
+batch's predictions.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ from deepscope.robust._noisy import (
     test_metrics,
 )
 from deepscope.robust.augment import Views
-from deepscope.train.distributed import all_reduce_grads, forward_sharded, init_distributed
+from deepscope.train.distributed import (
+    Sharded,
+    all_reduce_grads,
+    forward_sharded,
+    init_distributed,
+)
 from deepscope.train.rng import spawn
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -185,9 +191,11 @@ def train_ce(
                 total += loss.item()
             sched.step()
             rec: dict[str, Any] = {"epoch": epoch, "train_loss": round(total / len(bs), 5)}
-            rec.update(test_metrics({"net": model}, x_test, y_test, views=views, device=dev))
+            rec.update(test_metrics({"net": Sharded(model, dist)}, x_test, y_test, views=views,
+                                    device=dev))
             if x_val is not None:
-                rec["val_acc"] = round(float((predict_probs(model, x_val, views=views, device=dev)
+                rec["val_acc"] = round(float((predict_probs(Sharded(model, dist), x_val,
+                                                            views=views, device=dev)
                                               .argmax(1) == y_val).double().mean()), 5)
                 if rec["val_acc"] > max((r["val_acc"] for r in history), default=-1.0):
                     best["net"].load_state_dict(model.state_dict())
@@ -346,7 +354,8 @@ def train_coteaching(
             rec: dict[str, Any] = {"epoch": epoch, "keep_rate": round(keep, 5)}
             if kept:
                 rec["kept_precision"] = round(kept_clean / kept, 5)
-            rec.update(test_metrics(models, x_test, y_test, views=views, device=dev))
+            rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
+                                    y_test, views=views, device=dev))
             history.append(rec)
             run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
             if epoch % checkpoint_every == 0 or epoch == epochs:
@@ -507,14 +516,15 @@ def train_dividemix(
         for i, b in enumerate(lab):
             xl = x[b].to(dev)
             wb = w[b].to(dev)[:, None]
-            p_own = mean_probs([model], xl)
+            p_own = mean_probs([Sharded(model, dist)], xl)
             tl = sharpen(wb * onehot_y[b].to(dev) + (1 - wb) * p_own, temperature)
             inputs = [views.weak(xl, generator) for _ in range(guess_views)]
             targets = [tl] * guess_views
             n_lab = len(b) * guess_views
             if unl:
                 xu = x[unl[i]].to(dev)
-                tu = sharpen(mean_probs([model, other], xu), temperature)
+                tu = sharpen(mean_probs([Sharded(model, dist), Sharded(other, dist)], xu),
+                             temperature)
                 inputs += [views.weak(xu, generator) for _ in range(guess_views)]
                 targets += [tu] * guess_views
             all_x, all_t = torch.cat(inputs), torch.cat(targets)
@@ -561,15 +571,16 @@ def train_dividemix(
             else:
                 rec["phase"] = "dividemix"
                 with evaluating(*models.values()):
-                    clean = {name: _clean_probability(m, x, y, views=views, device=dev,
-                                                      seed=spawn(generator), amp=amp)
+                    clean = {name: _clean_probability(Sharded(m, dist), x, y, views=views,
+                                                      device=dev, seed=spawn(generator), amp=amp)
                              for name, m in models.items()}
                 for name in models:  # each network trains on its peer's division
                     stats = train_epoch(name, e0, clean[peer[name]])
                     rec.update({f"{k}_{name}": round(v, 5) for k, v in stats.items()})
             for s in scheds.values():
                 s.step()
-            rec.update(test_metrics(models, x_test, y_test, views=views, device=dev))
+            rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
+                                    y_test, views=views, device=dev))
             history.append(rec)
             run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
             if epoch % checkpoint_every == 0 or epoch == epochs:

@@ -93,7 +93,12 @@ from deepscope.robust._noisy import (
     test_metrics,
 )
 from deepscope.robust.augment import Views
-from deepscope.train.distributed import all_reduce_grads, forward_sharded, init_distributed
+from deepscope.train.distributed import (
+    Sharded,
+    all_reduce_grads,
+    forward_sharded,
+    init_distributed,
+)
 from deepscope.train.rng import fork_seeded, spawn
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -305,9 +310,10 @@ def train_crosssplit(
     mean prediction, the projection head's BatchNorm and NT-Xent use the whole batch -- and
     averages the gradients (:func:`~deepscope.train.distributed.all_reduce_grads`). The
     no-gradient passes (the peer's and the network's own predictions for label correction
-    and unlabeled targets, the test accuracy) are computed whole by every process (the same
-    numbers; not split). A BatchNorm inside the network would see per-process statistics;
-    the networks used here have none or use ``norm='group'``.
+    and unlabeled targets, the test accuracy) are split the same way
+    (:class:`~deepscope.train.distributed.Sharded`), every process getting the whole batch's
+    predictions. A BatchNorm inside the network would see per-process statistics; the
+    networks used here have none (``norm='none'``, the default) or use ``norm='group'``.
 
     Returns
     -------
@@ -367,6 +373,8 @@ def train_crosssplit(
     models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
                           input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
                           device=dev)
+    # the networks as called in no-gradient passes: each process computes its rows
+    split = {name: Sharded(m, dist) for name, m in models.items()}
     heads: dict[str, nn.Module] = {}
     if use_con:
         for name, m in models.items():
@@ -412,7 +420,7 @@ def train_crosssplit(
 
     def train_epoch(name: str, e0: int, soft: torch.Tensor | None, own_u: torch.Tensor | None,
                     lo: torch.Tensor, hi: torch.Tensor, gamma: float) -> dict:
-        model, other = models[name], models[peer[name]]
+        model = models[name]
         model.train()
         lab = batches(labelled[name], batch_size, generator)
         unl = cycle_batches(unlabeled[name], ub, len(lab), generator) if semi_supervised else []
@@ -427,7 +435,8 @@ def train_crosssplit(
             elif refresh == "epoch":
                 tl = soft[b].to(dev)
             else:
-                p = predict_probs(other, x[b], views=views, device=dev, generator=generator,
+                p = predict_probs(split[peer[name]], x[b], views=views, device=dev,
+                                  generator=generator,
                                   n_views=peer_views, amp=amp)
                 tl = clc_soft_labels(y[b], p, num_classes=k_cls, gamma=gamma,
                                      temperature=temperature, lo=lo, hi=hi)[0].to(dev)
@@ -441,7 +450,7 @@ def train_crosssplit(
                 else:  # the network's own prediction now, in its current (train) mode
                     with torch.no_grad(), autocast(dev, amp):
                         xu_w = x[u].to(dev)
-                        pu = sum(torch.softmax(model(views.weak(xu_w, generator)).float(), -1)
+                        pu = sum(torch.softmax(split[name](views.weak(xu_w, generator)).float(), -1)
                                  for _ in range(max(peer_views, 1))) / max(peer_views, 1)
                     tu = sharpen(pu, temperature)
                 xu = x[u].to(dev)
@@ -493,7 +502,7 @@ def train_crosssplit(
                 for name in models:
                     rows = labelled[peer[name]]
                     full = torch.zeros(n, k_cls)
-                    full[rows] = predict_probs(models[name], x[rows], views=views, device=dev,
+                    full[rows] = predict_probs(split[name], x[rows], views=views, device=dev,
                                                generator=generator, n_views=peer_views, amp=amp)
                     probs[name] = full
                 soft, lohi, betas, correct = {}, {}, [], []
@@ -524,7 +533,7 @@ def train_crosssplit(
                     rec["label_acc"] = round(float(torch.cat(correct).mean()), 5)
             for s in scheds.values():
                 s.step()
-            rec.update(test_metrics(models, x_test, y_test, views=views, device=dev))
+            rec.update(test_metrics(split, x_test, y_test, views=views, device=dev))
             history.append(rec)
             run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
             if epoch % checkpoint_every == 0 or epoch == epochs:

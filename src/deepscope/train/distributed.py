@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 __all__ = ["Dist", "env_rank", "init_distributed", "current", "shard", "wrap", "unwrap",
-           "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows", "forward_sharded",
-           "sharded_draws", "barrier"]
+           "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows",
+           "forward_sharded", "Sharded", "sharded_draws", "barrier"]
 
 
 @dataclass(frozen=True)
@@ -240,13 +240,40 @@ def forward_sharded(module, inputs: torch.Tensor, dist: Dist | None = None) -> t
     averages the gradients with :func:`all_reduce_grads`. For losses that mix the rows of a
     batch (MixUp targets, a mean prediction, a projection head with BatchNorm on gathered
     features); the network itself sees only its slice (BatchNorm inside it keeps per-process
-    statistics, as under DDP). Needs at least one row per process.
+    statistics, as under DDP). A batch with fewer rows than processes is computed whole by
+    every process.
     """
     dist = dist or current()
-    if not dist.enabled:
+    if not dist.enabled or len(inputs) < dist.world_size:  # too few rows to split: all compute
         return module(inputs)
     rows = shard(torch.arange(len(inputs), device=inputs.device), dist, even=False)
     return gather_rows(module(inputs[rows]), dist, total=len(inputs))
+
+
+class Sharded(nn.Module):
+    """``module`` called through :func:`forward_sharded`: each process computes its rows of
+    every batch the wrapper is called on, and gets the whole batch's outputs back.
+
+    Hand it to code that calls a network on a batch (prediction helpers, evaluation), so that
+    the work is split without changing that code; ``Sharded(m).eval()`` sets ``m`` to eval.
+    Every process must make the same calls. The module itself is ``.module``.
+    """
+
+    def __init__(self, module: nn.Module, dist: Dist | None = None):
+        super().__init__()
+        self.module = module
+        self.dist = dist
+
+    @property
+    def training(self) -> bool:  # the wrapped module's mode, so that saving and restoring
+        return self.module.training if "module" in self._modules else True  # a mode is exact
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass  # nn.Module.train(mode) sets the children's modes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return forward_sharded(self.module, x, self.dist)
 
 
 class _ShardedDraws(torch.overrides.TorchFunctionMode):
