@@ -1,13 +1,19 @@
 """The lazy-vs-hasty toy: 100 seeds as one batched model vs 100 sequential single-seed runs.
 
-    OMP_NUM_THREADS=1 python benchmarks/batched_speed.py --threads 1          # ~3 min loaded
+    OMP_NUM_THREADS=1 python benchmarks/batched_speed.py --threads 1          # ~4 min loaded
+    OMP_NUM_THREADS=2 python benchmarks/batched_speed.py --threads 2 --whole-toy   # the recipe
+
+``--whole-toy`` runs only ``deepscope run lazy-vs-hasty`` (the toy: 2 toys x 2 alphas x 100
+seeds, grid maps, statistics, figure) in this process, timing it by stage, and adds
+``whole_toy`` to the JSON (other entries kept).
 
 Writes benchmarks/results/batched_speed.json with
 
 - ``step_ms``: one full-batch training step (forward, backward, update) of K = 100 networks
   2-60-60-60-1 on 50 points each, for the two stacking implementations of
   ``deepscope.nets.batched`` (``bmm``: baddbmm per layer; ``vmap``: stack_module_state + vmap),
-  and of one ordinary MLP; median over ``--repeats`` blocks of ``--block`` steps, alternated;
+  ``manual`` (``train_full_batch``'s default step for ReLU MLPs: the backward pass written
+  out, no autograd graph, one foreach update) and of one ordinary MLP; median over ``--repeats`` blocks of ``--block`` steps, alternated;
   ``step_ms_k4``: the same at K = 4 (``--small-k``), where per-call overheads weigh more.
 - ``toy_alpha1``: the recipe's toy protocol on the disk at alpha = 1 (gradient descent lr 0.1
   until each seed's training loss reaches 0.5, 0.4, 0.3): ``train_full_batch`` on the stack of
@@ -113,6 +119,54 @@ def step_times(x, y, nets, *, block, repeats):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def whole_toy(threads: int) -> dict:
+    """Wall and CPU seconds of the recipe's toy, by stage (wrapped library calls)."""
+    import resource
+    import tempfile
+
+    from deepscope.dynamics import regimes
+    from deepscope.recipes import lazy_vs_hasty as rec
+    from deepscope.report import figures
+    from deepscope.runner import execute_recipe
+
+    stages: dict[str, float] = {}
+
+    def timed(owner, name, label):
+        fn = getattr(owner, name)
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                stages[label] = stages.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, name, wrapper)
+        return fn
+
+    patched = [(regimes, "train_full_batch", "training (train_full_batch)"),
+               (regimes, "snapshot_outputs", "grid outputs at the snapshots"),
+               (rec, "toy_setup", "data and initial networks"),
+               (rec, "_rowwise_corr", "correlations over seeds"),
+               (figures, "save", "figure")]
+    originals = [(owner, name, timed(owner, name, label)) for owner, name, label in patched]
+    out = Path(tempfile.mkdtemp(prefix="lvh_toy_"))
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    try:
+        res = execute_recipe("lazy-vs-hasty", rec.Config(out=out, progress=False, threads=threads,
+                                                         device="cpu"), quiet=True)
+    finally:
+        for owner, name, fn in originals:
+            setattr(owner, name, fn)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    stages["other (sub-run bookkeeping, statistics, result files)"] = wall - sum(stages.values())
+    return {"wall_s": wall, "cpu_user_s": r1.ru_utime - r0.ru_utime,
+            "cpu_sys_s": r1.ru_stime - r0.ru_stime, "threads": threads,
+            "stages_wall_s": stages, "recipe_seconds": res.get("seconds"),
+            "headline": res["headline"], "run_dir": str(out)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=100)
@@ -123,9 +177,20 @@ def main() -> None:
     ap.add_argument("--lazy-steps", type=int, default=300)
     ap.add_argument("--max-steps", type=int, default=20_000)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "batched_speed.json")
+    ap.add_argument("--whole-toy", action="store_true",
+                    help="only time `deepscope run lazy-vs-hasty` (the toy) by stage")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
+    if args.whole_toy:
+        res = json.loads(args.out.read_text()) if args.out.exists() else {}
+        res["whole_toy"] = {"load_before": load_before, **whole_toy(args.threads),
+                            "load_after": os.getloadavg()}
+        print("whole toy:", json.dumps(res["whole_toy"], indent=1), flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {args.out}")
+        return
 
     x, y, nets = toy_setup("disk", args.seeds, points=50, hidden=(60, 60, 60))
     res = {"seeds": args.seeds, "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -106,6 +106,8 @@ def batched_vs_sequential(steps: int, repeats: int, threads: list[int]) -> dict:
     out: dict = {"networks": len(names), "steps": steps, "repeats": repeats}
     for nt in threads:
         torch.set_num_threads(nt)
+        for fn in (train_batched, train_lockstep):  # warm-up: allocator, kernels, thread pool
+            fn(x, targets, generator=torch.Generator().manual_seed(0), steps=5, share_init=groups)
         times: dict[str, list[float]] = {"batched": [], "sequential": []}
         for _ in range(repeats):
             for key, fn in (("batched", train_batched), ("sequential", train_lockstep)):
