@@ -33,10 +33,12 @@ Implementations (``STACK_IMPLEMENTATIONS``; all give the same outputs to float r
 - ``"bmm"`` -- :class:`BatchedMLP`: each layer's weights are one (K, in, out) parameter and the
   layer is one ``torch.baddbmm``. MLPs only. The default for MLPs because it was the faster of
   the two on the 2-D toy (2-60-60-60-1, 50 points, one CPU thread, a shared machine at load
-  average ~5-6 on 2 cores, ``benchmarks/results/batched_speed.json``): a training step took
-  28 ms against 33 ms for ``"vmap"`` at K = 100, and 3.4 ms against 6.5 ms at K = 4. At K = 100 both are
-  bound by the same batched matrix products; vmap's extra cost is its dispatch layer and a
-  ``functional_call`` per call, which weigh most when the matrices are small.
+  average ~5 on 2 cores, ``benchmarks/results/batched_speed.json``): an autograd training
+  step took 33 ms against 39 ms for ``"vmap"`` at K = 100, and 4.1 ms against 8.5 ms at K = 4
+  (``deepscope.dynamics.regimes.train_full_batch``'s hand-written step: 29.5 and 2.2 ms). At
+  K = 100 both are bound by the same batched matrix products; vmap's extra cost is its
+  dispatch layer and a ``functional_call`` per call, which weigh most when the matrices are
+  small.
 - ``"vmap"`` -- :class:`VmapStack`: ``torch.func.stack_module_state`` and ``torch.func.vmap``
   over ``functional_call``. Any architecture without batch statistics (no BatchNorm in train
   mode, no dropout), e.g. several CNN1D seeds.

@@ -11,6 +11,8 @@ result.json lists each frequency's learning step (first recorded step where the 
 normalised magnitude exceeds ``threshold``) and the Spearman correlation between frequency and
 learning step. For every seed the two cases share the network's initialisation and the phases;
 the checkpoint names the networks ``equal_s0``, ``increasing_s0``, ``equal_s1``, ...
+All seeds and cases train as one stacked model (``spectral_train.train_batched``; equal to
+separate runs to float rounding).
 """
 
 from __future__ import annotations
