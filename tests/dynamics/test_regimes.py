@@ -438,6 +438,11 @@ def test_manual_gradients_equal_autograd_for_cross_entropy():
     for gm, ga in zip(grads_m, grads_a):
         torch.testing.assert_close(gm, ga, rtol=1e-5, atol=1e-7)
     assert min(float(gm.abs().max()) for gm in grads_m) > 0
+    # in blocks of networks (the cache-sized passes of a large stack): the same numbers
+    loss_b, grads_b = _relu_mlp_step(3, block=2)(params, x, h0, y, alpha)
+    torch.testing.assert_close(loss_b, loss_m, rtol=1e-6, atol=1e-7)
+    for gb, gm in zip(grads_b, grads_m):
+        torch.testing.assert_close(gb, gm, rtol=1e-6, atol=1e-8)
 
 
 def test_full_batch_implementation_errors():
