@@ -212,3 +212,21 @@ def test_tensorboard_and_wandb_loggers(tmp_path):
     assert wandb.run is None  # finished
     with pytest.raises(ValueError, match="logger == 'mlflow'"):
         Run(tmp_path / "x", loggers=("mlflow",))
+
+
+def test_under_torchrun_cuda_means_this_process_gpu(monkeypatch):
+    import torch
+
+    from deepscope.train.run import resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert resolve_device("cuda") == torch.device("cuda", 3) == resolve_device("auto")
+    assert chosen == [torch.device("cuda", 3)] * 2
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # an explicit index is kept
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert resolve_device("cuda") == torch.device("cuda")  # one process: unchanged

@@ -60,13 +60,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return _per_process(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         dev = torch.device(device)
     except RuntimeError as e:
         raise ValueError(f"device == {device!r} is not a device; use 'auto', 'cpu' or 'cuda:N'") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device == {device!r} but CUDA is not available; use device='cpu' or 'auto'")
+    return _per_process(dev)
+
+
+def _per_process(dev: torch.device) -> torch.device:
+    """Under torchrun, a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``.
+
+    Set as the current device at once, so that what a recipe moves to ``'cuda'`` before its
+    training loop starts lands on its own GPU, not on GPU 0 of every process.
+    """
+    if dev.type != "cuda" or dev.index is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return dev
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(dev)
     return dev
 
 
