@@ -177,7 +177,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every measurement")
     ap.add_argument("--reps", type=int, default=5, help="whole-process calls per preset (median kept)")
-    ap.add_argument("--seeds", default="1,2", help="task seeds for the accuracy table")
+    ap.add_argument("--seeds", default="1,2", help="task seeds for the accuracy table (default preset)")
+    ap.add_argument("--old-seeds", default="1", help="task seeds for the issue7 preset (it is ~10x slower)")
     ap.add_argument("--quick", action="store_true", help="2 families, 1 seed, 1 rep (smoke test)")
     ap.add_argument("--memory", action="store_true", help="also the 1M-row peak-memory check (~2 GB)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mi_speed.json")
@@ -226,9 +227,20 @@ def main() -> None:
         "issue7/mine": {**PRESETS["issue7"], "bound": "mine"},
         "issue7/smile": {**PRESETS["issue7"], "bound": "smile"},
     }
-    out["accuracy"] = accuracy(families, seeds, configs)
+    old_seeds = [int(s) for s in args.old_seeds.split(",")][: 1 if args.quick else None]
+    new = {k: v for k, v in configs.items() if k.startswith("default")}
+    old = {k: v for k, v in configs.items() if k.startswith("issue7")}
+    out["accuracy"] = accuracy(families, seeds, new)
     out["accuracy"]["seeds"], out["accuracy"]["n"] = seeds, 5000
-    for name, s in out["accuracy"]["summary"].items():
+    out["accuracy_issue7"] = accuracy(families, old_seeds, old)
+    out["accuracy_issue7"]["seeds"] = old_seeds
+    # like for like: the defaults' error on the seeds the issue7 preset ran
+    for name in new:
+        rows = [r for r in out["accuracy"]["rows"] if r["seed"] in old_seeds]
+        out["accuracy"]["summary"][name]["mean_abs_error_on_issue7_seeds"] = (
+            float(np.mean([abs(r[name]["estimate"] - r["truth"]) for r in rows])) if rows else None)
+    summaries = {**out["accuracy"]["summary"], **out["accuracy_issue7"]["summary"]}
+    for name, s in summaries.items():
         print(f"{name:14s} MAE {s['mean_abs_error']:.3f}  worst (< 2 nats) {s['worst_family_below_2_nats']} "
               f"{s['worst_ratio']:.2f}  fit median {s['fit_seconds_median']:.2f} s", flush=True)
 

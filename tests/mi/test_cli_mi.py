@@ -89,7 +89,7 @@ def test_help_texts(capsys):
         main(["mi", "estimate", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--bound", "--transform", "--n-restarts", "--out"):
+    for opt in ("--bound", "--transform", "--n-restarts", "--out", "--preset"):
         assert opt in out
     assert main(["--help"]) == 0 and "mi estimate-csv" in capsys.readouterr().out
     assert main(["nonsense"]) == 2

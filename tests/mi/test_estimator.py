@@ -47,7 +47,7 @@ def test_same_seed_same_numbers_and_global_rng_untouched(gauss):
     assert a.mi_ == b.mi_ and a.ci_ == b.ci_
 
 
-@pytest.mark.parametrize("bound", ["dv", "nwj", "smile", "infonce"])
+@pytest.mark.parametrize("bound", ["mine", "dv", "nwj", "infonce"])
 def test_every_bound_trains(gauss, bound):
     x, y, truth = gauss
     est = MINE(bound=bound, random_state=0, batch_size=128, **FAST).fit(x, y)
@@ -187,7 +187,7 @@ def test_hybrid_critic_starts_at_the_gaussian_ratio_and_presets_select_the_old_e
     assert est.history_[0]["step"] == 0 and est.mi_ == pytest.approx(truth, abs=0.12)
     assert 0.0 <= est.shrinkage_ <= 1.0 and set(est.timings_) >= {"train", "validation", "test", "bootstrap"}
     old = MINE(**PRESETS["issue7"])
-    assert old.critic == "concat" and old.batch_size == 256 and old.max_steps == 10_000
+    assert old.critic == "concat" and old.bound == "mine" and old.batch_size == 256 and old.max_steps == 10_000
     assert repr(MINE(**PRESETS["default"])) == "MINE()"
     with pytest.raises(ValueError, match="shrinkage == 2, must be 'auto' or a number in \\[0, 1\\]"):
         MINE(shrinkage=2).fit(x, y)

@@ -25,24 +25,24 @@ class EstimateArgs:
     """X: .npy, .npz[:KEY] or .csv[:COLUMNS]."""
     y: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="Y")]
     """Y: .npy, .npz[:KEY] or .csv[:COLUMNS]."""
-    bound: Literal["mine", "dv", "nwj", "infonce", "smile"] = "mine"
-    """Lower bound trained and reported (mine: DV with the moving-average gradient)."""
+    bound: Literal["mine", "dv", "nwj", "infonce", "smile"] | None = None
+    """Lower bound trained and reported (default: the preset's; smile for default, mine for issue7)."""
     preset: Literal["default", "issue7"] = "default"
     """Named configuration (deepscope.mi.estimator.PRESETS): issue7 is the estimator before issue 12; options below override it."""
     critic: Literal["auto", "hybrid", "concat", "separable"] | None = None
     """Statistics network: hybrid (Gaussian ratio + MLP residual), concat MLP on [x, y], or separable g(x)^T h(y) (default: the preset's; auto: separable for infonce, hybrid otherwise)."""
     hidden: tuple[int, ...] | None = None
-    """Hidden layer widths of the critic (default: the preset's, 100 100)."""
+    """Hidden layer widths of the critic (default: the preset's, 64 64)."""
     batch_size: int | None = None
-    """Pairs per training step (default: the preset's, 512)."""
+    """Pairs per training step (default: the preset's, 1024)."""
     lr: float | None = None
-    """Adam learning rate (default: the preset's, 2e-3)."""
+    """Adam learning rate (default: the preset's, 3e-3)."""
     max_steps: int | None = None
-    """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 300)."""
+    """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 150)."""
     patience: int | None = None
     """Validation evaluations without improvement before stopping (default: the preset's, 4)."""
     eval_every: int | None = None
-    """Steps between validation evaluations (default: the preset's, 50)."""
+    """Steps between validation evaluations (default: the preset's, 25)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
     """Per-column preprocessing fitted on the training split (gaussianize: ranks -> normal quantiles; MI is unchanged)."""
     n_restarts: int = 1
@@ -76,8 +76,8 @@ class EstimateCsvArgs:
     """Number of Y columns (the next ones)."""
     seed: int = 0
     """Seed of the split, the initialisation and the batches."""
-    bound: Literal["mine", "dv", "nwj", "infonce", "smile"] = "mine"
-    """Lower bound trained and reported."""
+    bound: Literal["mine", "dv", "nwj", "infonce", "smile"] | None = None
+    """Lower bound trained and reported (default: the preset's; smile for default, mine for issue7)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
     """Per-column preprocessing fitted on the training split."""
     preset: Literal["default", "issue7"] = "default"
@@ -119,11 +119,11 @@ def estimate_main(argv: list[str]) -> int:
     out = args.out or Path("runs") / "mi-estimate" / time.strftime("%Y%m%d-%H%M%S")
     run = Run(out, config=args, seed=args.seed, device=args.device, threads=args.threads,
               progress=args.progress)
-    given = {k: getattr(args, k) for k in ("critic", "hidden", "batch_size", "lr", "max_steps",
+    given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
                                           "patience", "eval_every")}
     est = MINE(**{
         **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
-        "bound": args.bound, "transform": args.transform, "n_restarts": args.n_restarts,
+        "transform": args.transform, "n_restarts": args.n_restarts,
         "device": str(run.device), "random_state": args.seed, "verbose": args.progress,
     })
     try:
@@ -173,7 +173,8 @@ def estimate_csv_main(argv: list[str]) -> int:
                 f"{args.path} has {data.shape[1]} columns but DIM_X + DIM_Y == {args.dim_x + args.dim_y}"
             )
         x, y = data[:, : args.dim_x], data[:, args.dim_x :]
-        est = MINE(**{**PRESETS[args.preset], "bound": args.bound, "transform": args.transform,
+        bound = {} if args.bound is None else {"bound": args.bound}
+        est = MINE(**{**PRESETS[args.preset], **bound, "transform": args.transform,
                       "random_state": args.seed}).fit(
             np.ascontiguousarray(x), np.ascontiguousarray(y)
         )

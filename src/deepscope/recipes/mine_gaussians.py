@@ -59,12 +59,15 @@ def _estimate(method: str, x, z, cfg: Config, device: str) -> dict:
     import warnings
 
     from deepscope.mi import MINE
+    from deepscope.mi.estimator import PRESETS
     from deepscope.mi.knn import ksg
 
     if method == "ksg":
         return {"ksg": ksg(x, z, k=3, random_state=cfg.seed)}
-    est = MINE(bound=method, max_steps=cfg.max_steps, lr=cfg.lr, batch_size=cfg.batch_size,
-               device=device, random_state=cfg.seed, n_bootstrap=200)
+    # the paper's concat critic and small steps (the estimator's defaults changed in issue 12)
+    est = MINE(**{**PRESETS["issue7"], "bound": method, "max_steps": cfg.max_steps, "lr": cfg.lr,
+                  "batch_size": cfg.batch_size, "device": device, "random_state": cfg.seed,
+                  "n_bootstrap": 200})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est.fit(x, z)
