@@ -236,6 +236,10 @@ def main() -> None:
                                "speedup": t_seq / t_batched}
     print("alpha=100 fixed steps:", res["lazy_fixed_steps"], flush=True)
     res["load_after"] = os.getloadavg()
+    if args.out.exists():  # keep the --whole-toy entry of an earlier run
+        old = json.loads(args.out.read_text())
+        if "whole_toy" in old:
+            res["whole_toy"] = old["whole_toy"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -801,8 +801,9 @@ def _loss_and_dloss(f: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
 #: (400 toy networks: ~5 MB per activation). Measured on a loaded machine (load ~5, one
 #: thread), so only roughly: one short benchmark at K = 400 gave 62 ms per step in blocks
 #: against 115 ms in one pass, a second one no clear difference; the recipe's first 400 steps
-#: (K = 400 -> ~200) took 20.0-22.5 s in blocks against 22.8-23.2 s in one pass.
-STEP_BLOCK = 64
+#: (K = 400 -> ~200) took 20.0-22.5 s in blocks of 64 against 22.8-23.2 s in one pass. 100:
+#: the toy's 100-seed stacks run in one pass, the 400-network stack in four.
+STEP_BLOCK = 100
 
 
 def _relu_mlp_step(layers: int, *, block: int = STEP_BLOCK):
