@@ -7,7 +7,10 @@
    with transform='standardize' and transform='gaussianize': the measurement behind
    the estimator's default transform.
 
-    python benchmarks/mi_accuracy.py [--quick] [--seeds 2] [--bounds mine,smile] [--out ...]
+    python benchmarks/mi_accuracy.py [--quick] [--seeds 2] [--bounds mine,smile] [--preset issue7] [--out ...]
+
+The tables in docs/mine.md's "Benchmarks" section were measured before issue 12, i.e. with
+``--preset issue7``; issue 12's families and presets are in benchmarks/mi_speed.py.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from deepscope.mi import MINE, tasks
+from deepscope.mi.estimator import PRESETS
 from deepscope.mi.knn import ksg
 
 
@@ -31,6 +35,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2, help="data/critic seeds per point")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--bounds", default="mine,smile", help="comma-separated MINE(bound=...) values to measure")
+    ap.add_argument("--preset", default="default", choices=sorted(PRESETS), help="MINE configuration")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mi_accuracy.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -48,7 +53,7 @@ def main() -> None:
                 row = {"d": d, "truth": truth, "seed": s, "ksg": ksg(x, y, random_state=s)}
                 for b in bound_names:
                     t0 = time.perf_counter()
-                    est = MINE(bound=b, random_state=s).fit(x, y)
+                    est = MINE(**{**PRESETS[args.preset], "bound": b}, random_state=s).fit(x, y)
                     row[b] = {
                         "estimate": est.mi_, "ci": est.ci_, "steps": est.restarts_[0]["steps"],
                         "seconds": time.perf_counter() - t0, "error": est.mi_ - truth,
@@ -67,7 +72,7 @@ def main() -> None:
             x, y, truth = tasks.transformed_gaussian(n, d=5, mi=2.0, transform=tf, seed=s)
             row = {"map": tf, "truth": truth, "seed": s}
             for pre in ("standardize", "gaussianize"):
-                est = MINE(transform=pre, random_state=s).fit(x, y)
+                est = MINE(**PRESETS[args.preset], transform=pre, random_state=s).fit(x, y)
                 row[pre] = est.mi_
             marg.append(row)
             print(f"map={tf:9s} truth={truth:.2f} standardize={row['standardize']:.3f} "
@@ -90,7 +95,7 @@ def main() -> None:
         },
     }
     out = {
-        "benchmark": "mi_accuracy", "n": n, "threads": torch.get_num_threads(),
+        "benchmark": "mi_accuracy", "preset": args.preset, "n": n, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "gaussians": gauss, "marginal_maps": marg, "summary": summary,
     }
