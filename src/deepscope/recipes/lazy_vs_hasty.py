@@ -237,7 +237,6 @@ def settings(cfg: Config) -> dict:
         "cscore_epochs": cfg.cscore_epochs or cs_epochs, "knn": cfg.knn, "channels": cfg.channels,
         "width": cfg.width, "probe_size": cfg.probe_size, "sign_probe": cfg.sign_probe,
         "kernel_probe": cfg.kernel_probe or kprobe, "linearity_every": cfg.linearity_every,
-        "checkpoint_every": cfg.checkpoint_every,
     }
     return s
 
@@ -246,7 +245,8 @@ def run(cfg: Config, run) -> dict:
     s = settings(cfg)
     done = _Finished(run)
     if s["mode"] == "toy":
-        return _run_toy(s, run, done)
+        # how often the toy checkpoints changes nothing it computes: not in the settings
+        return _run_toy(s, run, done, checkpoint_every=cfg.checkpoint_every or 2500)
     return _run_real(s, cfg, run, done)
 
 
@@ -299,7 +299,7 @@ def _rowwise_corr(rows, v, *, rank: bool):
         return (a @ b) / (np.sqrt((a * a).sum(1)) * np.sqrt((b * b).sum()))
 
 
-def _train_toys(s: dict, run, done, data: dict, grid):
+def _train_toys(s: dict, run, done, data: dict, grid, checkpoint_every: int):
     """Every (toy, alpha) pair's 100 seeds as ONE stack (per-network alpha and data): one
     training sub-run ``toy/batched``, then each pair's grid losses in ``toy/<name>/alpha<a>``.
 
@@ -333,7 +333,7 @@ def _train_toys(s: dict, run, done, data: dict, grid):
     train = run.child("toy/batched", config={**s, "pairs": [list(p) for p in pairs]})
     res = train_full_batch(model, x, y, levels=s["toy_levels"], lr=s["lr"], alpha=alpha,
                            max_steps=s["toy_max_steps"], run=train,
-                           checkpoint_every=s.get("checkpoint_every") or 2500,
+                           checkpoint_every=checkpoint_every,
                            desc=f"toy: {len(pairs)} x {k} networks")
     if not train.finished:
         train.write_result({"steps": res.steps.tolist()})
@@ -357,7 +357,7 @@ def _train_toys(s: dict, run, done, data: dict, grid):
     return subs
 
 
-def _run_toy(s: dict, run, done) -> dict:
+def _run_toy(s: dict, run, done, *, checkpoint_every: int) -> dict:
     import numpy as np
     import torch
 
@@ -372,7 +372,7 @@ def _run_toy(s: dict, run, done) -> dict:
     maps = {}
     data = {name: toy_setup(name, s["seeds"], points=s["toy_points"], hidden=s["toy_hidden"],
                             base_seed=run.seed) for name in s["toys"]}
-    subs = _train_toys(s, run, done, data, grid)
+    subs = _train_toys(s, run, done, data, grid, checkpoint_every)
     for name in s["toys"]:
         dist = distance_to_boundary(grid, name).numpy()
         losses, reached = {}, {}
