@@ -3,7 +3,10 @@
 The math here is pure (tensors in, tensors out) and tested against closed forms:
 :func:`jsd`, :func:`sharpen`, :func:`soft_cross_entropy`, :func:`prior_penalty`,
 :func:`linear_rampup`, :func:`nt_xent`. The rest builds networks and optimisers the same way
-for every method, so that baselines get the same networks, data and budget.
+for every method, so that baselines get the same networks, data and budget, and holds what
+every loop does alike around its own algorithm: the checks, :func:`setup`, :func:`optimisers`,
+:func:`resume` (prologue), :func:`optimiser_step`, :func:`ce_epoch` (the cross-entropy epoch
+of ``train_ce`` and of the warm-ups) and :func:`end_epoch` (log, checkpoint, advance).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepscope.robust.augment import Views
+from deepscope.train.distributed import Dist, all_reduce_grads, forward_sharded, init_distributed
 from deepscope.train.rng import fork_seeded
+from deepscope.train.run import NullRun, Run, as_run
 
 __all__ = [
     "TrainResult", "jsd", "sharpen", "soft_cross_entropy", "prior_penalty", "neg_entropy",
@@ -142,6 +147,32 @@ def check_data(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, name: str 
     return x.detach().cpu(), y.detach().cpu().long()
 
 
+def check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int, *,
+                 x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
+                 y_true: torch.Tensor | None = None):
+    """:func:`check_data` on the training set, and on the test set and clean labels when given.
+
+    Returns ``(x, y, x_test, y_test, y_true)`` on the CPU (the optional ones None when absent).
+    """
+    x, y = check_data(x, y, num_classes)
+    if x_test is not None:
+        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
+    if y_true is not None:
+        _, y_true = check_data(x, y_true, num_classes, name="y_true")
+    return x, y, x_test, y_test, y_true
+
+
+def check_training(epochs: int, batch_size: int, checkpoint_every: int, lr: float,
+                   lr_min: float, momentum: float, weight_decay: float) -> None:
+    """The budget and optimiser arguments every loop takes."""
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
+    check_int("checkpoint_every", checkpoint_every, 1)
+    for name, v in (("lr", lr), ("lr_min", lr_min), ("momentum", momentum),
+                    ("weight_decay", weight_decay)):
+        check_float(name, v, 0.0)
+
+
 # -- building -----------------------------------------------------------------------------------
 
 def build_models(names: Sequence[str], *, net: str, net_kwargs: Mapping[str, Any] | None,
@@ -201,6 +232,86 @@ def grad_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
 def check_amp(amp: bool, device: torch.device) -> None:
     if amp and device.type != "cuda":
         raise ValueError(f"amp == True needs a CUDA device, got {device}; use amp=False on the CPU")
+
+
+# -- what every loop does around its algorithm ------------------------------------------------
+
+def setup(run: Run | NullRun | None, device: str | torch.device | None, amp: bool,
+          views: Views | None) -> tuple[Run | NullRun, Dist, torch.device, Views]:
+    """``(run, dist, device, views)``: the run (a NullRun when None), the process group and
+    this process's device (:func:`~deepscope.train.distributed.init_distributed`), ``amp``
+    checked against the device, and the identity views when ``views`` is None."""
+    run = as_run(run, device)
+    dist, dev = init_distributed(run.device)
+    check_amp(amp, dev)
+    return run, dist, dev, views or Views()
+
+
+def optimisers(models: Mapping[str, nn.Module], heads: Mapping[str, nn.Module] | None = None,
+               *, lr: float, momentum: float, weight_decay: float, epochs: int, lr_min: float
+               ) -> tuple[dict, dict]:
+    """One :func:`sgd_cosine` per network (with its head's parameters, if it has one in
+    ``heads``): ``(opts, scheds)``, dicts by the networks' names."""
+    opts, scheds = {}, {}
+    for name, m in models.items():
+        params = list(m.parameters()) + (list(heads[name].parameters()) if heads and name in heads
+                                         else [])
+        opts[name], scheds[name] = sgd_cosine(params, lr=lr, momentum=momentum,
+                                              weight_decay=weight_decay, epochs=epochs,
+                                              lr_min=lr_min)
+    return opts, scheds
+
+
+def resume(run: Run | NullRun, **objects: Any) -> tuple[int, list[dict]]:
+    """``run.restore(**objects, history=None)``: the last epoch done (0 on a fresh run) and the
+    history up to it. Pass the same objects to :func:`end_epoch`'s ``checkpoint``."""
+    state = run.restore(**objects, history=None)
+    return state["step"], list(state.get("history") or [])
+
+
+def optimiser_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor,
+                   dist: Dist) -> None:
+    """Backward through the (scaled) loss, average the gradients of ``opt``'s parameters over
+    the processes (the loss is the global batch's on every process), step, update the scaler."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    all_reduce_grads([p for group in opt.param_groups for p in group["params"]], dist)
+    scaler.step(opt)
+    scaler.update()
+
+
+def ce_epoch(model: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, *, batch_size: int,
+             views: Views, generator: torch.Generator, dist: Dist, device: torch.device,
+             amp: bool, confidence_penalty: float = 0.0) -> float:
+    """One epoch of cross-entropy on weak views of ``x[idx]`` in random batches; the mean
+    batch loss (``confidence_penalty`` weighs :func:`neg_entropy`)."""
+    model.train()
+    total, bs = 0.0, batches(idx, batch_size, generator)
+    for b in bs:
+        xb = views.weak(x[b].to(device), generator)  # the global batch's view
+        with autocast(device, amp):
+            logits = forward_sharded(model, xb, dist).float()
+        loss = F.cross_entropy(logits, y[b].to(device))
+        if confidence_penalty:
+            loss = loss + confidence_penalty * neg_entropy(logits)
+        optimiser_step(opt, scaler, loss, dist)
+        total += loss.item()
+    return total / max(len(bs), 1)
+
+
+def end_epoch(run: Run | NullRun, epoch: int, rec: dict, history: list[dict], *, scheds,
+              epochs: int, checkpoint_every: int, advance, checkpoint: Mapping[str, Any]) -> None:
+    """Step the learning-rate schedules, append ``rec`` to ``history`` and log it, checkpoint
+    ``checkpoint`` (with the history) every ``checkpoint_every`` epochs and after the last,
+    advance the progress bar."""
+    for s in scheds:
+        s.step()
+    history.append(rec)
+    run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
+    if epoch % checkpoint_every == 0 or epoch == epochs:
+        run.save(epoch, **checkpoint, history=history)
+    advance(1, acc=rec.get("test_acc", float("nan")))
 
 
 # -- evaluation -----------------------------------------------------------------------------------

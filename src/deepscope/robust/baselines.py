@@ -50,30 +50,31 @@ from deepscope.robust._noisy import (
     autocast,
     batches,
     build_models,
-    check_amp,
+    ce_epoch,
     check_data,
     check_float,
+    check_inputs,
     check_int,
+    check_training,
     cycle_batches,
+    end_epoch,
     evaluating,
     grad_scaler,
     linear_rampup,
     mix,
-    neg_entropy,
+    optimiser_step,
+    optimisers,
     predict_probs,
     prior_penalty,
+    resume,
+    setup,
     sgd_cosine,
     sharpen,
     soft_cross_entropy,
     test_metrics,
 )
 from deepscope.robust.augment import Views
-from deepscope.train.distributed import (
-    Sharded,
-    all_reduce_grads,
-    forward_sharded,
-    init_distributed,
-)
+from deepscope.train.distributed import Sharded, forward_sharded
 from deepscope.train.rng import spawn
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -81,16 +82,6 @@ __all__ = [
     "train_ce", "train_ce_early_stopping", "train_coteaching", "train_dividemix",
     "train_confident_learning", "coteaching_keep_rate", "TrainResult",
 ]
-
-
-def _common_checks(epochs: int, batch_size: int, checkpoint_every: int, lr: float,
-                   lr_min: float, momentum: float, weight_decay: float) -> None:
-    check_int("epochs", epochs, 1)
-    check_int("batch_size", batch_size, 1)
-    check_int("checkpoint_every", checkpoint_every, 1)
-    for name, v in (("lr", lr), ("lr_min", lr_min), ("momentum", momentum),
-                    ("weight_decay", weight_decay)):
-        check_float(name, v, 0.0)
 
 
 # -- cross-entropy ---------------------------------------------------------------------------------
@@ -150,47 +141,27 @@ def train_ce(
         ``models['net']``; ``history`` with ``train_loss``, ``test_acc``, ``val_acc``;
         ``info['best_val_epoch']`` and ``info['test_acc_at_best_val']`` given a validation split.
     """
-    x, y = check_data(x, y, num_classes)
-    if x_test is not None:
-        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
+    x, y, x_test, y_test, _ = check_inputs(x, y, num_classes, x_test=x_test, y_test=y_test)
     if x_val is not None:
         x_val, y_val = check_data(x_val, y_val, num_classes, name="x_val")
-    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_float("confidence_penalty", confidence_penalty, 0.0)
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
-    check_amp(amp, dev)
-    views = views or Views()
+    run, dist, dev, views = setup(run, device, amp, views)
     model = build_models(("net",), net=net, net_kwargs=net_kwargs, input_shape=x.shape[1:],
                          num_classes=num_classes, generator=generator, device=dev)["net"]
     opt, sched = sgd_cosine(model.parameters(), lr=lr, momentum=momentum,
                             weight_decay=weight_decay, epochs=epochs, lr_min=lr_min)
     scaler = grad_scaler(dev, amp)
     best = {"net": copy.deepcopy(model)}  # the network at the best validation accuracy
-    state = run.restore(model=model, best=best, opt=opt, sched=sched, scaler=scaler,
-                        generator=generator, history=None)
-    start = state["step"]
-    history: list[dict] = list(state.get("history") or [])
+    ckpt = dict(model=model, best=best, opt=opt, sched=sched, scaler=scaler, generator=generator)
+    start, history = resume(run, **ckpt)
     idx = torch.arange(len(x))
     with run.progress(epochs, desc=desc, start=start) as advance:
         for epoch in range(start + 1, epochs + 1):
-            model.train()
-            total, bs = 0.0, batches(idx, batch_size, generator)
-            for b in bs:
-                xb = views.weak(x[b].to(dev), generator)  # the global batch's view
-                with autocast(dev, amp):
-                    logits = forward_sharded(model, xb, dist).float()
-                loss = F.cross_entropy(logits, y[b].to(dev))
-                if confidence_penalty:
-                    loss = loss + confidence_penalty * neg_entropy(logits)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                all_reduce_grads(model.parameters(), dist)
-                scaler.step(opt)
-                scaler.update()
-                total += loss.item()
-            sched.step()
-            rec: dict[str, Any] = {"epoch": epoch, "train_loss": round(total / len(bs), 5)}
+            loss = ce_epoch(model, opt, scaler, x, y, idx, batch_size=batch_size,
+                            views=views, generator=generator, dist=dist, device=dev, amp=amp,
+                            confidence_penalty=confidence_penalty)
+            rec: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss, 5)}
             rec.update(test_metrics({"net": Sharded(model, dist)}, x_test, y_test, views=views,
                                     device=dev))
             if x_val is not None:
@@ -199,12 +170,8 @@ def train_ce(
                                               .argmax(1) == y_val).double().mean()), 5)
                 if rec["val_acc"] > max((r["val_acc"] for r in history), default=-1.0):
                     best["net"].load_state_dict(model.state_dict())
-            history.append(rec)
-            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                run.save(epoch, model=model, best=best, opt=opt, sched=sched, scaler=scaler,
-                         generator=generator, history=history)
-            advance(1, acc=rec.get("test_acc", float("nan")))
+            end_epoch(run, epoch, rec, history, scheds=[sched], epochs=epochs,
+                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
     model.eval()
     info: dict[str, Any] = {}
     if x_val is not None:
@@ -296,31 +263,20 @@ def train_coteaching(
     TrainResult
         ``models`` 'net_a', 'net_b'; ``history`` with ``keep_rate``, ``test_acc``.
     """
-    x, y = check_data(x, y, num_classes)
-    if x_test is not None:
-        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
-    if y_true is not None:
-        _, y_true = check_data(x, y_true, num_classes, name="y_true")
-    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
+                                                y_test=y_test, y_true=y_true)
+    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_float("forget_rate", forget_rate, 0.0, 0.99)
     check_int("num_gradual", num_gradual, 0)
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
-    check_amp(amp, dev)
-    views = views or Views()
+    run, dist, dev, views = setup(run, device, amp, views)
     models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
                           input_shape=x.shape[1:], num_classes=num_classes, generator=generator,
                           device=dev)
-    opts, scheds = {}, {}
-    for name, m in models.items():
-        opts[name], scheds[name] = sgd_cosine(m.parameters(), lr=lr, momentum=momentum,
-                                              weight_decay=weight_decay, epochs=epochs,
-                                              lr_min=lr_min)
+    opts, scheds = optimisers(models, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              epochs=epochs, lr_min=lr_min)
     scaler = grad_scaler(dev, amp)
-    state = run.restore(models=models, opts=opts, scheds=scheds, scaler=scaler,
-                        generator=generator, history=None)
-    start = state["step"]
-    history: list[dict] = list(state.get("history") or [])
+    ckpt = dict(models=models, opts=opts, scheds=scheds, scaler=scaler, generator=generator)
+    start, history = resume(run, **ckpt)
     idx = torch.arange(len(x))
     with run.progress(epochs, desc=desc, start=start) as advance:
         for epoch in range(start + 1, epochs + 1):
@@ -340,28 +296,18 @@ def train_coteaching(
                 loss_a = F.cross_entropy(la[pick_b], yb[pick_b])
                 loss_b = F.cross_entropy(lb[pick_a], yb[pick_a])
                 for name, loss in (("net_a", loss_a), ("net_b", loss_b)):
-                    opts[name].zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    all_reduce_grads(models[name].parameters(), dist)
-                    scaler.step(opts[name])
-                    scaler.update()
+                    optimiser_step(opts[name], scaler, loss, dist)
                 if y_true is not None:
                     yt = y_true[b].to(dev)
                     kept_clean += int((yb[pick_a] == yt[pick_a]).sum() + (yb[pick_b] == yt[pick_b]).sum())
                     kept += 2 * n_keep
-            for s in scheds.values():
-                s.step()
             rec: dict[str, Any] = {"epoch": epoch, "keep_rate": round(keep, 5)}
             if kept:
                 rec["kept_precision"] = round(kept_clean / kept, 5)
             rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
                                     y_test, views=views, device=dev))
-            history.append(rec)
-            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                run.save(epoch, models=models, opts=opts, scheds=scheds, scaler=scaler,
-                         generator=generator, history=history)
-            advance(1, acc=rec.get("test_acc", float("nan")))
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
+                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {})
@@ -448,12 +394,9 @@ def train_dividemix(
     TrainResult
         ``models`` 'net_a', 'net_b'; ``history`` with ``labelled_fraction``, ``test_acc``...
     """
-    x, y = check_data(x, y, num_classes)
-    if x_test is not None:
-        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
-    if y_true is not None:
-        _, y_true = check_data(x, y_true, num_classes, name="y_true")
-    _common_checks(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
+                                                y_test=y_test, y_true=y_true)
+    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_int("warmup_epochs", warmup_epochs, 0)
     check_int("guess_views", guess_views, 1)
     check_int("rampup_epochs", rampup_epochs, 0)
@@ -465,34 +408,19 @@ def train_dividemix(
         check_float(name, v, 0.0)
     if warmup_epochs > epochs:
         raise ValueError(f"warmup_epochs == {warmup_epochs}, must be <= epochs == {epochs}")
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
-    check_amp(amp, dev)
-    views = views or Views()
+    run, dist, dev, views = setup(run, device, amp, views)
     n, k_cls = len(x), num_classes
     models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
                           input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
                           device=dev)
-    opts, scheds = {}, {}
-    for name, m in models.items():
-        opts[name], scheds[name] = sgd_cosine(m.parameters(), lr=lr, momentum=momentum,
-                                              weight_decay=weight_decay, epochs=epochs,
-                                              lr_min=lr_min)
+    opts, scheds = optimisers(models, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              epochs=epochs, lr_min=lr_min)
     scaler = grad_scaler(dev, amp)
     peer = {"net_a": "net_b", "net_b": "net_a"}
     onehot_y = F.one_hot(y, k_cls).float()
-    state = run.restore(models=models, opts=opts, scheds=scheds, scaler=scaler,
-                        generator=generator, history=None)
-    start = state["step"]
-    history: list[dict] = list(state.get("history") or [])
+    ckpt = dict(models=models, opts=opts, scheds=scheds, scaler=scaler, generator=generator)
+    start, history = resume(run, **ckpt)
     everything = torch.arange(n)
-
-    def step(name: str, loss: torch.Tensor) -> None:
-        opts[name].zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        all_reduce_grads(models[name].parameters(), dist)
-        scaler.step(opts[name])
-        scaler.update()
 
     def mean_probs(nets, xb) -> torch.Tensor:
         with torch.no_grad(), autocast(dev, amp):
@@ -541,7 +469,7 @@ def train_dividemix(
                 loss_u = ((torch.softmax(logits[n_lab:], -1) - all_t[n_lab:]) ** 2).mean()
                 loss = loss + lam_u * loss_u
                 lu_sum += loss_u.item()
-            step(name, loss)
+            optimiser_step(opts[name], scaler, loss, dist)
             lx_sum += loss_x.item()
         rec = {"loss_x": lx_sum / len(lab), "loss_u": lu_sum / len(lab),
                "labelled_fraction": len(lab_idx) / n}
@@ -556,18 +484,11 @@ def train_dividemix(
             if e0 < warmup_epochs:
                 rec["phase"] = "warmup"
                 for name, model in models.items():
-                    model.train()
-                    total, bs = 0.0, batches(everything, 2 * batch_size, generator)
-                    for b in bs:
-                        with autocast(dev, amp):
-                            xb = views.weak(x[b].to(dev), generator)
-                            logits = forward_sharded(model, xb, dist).float()
-                        loss = F.cross_entropy(logits, y[b].to(dev))
-                        if confidence_penalty:
-                            loss = loss + confidence_penalty * neg_entropy(logits)
-                        step(name, loss)
-                        total += loss.item()
-                    rec[f"loss_{name}"] = round(total / len(bs), 5)
+                    loss = ce_epoch(model, opts[name], scaler, x, y, everything,
+                                    batch_size=2 * batch_size, views=views, generator=generator,
+                                    dist=dist, device=dev, amp=amp,
+                                    confidence_penalty=confidence_penalty)
+                    rec[f"loss_{name}"] = round(loss, 5)
             else:
                 rec["phase"] = "dividemix"
                 with evaluating(*models.values()):
@@ -577,16 +498,10 @@ def train_dividemix(
                 for name in models:  # each network trains on its peer's division
                     stats = train_epoch(name, e0, clean[peer[name]])
                     rec.update({f"{k}_{name}": round(v, 5) for k, v in stats.items()})
-            for s in scheds.values():
-                s.step()
             rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
                                     y_test, views=views, device=dev))
-            history.append(rec)
-            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                run.save(epoch, models=models, opts=opts, scheds=scheds, scaler=scaler,
-                         generator=generator, history=history)
-            advance(1, acc=rec.get("test_acc", float("nan")))
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
+                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {})

@@ -73,34 +73,33 @@ from deepscope.robust._noisy import (
     autocast,
     batches,
     build_models,
-    check_amp,
-    check_data,
+    ce_epoch,
     check_float,
+    check_inputs,
     check_int,
+    check_training,
     cycle_batches,
+    end_epoch,
     grad_scaler,
     jsd,
     linear_rampup,
     mix,
-    neg_entropy,
     nt_xent,
+    optimiser_step,
+    optimisers,
     predict_probs,
     prior_penalty,
-    sgd_cosine,
+    resume,
+    setup,
     sharpen,
     soft_cross_entropy,
     split_halves,
     test_metrics,
 )
 from deepscope.robust.augment import Views
-from deepscope.train.distributed import (
-    Sharded,
-    all_reduce_grads,
-    forward_sharded,
-    init_distributed,
-)
+from deepscope.train.distributed import Sharded, forward_sharded
 from deepscope.train.rng import fork_seeded, spawn
-from deepscope.train.run import NullRun, Run, as_run
+from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "train_crosssplit", "split_halves", "class_minmax", "normalised_jsd", "correction_beta",
@@ -322,15 +321,11 @@ def train_crosssplit(
         ``test_acc_net_b``, ``label_acc``, ``beta_mean``, ``gamma``, ``lambda_u``, losses);
         ``info['split']`` the two index tensors.
     """
-    x, y = check_data(x, y, num_classes)
-    if x_test is not None:
-        x_test, y_test = check_data(x_test, y_test, num_classes, name="x_test")
-    if y_true is not None:
-        _, y_true = check_data(x, y_true, num_classes, name="y_true")
-    for name, v, low in (("epochs", epochs, 1), ("warmup_epochs", warmup_epochs, 0),
-                         ("batch_size", batch_size, 1), ("peer_views", peer_views, 0),
+    x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
+                                                y_test=y_test, y_true=y_true)
+    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
+    for name, v, low in (("warmup_epochs", warmup_epochs, 0), ("peer_views", peer_views, 0),
                          ("train_views", train_views, 1), ("rampup_epochs", rampup_epochs, 0),
-                         ("checkpoint_every", checkpoint_every, 1),
                          ("projection_dim", projection_dim, 1)):
         check_int(name, v, low)
     if warmup_epochs > epochs:
@@ -342,9 +337,8 @@ def train_crosssplit(
         raise ValueError(f"refresh == {refresh!r}, must be 'batch' or 'epoch'")
     check_float("temperature", temperature, 0.0, open_low=True)
     check_float("mixup_alpha", mixup_alpha, 0.0, open_low=True)
-    for name, v in (("lr", lr), ("lr_min", lr_min), ("momentum", momentum),
-                    ("weight_decay", weight_decay), ("unlabeled_weight", unlabeled_weight),
-                    ("prior_weight", prior_weight), ("contrastive_weight", contrastive_weight),
+    for name, v in (("unlabeled_weight", unlabeled_weight), ("prior_weight", prior_weight),
+                    ("contrastive_weight", contrastive_weight),
                     ("confidence_penalty", confidence_penalty)):
         check_float(name, v, 0.0)
     check_float("contrastive_temperature", contrastive_temperature, 0.0, open_low=True)
@@ -355,10 +349,7 @@ def train_crosssplit(
     wb = warmup_batch_size or 2 * batch_size
     check_int("unlabeled_batch_size", ub, 1)
     check_int("warmup_batch_size", wb, 1)
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
-    check_amp(amp, dev)
-    views = views or Views()
+    run, dist, dev, views = setup(run, device, amp, views)
     n, k_cls = len(x), num_classes
     use_con = semi_supervised and contrastive_weight > 0
 
@@ -381,42 +372,13 @@ def train_crosssplit(
             with fork_seeded(generator):
                 heads[name] = nn.Sequential(nn.Linear(m.feature_dim, projection_dim),
                                             nn.BatchNorm1d(projection_dim)).to(dev)
-    opts, scheds = {}, {}
-    for name, m in models.items():
-        params = list(m.parameters()) + (list(heads[name].parameters()) if use_con else [])
-        opts[name], scheds[name] = sgd_cosine(params, lr=lr, momentum=momentum,
-                                              weight_decay=weight_decay, epochs=epochs,
-                                              lr_min=lr_min)
+    opts, scheds = optimisers(models, heads, lr=lr, momentum=momentum,
+                              weight_decay=weight_decay, epochs=epochs, lr_min=lr_min)
     scaler = grad_scaler(dev, amp)
     onehot_y = F.one_hot(y, k_cls).float()
-
-    state = run.restore(models=models, heads=heads, opts=opts, scheds=scheds, scaler=scaler,
-                        generator=generator, history=None)
-    start = state["step"]
-    history: list[dict] = list(state.get("history") or [])
-
-    def optimise(name: str, loss: torch.Tensor) -> None:
-        opts[name].zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        params = [p for group in opts[name].param_groups for p in group["params"]]
-        all_reduce_grads(params, dist)  # the loss is the global batch's on every process
-        scaler.step(opts[name])
-        scaler.update()
-
-    def warmup_epoch(name: str) -> float:
-        model, total = models[name], 0.0
-        model.train()
-        bs = batches(labelled[name], wb, generator)
-        for b in bs:
-            xb = views.weak(x[b].to(dev), generator)
-            with autocast(dev, amp):
-                logits = forward_sharded(model, xb, dist).float()
-            loss = F.cross_entropy(logits, y[b].to(dev))
-            if confidence_penalty:
-                loss = loss + confidence_penalty * neg_entropy(logits)
-            optimise(name, loss)
-            total += loss.item()
-        return total / max(len(bs), 1)
+    ckpt = dict(models=models, heads=heads, opts=opts, scheds=scheds, scaler=scaler,
+                generator=generator)
+    start, history = resume(run, **ckpt)
 
     def train_epoch(name: str, e0: int, soft: torch.Tensor | None, own_u: torch.Tensor | None,
                     lo: torch.Tensor, hi: torch.Tensor, gamma: float) -> dict:
@@ -479,7 +441,7 @@ def train_crosssplit(
                 loss_con = nt_xent(z1, z2, contrastive_temperature)
                 loss = loss + contrastive_weight * loss_con
                 sums["loss_con"] += loss_con.item()
-            optimise(name, loss)
+            optimiser_step(opts[name], scaler, loss, dist)
             sums["loss_x"] += loss_x.item()
         return {k: v / max(len(lab), 1) for k, v in sums.items()} | {"lambda_u": lam_u}
 
@@ -489,8 +451,11 @@ def train_crosssplit(
             rec: dict[str, Any] = {"epoch": epoch, "lr": scheds["net_a"].get_last_lr()[0]}
             if e0 < warmup_epochs:
                 rec["phase"] = "warmup"
-                for name in models:
-                    rec[f"loss_{name}"] = round(warmup_epoch(name), 5)
+                for name, model in models.items():
+                    loss = ce_epoch(model, opts[name], scaler, x, y, labelled[name],
+                                    batch_size=wb, views=views, generator=generator, dist=dist,
+                                    device=dev, amp=amp, confidence_penalty=confidence_penalty)
+                    rec[f"loss_{name}"] = round(loss, 5)
                 if y_true is not None:  # before correction, the labels are the given ones
                     rec["label_acc"] = round(float((y == y_true).double().mean()), 5)
             else:
@@ -531,15 +496,9 @@ def train_crosssplit(
                     rec["beta_mean"] = round(float(torch.cat(betas).mean()), 5)
                 if correct:
                     rec["label_acc"] = round(float(torch.cat(correct).mean()), 5)
-            for s in scheds.values():
-                s.step()
             rec.update(test_metrics(split, x_test, y_test, views=views, device=dev))
-            history.append(rec)
-            run.log(epoch, **{k: v for k, v in rec.items() if k != "epoch"})
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                run.save(epoch, models=models, heads=heads, opts=opts, scheds=scheds,
-                         scaler=scaler, generator=generator, history=history)
-            advance(1, acc=rec.get("test_acc", float("nan")))
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
+                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {"split": (idx_a, idx_b), "mode": split})
