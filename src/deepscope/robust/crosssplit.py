@@ -319,7 +319,7 @@ def train_crosssplit(
     TrainResult
         ``models`` 'net_a', 'net_b'; ``history`` per epoch (``test_acc``, ``test_acc_net_a``,
         ``test_acc_net_b``, ``label_acc``, ``beta_mean``, ``gamma``, ``lambda_u``, losses);
-        ``info['split']`` the two index tensors.
+        ``info['split']`` the two index tensors, ``info['mode']`` the ``split`` argument.
     """
     x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
                                                 y_test=y_test, y_true=y_true)
@@ -365,7 +365,7 @@ def train_crosssplit(
                           input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
                           device=dev)
     # the networks as called in no-gradient passes: each process computes its rows
-    split = {name: Sharded(m, dist) for name, m in models.items()}
+    sharded = {name: Sharded(m, dist) for name, m in models.items()}
     heads: dict[str, nn.Module] = {}
     if use_con:
         for name, m in models.items():
@@ -397,7 +397,7 @@ def train_crosssplit(
             elif refresh == "epoch":
                 tl = soft[b].to(dev)
             else:
-                p = predict_probs(split[peer[name]], x[b], views=views, device=dev,
+                p = predict_probs(sharded[peer[name]], x[b], views=views, device=dev,
                                   generator=generator,
                                   n_views=peer_views, amp=amp)
                 tl = clc_soft_labels(y[b], p, num_classes=k_cls, gamma=gamma,
@@ -412,7 +412,7 @@ def train_crosssplit(
                 else:  # the network's own prediction now, in its current (train) mode
                     with torch.no_grad(), autocast(dev, amp):
                         xu_w = x[u].to(dev)
-                        pu = sum(torch.softmax(split[name](views.weak(xu_w, generator)).float(), -1)
+                        pu = sum(torch.softmax(sharded[name](views.weak(xu_w, generator)).float(), -1)
                                  for _ in range(max(peer_views, 1))) / max(peer_views, 1)
                     tu = sharpen(pu, temperature)
                 xu = x[u].to(dev)
@@ -467,7 +467,7 @@ def train_crosssplit(
                 for name in models:
                     rows = labelled[peer[name]]
                     full = torch.zeros(n, k_cls)
-                    full[rows] = predict_probs(split[name], x[rows], views=views, device=dev,
+                    full[rows] = predict_probs(sharded[name], x[rows], views=views, device=dev,
                                                generator=generator, n_views=peer_views, amp=amp)
                     probs[name] = full
                 soft, lohi, betas, correct = {}, {}, [], []
@@ -496,7 +496,7 @@ def train_crosssplit(
                     rec["beta_mean"] = round(float(torch.cat(betas).mean()), 5)
                 if correct:
                     rec["label_acc"] = round(float(torch.cat(correct).mean()), 5)
-            rec.update(test_metrics(split, x_test, y_test, views=views, device=dev))
+            rec.update(test_metrics(sharded, x_test, y_test, views=views, device=dev))
             end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
                       checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
     for m in models.values():
