@@ -36,7 +36,7 @@ class EstimateArgs:
     batch_size: int | None = None
     """Pairs per training step (default: the preset's, 1024)."""
     lr: float | None = None
-    """Adam learning rate (default: the preset's, 3e-3)."""
+    """Adam learning rate (default: the preset's, 1e-2)."""
     max_steps: int | None = None
     """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 150)."""
     patience: int | None = None
