@@ -198,6 +198,7 @@ def test_disjoint_split_hides_the_peer_labels_and_all_does_not():
     assert torch.equal(r1.info["split"][0], a)
     s1, s2 = _train(x, y, split="all", **kw), _train(x, y2, split="all", **kw)
     assert not torch.equal(_weights(s1.models["net_a"]), _weights(s2.models["net_a"]))
+    assert r1.info["mode"] == "disjoint" and s1.info["mode"] == "all"
 
 
 def test_semi_supervised_switch_decides_whether_the_other_half_is_used():
