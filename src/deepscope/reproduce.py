@@ -76,8 +76,8 @@ PLAN: dict[str, list[tuple[str, dict[str, list[str]]]]] = {
     "crosssplit": [
         ("crosssplit", {
             "smoke": ["--quick"],
-            "quick": ["--n", "5000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
-                      "--seeds", "2", "--epochs", "20"],
+            "quick": ["--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
+                      "--seeds", "2", "--epochs", "40"],
             "paper": ["--dataset", "cifar10"],
         }),
     ],
