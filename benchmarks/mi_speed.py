@@ -11,7 +11,8 @@ Measured in one run, in this order:
    25 + 25 dimensions, default preset), in a fresh child process: interpreter start, ``import
    torch``, importing the command (tyro, deepscope), the estimator, reading the CSV, and the
    stages of ``MINE.fit`` (``MINE.timings_``: transform, Gaussian part, training steps,
-   validation, test evaluation, bootstrap).
+   validation, test evaluation, bootstrap); "interpreter start" is the rest of the child's wall
+   time (start-up, and exit, which the command skips with ``os._exit`` as the child does).
 2. **Whole process**: wall time of ``deepscope mi estimate-csv PATH 25 25`` (and of a 5 + 5
    file) as a subprocess, the median over ``--reps`` calls, for the ``default`` and
    ``issue7`` presets (``deepscope.mi.estimator.PRESETS``; issue7 is the estimator before
@@ -68,6 +69,9 @@ mods = [m for m in ("sklearn", "scipy", "torch._dynamo", "matplotlib") if m in s
 print(json.dumps({"import_torch": t1 - t0, "import_command_tyro_deepscope": t2 - t1,
                   "import_estimator": t3 - t2, "read_csv": t4 - t3, "fit": est.timings_,
                   "in_process_total": t5 - t0, "estimate": est.mi_, "heavy_modules_loaded": mods}))
+sys.stdout.flush()
+import os
+os._exit(0)  # as the command ends (deepscope.mi.commands._finish): no interpreter teardown
 """
 
 MEMORY_CHILD = r"""
