@@ -356,8 +356,14 @@ def _plot(run, dataset: str, res: dict) -> None:
         ax.fill_between(e, m - s, m + s, alpha=0.2)
     eps, norm = res["settings"]["eps"], res["settings"]["norm"]
     ax.axvline(eps, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel(f"eps ({'L-inf' if norm == 'linf' else 'L2'})")
-    ax.set_ylabel("robust accuracy (FGSM + PGD-20, worst case)")
+    # The last eps (half the input range, the masking check) is far from the others: a
+    # symlog axis keeps the curve near the training eps readable.
+    ax.set_xscale("symlog", linthresh=max(eps / 2, 1e-3))
+    ax.set_xlim(left=0)
+    ax.set_xticks(e, [f"{v:.3g}" for v in e], fontsize=6, rotation=60)
+    ax.minorticks_off()
+    ax.set_xlabel(f"eps ({'L-inf' if norm == 'linf' else 'L2'}; linear below {max(eps / 2, 1e-3):g})")
+    ax.set_ylabel("robust accuracy\n(FGSM + PGD-20, worst case)")
     ax.set_title(f"{dataset}: training eps = {eps}")
     ax.legend(fontsize=7)
     save(fig, run.figure_path(f"eps_curve_{dataset}"))
