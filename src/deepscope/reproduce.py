@@ -48,7 +48,7 @@ PLAN: dict[str, list[tuple[str, dict[str, list[str]]]]] = {
     "mine": [
         ("mine-gaussians", {
             "smoke": ["--quick"],
-            "quick": ["--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9", "--n", "5000"],
+            "quick": ["--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9"],  # N = 10,000 as in Fig. 1
             "paper": [],
         }),
     ],
