@@ -93,6 +93,24 @@ def _check_lockstep(xs: dict, ys: dict, groups: list, names: list, ints: dict, l
                          f"names: {names}")
 
 
+def _lockstep_inputs(x, targets: Mapping[str, torch.Tensor], share_init, lr: float, **ints: int):
+    """Names, per-name inputs and init groups of a lockstep/batched run, validated."""
+    names = list(targets)
+    xs = {n: x for n in names} if isinstance(x, torch.Tensor) else dict(x)
+    groups = [names] if share_init is None else [list(g) for g in share_init]
+    _check_lockstep(xs, dict(targets), groups, names, ints, lr)
+    return names, xs, groups
+
+
+def _initial_networks(names: list, groups: list, dim_in: int, width: int, depth: int,
+                      generator: torch.Generator) -> list[nn.Module]:
+    """One initial network per name, in ``names`` order: names in one group share the module
+    (one draw per group, in group order, from ``generator``)."""
+    inits = [build_mlp(dim_in, width=width, depth=depth, generator=generator) for _ in groups]
+    init_of = {n: i for i, g in enumerate(groups) for n in g}
+    return [inits[init_of[n]] for n in names]
+
+
 def train_lockstep(
     x: torch.Tensor | Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
@@ -152,20 +170,15 @@ def train_lockstep(
     dict name -> nn.Module
         The trained networks, on ``device``.
     """
-    names = list(targets)
-    xs = {n: x for n in names} if isinstance(x, torch.Tensor) else dict(x)
-    groups = [names] if share_init is None else [list(g) for g in share_init]
-    ints = {"width": width, "depth": depth, "steps": steps, "record_every": record_every,
-            "checkpoint_every": checkpoint_every}
-    _check_lockstep(xs, dict(targets), groups, names, ints, lr)
+    names, xs, groups = _lockstep_inputs(x, targets, share_init, lr, width=width, depth=depth,
+                                         steps=steps, record_every=record_every,
+                                         checkpoint_every=checkpoint_every)
     run = as_run(run, device)
     dev = run.device
     xs = {n: xs[n].to(dev) for n in names}
     ys = {n: targets[n].to(dev) for n in names}
-    inits = [build_mlp(xs[names[0]].shape[1], width=width, depth=depth, generator=generator)
-             for _ in groups]
-    init_of = {n: i for i, g in enumerate(groups) for n in g}
-    models = {n: copy.deepcopy(inits[init_of[n]]).to(dev) for n in names}
+    inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
+    models = {n: copy.deepcopy(net).to(dev) for n, net in zip(names, inits)}
     opts = {n: torch.optim.Adam(models[n].parameters(), lr=lr) for n in names}
     start = run.restore(models=models, opts=opts, generator=generator)["step"]
 
@@ -229,12 +242,9 @@ def train_batched(
     """
     from deepscope.nets.batched import BatchedMLP
 
-    names = list(targets)
-    xs = {n: x for n in names} if isinstance(x, torch.Tensor) else dict(x)
-    groups = [names] if share_init is None else [list(g) for g in share_init]
-    ints = {"width": width, "depth": depth, "steps": steps, "record_every": record_every,
-            "checkpoint_every": checkpoint_every}
-    _check_lockstep(xs, dict(targets), groups, names, ints, lr)
+    names, xs, groups = _lockstep_inputs(x, targets, share_init, lr, width=width, depth=depth,
+                                         steps=steps, record_every=record_every,
+                                         checkpoint_every=checkpoint_every)
     rows = {xs[n].shape[0] for n in names}
     if len(rows) != 1:
         raise ValueError(f"x has {sorted(rows)} rows across the targets; train_batched needs one "
@@ -244,10 +254,8 @@ def train_batched(
     shared = isinstance(x, torch.Tensor)
     xb = (x if shared else torch.stack([xs[n] for n in names])).to(dev)   # (N, D) or (K, N, D)
     yb = torch.stack([targets[n] for n in names]).to(dev)                 # (K, N)
-    inits = [build_mlp(xs[names[0]].shape[1], width=width, depth=depth, generator=generator)
-             for _ in groups]
-    init_of = {n: i for i, g in enumerate(groups) for n in g}
-    stack = BatchedMLP.stack([inits[init_of[n]] for n in names]).to(dev)
+    inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
+    stack = BatchedMLP.stack(inits).to(dev)
     models = dict(zip(names, stack.unstack(share=True)))   # live per-name views of the stack
     opt = torch.optim.Adam(stack.parameters(), lr=lr)
     start = run.restore(models=models, opt=opt, generator=generator)["step"]
