@@ -204,3 +204,18 @@ def test_a_test_estimate_far_below_validation_warns():
         warnings.simplefilter("error")
         good = MINE(random_state=3).fit(x, y)
     assert good.mi_ > 0.7 * truth
+
+
+def test_default_training_stops_two_evaluations_after_its_best():
+    """The default stopping rule (patience 2, no halving for the hybrid critic): training ends
+    at the second evaluation that does not beat the best so far, the untrained Gaussian part
+    (step 0) included; on correlated Gaussians that answer is already the right critic."""
+    x, y, truth = tasks.correlated_gaussian(4000, d=3, mi=1.0, seed=3)
+    est = MINE(random_state=0, n_bootstrap=20).fit(x, y)
+    vals = [h["val"] for h in est.history_]
+    best = max(range(len(vals)), key=vals.__getitem__)
+    assert est.restarts_[0]["steps"] == min(est.max_steps, (best + 2) * est.eval_every)
+    assert est.restarts_[0]["steps"] < est.max_steps
+    assert abs(est.mi_ - truth) < 0.15
+    with pytest.raises(ValueError, match="lr_decay == 'yes'; choose True, False or 'auto'"):
+        MINE(lr_decay="yes").fit(x, y)
