@@ -108,6 +108,12 @@ def test_scikit_learn_estimator_get_params_clone_and_not_fitted():
         est.score(np.zeros((10, 1)), np.zeros((10, 1)))
     with pytest.raises(AttributeError):
         _ = est.mi_
+    from sklearn.utils.validation import check_is_fitted
+
+    with pytest.raises(SkNotFitted):
+        check_is_fitted(est)
+    x, y, _ = tasks.correlated_gaussian(600, d=1, mi=0.5, seed=0)
+    check_is_fitted(MINE(max_steps=5, n_bootstrap=0).fit(x, y))
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,15 @@ class _Params:
             setattr(self, key, value)
         return self
 
+    def __sklearn_tags__(self):
+        # scikit-learn (>= 1.6) asks for these, e.g. in check_is_fitted: it is imported by then
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "mi_")
+
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
         changed = []
