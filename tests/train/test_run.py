@@ -230,3 +230,30 @@ def test_under_torchrun_cuda_means_this_process_gpu(monkeypatch):
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert resolve_device("cuda") == torch.device("cuda")  # one process: unchanged
+
+
+def test_save_file_is_atomic_and_reads_back(tmp_path, monkeypatch):
+    """Side files (cached data, predictions) go through a unique temporary and a rename: a
+    crash while writing leaves the previous file whole and no temporary behind."""
+    import numpy as np
+
+    from deepscope.train import run as run_mod
+
+    run = Run(tmp_path / "r", config={"a": 1}, seed=0, progress=False)
+    path = run.save_file("cache.pt", {"x": torch.arange(3)})
+    assert path == run.dir / "cache.pt"
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+    npz = run.save_file("est.npz", {"truth": np.ones(2)})
+    assert np.load(npz)["truth"].tolist() == [1.0, 1.0]
+
+    def crash(obj, f, *a, **k):
+        with open(f, "wb") as h:
+            h.write(b"half a fi")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run.save_file("cache.pt", {"x": torch.zeros(3)})
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
+    assert sorted(p.name for p in run.dir.iterdir() if p.name.startswith("cache")) == ["cache.pt"]

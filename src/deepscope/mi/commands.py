@@ -105,8 +105,6 @@ def estimate_main(argv: list[str]) -> int:
     args = tyro.cli(EstimateArgs, args=argv, prog="deepscope mi estimate")
     import time
 
-    import torch
-
     from deepscope.mi.estimator import MINE, PRESETS
     from deepscope.mi.io import load_source
     from deepscope.train import Run
@@ -133,7 +131,7 @@ def estimate_main(argv: list[str]) -> int:
         return 2
     for h in est.history_:
         run.log(h["step"], train=h["train"], val=h["val"])
-    torch.save(est.critic_.state_dict(), run.dir / "critic.pt")
+    run.save_file("critic.pt", est.critic_.state_dict())
     _plot_history(est.history_, run.figure_path("training"), est.mi_, est.ci_)
     result = {
         "mi_nats": est.mi_, "ci95_nats": est.ci_, "mi_bits": est.mi_bits_,

@@ -265,7 +265,7 @@ def _load(cfg: Config, run) -> dict:
             ds = load_dataset("mnist1d", n=cfg.n, seed=cfg.data_seed)
             d = {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
             if cache is not None:
-                torch.save(d, cache)
+                run.save_file(cache.name, d)
         d["k"] = 10
     else:
         ds = load_dataset(cfg.dataset, data_root=str(cfg.data_root))

@@ -175,10 +175,8 @@ def _load(cfg: Config, dataset: str, run) -> dict:
     ds = load_dataset(dataset, n=cfg.n, seed=cfg.data_seed) if dataset == "mnist1d" else \
         load_dataset(dataset, seed=cfg.data_seed)
     d = {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
-    if cache is not None and run.writes:  # atomic: other torchrun processes may be reading
-        tmp = cache.with_suffix(".tmp")
-        torch.save(d, tmp)
-        tmp.replace(cache)
+    if cache is not None:
+        run.save_file(name, d)
     return d
 
 

@@ -351,7 +351,7 @@ def _train_toys(s: dict, run, done, data: dict, grid, checkpoint_every: int):
                            toy_labels(grid, name))[0]
             for snap in res.snapshots])      # (L, K, G)
         steps = res.steps[:, part]
-        torch.save({"losses": grid_losses, "steps": steps}, sub.dir / "grid_losses.pt")
+        sub.save_file("grid_losses.pt", {"losses": grid_losses, "steps": steps})
         sub.write_result({"steps": steps.tolist(), "reached": [int((r >= 0).sum()) for r in steps]})
         done(str(sub.dir.relative_to(run.dir)))
     return subs
@@ -605,10 +605,11 @@ def _run_real(s: dict, cfg: Config, run, done) -> dict:
                     probes = [r for r in sub.metrics() if "sign_agreement" in r or "kernel_alignment" in r]
                     final = _final_linearity(model, lin_x.to(dev), ker_x.to(dev) if len(ker_x) else None)
                     if ladder.next_:
-                        torch.save({"loss": ladder.stack("loss"), "correct": ladder.stack("correct")}, path)
+                        sub.save_file(path.name, {"loss": ladder.stack("loss"),
+                                                  "correct": ladder.stack("correct")})
                     else:
-                        torch.save({"loss": torch.zeros(0, len(probe)),
-                                    "correct": torch.zeros(0, len(probe), dtype=torch.bool)}, path)
+                        sub.save_file(path.name, {"loss": torch.zeros(0, len(probe)),
+                                                  "correct": torch.zeros(0, len(probe), dtype=torch.bool)})
                     epochs_run = max([r["epoch"] for r in sub.metrics() if "epoch" in r] or [0])
                     sub.write_result({
                         "rungs": ladder.next_, "lowest_level": ladder.levels[ladder.next_ - 1] if ladder.next_ else None,

@@ -81,8 +81,8 @@ def run(cfg: Config, run) -> dict:
         ema_alpha=cfg.ema_alpha, checkpoint_every=cfg.checkpoint_every or 1000,
     )
     _, truth = tasks.staircase_schedule(cfg.levels, cfg.steps_per_level)
-    np.savez_compressed(run.dir / "estimates.npz", truth=truth,
-                        **{n.replace("/", "__"): a for n, a in estimates.items()})
+    run.save_file("estimates.npz", {"truth": truth,
+                                    **{n.replace("/", "__"): a for n, a in estimates.items()}})
     _figure(estimates, truth, cfg, run.figure_path("mi_staircase"))
     # Per stair: mean and variance of the estimate over the second half of the stair.
     table = {}

@@ -97,7 +97,7 @@ def _train_one(cfg: Config, sub, data, beta: float, seed: int) -> dict:
         lr_decay=cfg.lr_decay, checkpoint_every=cfg.checkpoint_every or max(1, cfg.steps // 10),
         log_every=max(1, cfg.steps // 50), desc=f"beta={beta:g} seed={seed}",
     )
-    torch.save(gen.sample(2000, generator=torch.Generator().manual_seed(seed)), sub.dir / "samples.pt")
+    sub.save_file("samples.pt", gen.sample(2000, generator=torch.Generator().manual_seed(seed)))
     metrics = {"beta": beta, "seed": seed}
     if data.centers is not None:
         metrics.update(evaluate_generator(gen, data, n=cfg.n_eval, seed=seed))

@@ -587,7 +587,7 @@ def train_confident_learning(
                            desc=f"{desc} fold {f}", **fold_kwargs)
             p = predict_probs(res.models["net"], x[held], views=views, device=sub.device)
             if path is not None:
-                torch.save(p, path)
+                sub.save_file(path.name, p)
                 sub.write_result({"fold": f, "n_held": len(held)})
         probs[held] = p
     removed = torch.from_numpy(find_label_issues(y.numpy(), probs.double().numpy(),

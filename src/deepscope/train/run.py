@@ -124,6 +124,27 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def atomic_save(obj: Any, path: Path) -> Path:
+    """Save ``obj`` to ``path`` so that readers see the old or the new file, never half of one.
+
+    A ``.npz`` path takes a dict of arrays (``numpy.savez_compressed``); anything else goes
+    through ``torch.save`` (load it with ``torch.load(path, weights_only=True)``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _unique_tmp(path)
+    try:
+        if path.suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **obj)
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
@@ -406,6 +427,20 @@ class Run:
         barrier()  # under torchrun every process then sees the sub-run finished
         return path
 
+    def save_file(self, name: str, obj: Any) -> Path:
+        """Write a side file (cached data, predictions, samples) into the run directory.
+
+        Atomic (:func:`atomic_save`: a crash leaves the old file or none, never a truncated one
+        that a resumed run would fail to read) and written by one process only under torchrun
+        (the others wait at a barrier, then see it). ``.npz`` takes a dict of arrays; anything
+        else is ``torch.save``d. Returns the path.
+        """
+        path = self.dir / name
+        if self.writes:
+            atomic_save(obj, path)
+        barrier()
+        return path
+
     # -- checkpoints -------------------------------------------------------
     def save(self, step: int, **objects: Any) -> None:
         """Atomically checkpoint ``objects`` by name, with ``step``, generators and RNG states.
@@ -533,6 +568,9 @@ class NullRun:
 
     def save(self, step: int, **objects: Any) -> None:
         pass
+
+    def save_file(self, name: str, obj: Any) -> None:
+        return None
 
     def restore(self, **objects: Any) -> dict:
         return {"step": 0}
