@@ -446,6 +446,11 @@ def verdict(result: dict) -> dict:
     meets = all(ours[s] >= targets[s] for s in settings)
     measured = ", ".join(f"{s} {ours[s]:.1f} (n={cs[s]['last']['n']})" for s in settings) + \
         "; best baseline " + ", ".join(f"{s} {v[1]} {v[0]:.1f}" for s, v in others.items())
+    released = table.get("crosssplit-all", {})  # the ablation: both networks on all the data
+    if released:
+        measured += "; both networks on all the data (the released loaders): " + ", ".join(
+            f"{s} {released[s]['last']['mean']:.1f} (n={released[s]['last']['n']})"
+            for s in settings if s in released)
     ce = table.get("ce", {})
     above_ce = all(s in ce and ours[s] > ce[s]["last"]["mean"] for s in settings)
     verdict = "reproduced" if meets and beats else ("partly" if above_ce or beats else "not reproduced")
