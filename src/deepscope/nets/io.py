@@ -62,6 +62,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, net: str, *,
     """
     from deepscope.nets import NETS
     from deepscope.train.distributed import env_rank
+    from deepscope.train.run import atomic_save
 
     if net not in NETS:
         raise ValueError(f"net == {net!r}, must be one of {sorted(NETS)}")
@@ -73,14 +74,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, net: str, *,
         "attrs": _plain(dict(attrs or {})),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_save(blob, path)
 
 
 def _tuples(v: Any) -> Any:
