@@ -604,12 +604,10 @@ def _run_real(s: dict, cfg: Config, run, done) -> dict:
                             co.append(cc.cpu())
                     probes = [r for r in sub.metrics() if "sign_agreement" in r or "kernel_alignment" in r]
                     final = _final_linearity(model, lin_x.to(dev), ker_x.to(dev) if len(ker_x) else None)
-                    if ladder.next_:
-                        sub.save_file(path.name, {"loss": ladder.stack("loss"),
-                                                  "correct": ladder.stack("correct")})
-                    else:
-                        sub.save_file(path.name, {"loss": torch.zeros(0, len(probe)),
-                                                  "correct": torch.zeros(0, len(probe), dtype=torch.bool)})
+                    sub.save_file(path.name, {  # no rung crossed: empty (0, probes) records
+                        "loss": ladder.stack("loss") if ladder.next_ else torch.zeros(0, len(probe)),
+                        "correct": ladder.stack("correct") if ladder.next_
+                        else torch.zeros(0, len(probe), dtype=torch.bool)})
                     epochs_run = max([r["epoch"] for r in sub.metrics() if "epoch" in r] or [0])
                     sub.write_result({
                         "rungs": ladder.next_, "lowest_level": ladder.levels[ladder.next_ - 1] if ladder.next_ else None,

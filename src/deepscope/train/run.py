@@ -461,12 +461,7 @@ class Run:
             "config": self.config,
             "elapsed": time.time() - self.started,
         }
-        tmp = _unique_tmp(self.checkpoint_path)
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, self.checkpoint_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_save(blob, self.checkpoint_path)
 
     def restore(self, **objects: Any) -> dict:
         """Load the checkpoint into ``objects`` (in place) and return ``{"step": ..., plain values}``.
