@@ -31,6 +31,7 @@ def test_estimate_npy_writes_run_dir(data, capsys):
     assert "nats" in text and "bits" in text and "95% CI" in text
     res = json.loads((out / "result.json").read_text())
     assert res["mi_nats"] == pytest.approx(truth, abs=0.35)
+    assert res["gaussian_part"]["rank"] in (0, 1, 2) and 0 <= res["gaussian_part"]["shrinkage"] <= 1
     assert (out / "figures" / "training.png").stat().st_size > 1000
     assert (out / "config.json").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 2
 
@@ -89,7 +90,7 @@ def test_help_texts(capsys):
         main(["mi", "estimate", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--bound", "--transform", "--n-restarts", "--out", "--preset"):
+    for opt in ("--bound", "--transform", "--n-restarts", "--out", "--preset", "--rank"):
         assert opt in out
     assert main(["--help"]) == 0 and "mi estimate-csv" in capsys.readouterr().out
     assert main(["nonsense"]) == 2

@@ -38,9 +38,11 @@ class EstimateArgs:
     lr: float | None = None
     """Adam learning rate (default: the preset's, 1e-2)."""
     max_steps: int | None = None
-    """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 150)."""
+    """Most training steps per restart; early stopping on validation may end sooner (default: the preset's, 300)."""
     patience: int | None = None
-    """Validation evaluations without improvement before stopping (default: the preset's, 4)."""
+    """Validation evaluations without improvement before stopping (default: the preset's, 2)."""
+    rank: int | None = None
+    """Canonical pairs kept in the hybrid critic's Gaussian part (default: chosen on validation; see docs/mine.md)."""
     eval_every: int | None = None
     """Steps between validation evaluations (default: the preset's, 25)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
@@ -118,7 +120,7 @@ def estimate_main(argv: list[str]) -> int:
     run = Run(out, config=args, seed=args.seed, device=args.device, threads=args.threads,
               progress=args.progress)
     given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
-                                          "patience", "eval_every")}
+                                          "patience", "eval_every", "rank")}
     est = MINE(**{
         **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
         "transform": args.transform, "n_restarts": args.n_restarts,
@@ -139,6 +141,7 @@ def estimate_main(argv: list[str]) -> int:
         "n_train": est.n_train_, "n_val": est.n_val_, "n_test": est.n_test_,
         "restarts": est.restarts_, "warnings": est.warnings_, "preset": args.preset,
         "seconds_by_stage": est.timings_,
+        "gaussian_part": {"shrinkage": est.shrinkage_, "rank": est.gaussian_rank_},
     }
     run.write_result(result)
     lo, hi = est.ci_

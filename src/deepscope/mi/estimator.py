@@ -34,7 +34,16 @@ import torch
 from torch import nn
 
 from deepscope.mi import bounds
-from deepscope.mi.critics import HybridCritic, gaussian_log_ratio, make_critic, pairwise_scores
+from deepscope.mi.critics import (
+    HybridCritic,
+    canonical_pairs,
+    canonical_terms,
+    gaussian_log_ratio,
+    gaussian_moments,
+    make_critic,
+    pairwise_scores,
+    shrink_covariance,
+)
 from deepscope.mi.loss import bound_on_batch
 
 __all__ = ["MINE", "MIWarning", "PRESETS", "prepare_inputs"]  # and NotFittedError, lazily
@@ -272,6 +281,13 @@ class MINE(_Params):
     shrinkage : 'auto' or float in [0, 1]
         Covariance shrinkage of the hybrid critic's Gaussian part; ``'auto'`` picks the
         value whose Gaussian ratio alone reads the highest validation bound (``shrinkage_``).
+    rank : 'auto' or int
+        Canonical pairs kept in the hybrid critic's Gaussian part (reduced-rank CCA, see
+        :func:`~deepscope.mi.critics.gaussian_log_ratio`); ``'auto'`` (default) picks, with the
+        shrinkage, the rank whose Gaussian ratio reads the highest validation bound
+        (``gaussian_rank_``). When a few directions carry the MI among many coordinates, the
+        full ratio pays on held-out rows for every fitted cross-covariance (docs/mine.md,
+        "Reduced-rank Gaussian part").
     radial : bool
         The hybrid critic's MLP also reads |x|^2/dx and |y|^2/dy (a shared scale, as in
         heavy-tailed elliptical data, is then one ReLU away).
@@ -353,6 +369,8 @@ class MINE(_Params):
     n_train_, n_val_, n_test_ : int
     shrinkage_ : float
         The hybrid critic's covariance shrinkage (chosen on validation with ``'auto'``).
+    gaussian_rank_ : int or None
+        Canonical pairs in the hybrid critic's Gaussian part (None for other critics).
     timings_ : dict
         Seconds spent per stage of ``fit``: ``prepare_and_transform``, ``gaussian_part``,
         ``train`` (steps only), ``validation``, ``test``, ``bootstrap`` and ``total``.
@@ -366,6 +384,7 @@ class MINE(_Params):
         hidden: Sequence[int] = (64, 64),
         embed: int = 32,
         shrinkage: float | str = "auto",
+        rank: int | str = "auto",
         radial: bool = True,
         batch_size: int = 1024,
         lr: float = 1e-2,
@@ -391,6 +410,7 @@ class MINE(_Params):
         self.hidden = hidden
         self.embed = embed
         self.shrinkage = shrinkage
+        self.rank = rank
         self.radial = radial
         self.batch_size = batch_size
         self.lr = lr
@@ -429,6 +449,9 @@ class MINE(_Params):
         if not (self.shrinkage == "auto" or (isinstance(self.shrinkage, (int, float))
                                              and 0 <= self.shrinkage <= 1)):
             raise ValueError(f"shrinkage == {self.shrinkage!r}, must be 'auto' or a number in [0, 1]")
+        if not (self.rank == "auto" or (isinstance(self.rank, int) and not isinstance(self.rank, bool)
+                                        and self.rank >= 0)):
+            raise ValueError(f"rank == {self.rank!r}, must be 'auto' or an integer >= 0")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
         if self.transform not in _TRANSFORMS:
@@ -478,6 +501,9 @@ class MINE(_Params):
         timings: dict[str, float] = {}
         self._check_params()
         tx, ty = prepare_inputs(x, y)
+        k_max = min(tx.shape[1], ty.shape[1])
+        if self.rank != "auto" and self.rank > k_max:
+            raise ValueError(f"rank == {self.rank}, must be <= min(dim_x, dim_y) == {k_max}")
         dev = resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         n = tx.shape[0]
@@ -508,7 +534,7 @@ class MINE(_Params):
         self.warnings_ = []
         timings["prepare_and_transform"] = time.perf_counter() - t_fit
         t = time.perf_counter()
-        self._quadratic, self.shrinkage_ = None, math.nan
+        self._quadratic, self.shrinkage_, self.gaussian_rank_ = None, math.nan, None
         if self._critic_kind() == "hybrid":
             self._quadratic = self._fit_quadratic(splits, seed, bs)
         timings["gaussian_part"] = time.perf_counter() - t
@@ -593,26 +619,43 @@ class MINE(_Params):
     def _fit_quadratic(self, splits, seed: int, bs: int) -> tuple[torch.Tensor, ...]:
         """The hybrid critic's Gaussian part, fitted on the training rows.
 
-        The shrinkage of the covariance is ``self.shrinkage``, or with ``'auto'`` the value
-        of _SHRINKAGE_GRID whose Gaussian ratio alone reads the highest validation bound
-        (no training involved: a few cheap evaluations).
+        Its covariance shrinkage is ``self.shrinkage`` and its number of canonical pairs
+        ``self.rank``; each ``'auto'`` one is chosen by the Gaussian ratio's own bound on the
+        validation rows (no training involved). Every rank of one shrinkage is scored at once:
+        the ratio is a sum over canonical pairs, so the scores of rank k are a cumulative sum
+        (:func:`~deepscope.mi.critics.canonical_terms`).
         """
         xtr, ytr = splits["train"]
+        xv, yv = splits["val"]
+        dx, k_max = xtr.shape[1], min(xtr.shape[1], ytr.shape[1])
         grid = _SHRINKAGE_GRID if self.shrinkage == "auto" else (float(self.shrinkage),)
-        best, best_val, self.shrinkage_ = None, -math.inf, grid[0]
-        dims = (xtr.shape[1], ytr.shape[1])
+        moments = gaussian_moments(xtr, ytr)
+        mu = moments[0]
+        fixed_rank = None if self.rank == "auto" else int(self.rank)
+        if (len(grid) == 1 and fixed_rank is not None) or self.bound == "infonce":
+            # nothing to choose (InfoNCE's K x K read-out is not scored here: full rank)
+            self.shrinkage_, self.gaussian_rank_ = grid[0], k_max if fixed_rank is None else fixed_rank
+            return gaussian_log_ratio(xtr, ytr, shrinkage=grid[0], rank=fixed_rank, moments=moments)
+        rows, cols = _shuffle_pairs(xv.shape[0], self._val_pairs(), seed + 104729, xv.device)
+        xc, yc = (xv - mu[:dx].to(xv)).double(), (yv - mu[dx:].to(yv)).double()
+        best_val, choice = -math.inf, (grid[0], 0)
         for lam in grid:
-            mu, m, c = gaussian_log_ratio(xtr, ytr, shrinkage=lam)
-            if len(grid) == 1:
-                return mu, m, c
-            with torch.random.fork_rng(devices=[]):  # the probe's (zeroed) MLP must not draw from
-                torch.manual_seed(seed)               # the caller's global RNG
-                probe = HybridCritic(*dims, hidden=(1,), mu=mu, m=m, c=c).to(xtr.device)
-            val, _ = self._evaluate(probe, *splits["val"], seed=seed + 104729, bs=bs,
-                                    pairs=self._val_pairs())
-            if val > best_val:
-                best, best_val, self.shrinkage_ = (mu, m, c), val, lam
-        return best
+            wx, wy, r = canonical_pairs(shrink_covariance(moments[1], lam), dx)
+            a, b = xc @ wx.T, yc @ wy.T
+            zeros = torch.zeros(1, dtype=a.dtype, device=a.device)
+            tj = torch.cat([zeros.expand(a.shape[0], 1), canonical_terms(a, b, r).cumsum(1)], 1)
+            tm = torch.cat([zeros.expand(rows.shape[0], 1),
+                            canonical_terms(a[rows], b[cols], r).cumsum(1)], 1)
+            if fixed_rank is not None:
+                tj, tm = tj[:, fixed_rank : fixed_rank + 1], tm[:, fixed_rank : fixed_rank + 1]
+            # every rank's bound at once: a column's DV-type value needs only its joint mean
+            # and the log-mean-exp of its (clipped) marginal scores
+            vals = self._dv_value(tj.mean(0), bounds.logmeanexp(self._clip(tm), dim=0))
+            k = int(torch.argmax(vals))  # the first (lowest) rank on ties
+            if float(vals[k]) > best_val:
+                best_val, choice = float(vals[k]), (lam, k if fixed_rank is None else fixed_rank)
+        self.shrinkage_, self.gaussian_rank_ = choice
+        return gaussian_log_ratio(xtr, ytr, shrinkage=choice[0], rank=choice[1], moments=moments)
 
     def _val_pairs(self) -> int:
         # A fifth of the test's marginal pairs: the joint term's noise dominates anyway.
@@ -744,17 +787,10 @@ class MINE(_Params):
                     rows.append(bounds.infonce_rows(pairwise_scores(critic, x, y)).cpu())
                 per_row = torch.cat(rows).double().numpy()
                 return float(per_row.mean()), per_row
-            g = torch.Generator().manual_seed(seed)
-            reps = max(1, min((pairs or self.eval_pairs) // n, n - 1))
             tj = torch.cat([_scores(critic, x[s : s + _EVAL_ROWS], y[s : s + _EVAL_ROWS])
                             for s in range(0, n, _EVAL_ROWS)])
-            # a derangement-free shift of a random permutation per repeat: never pairs a row with itself
-            shuffled = torch.empty(reps, n, dtype=torch.long)
-            for r in range(reps):
-                p = torch.randperm(n, generator=g)
-                shuffled[r, p] = p.roll(1)
-            rows = torch.arange(n).repeat(reps).to(x.device)   # repeat r holds rows r*n .. r*n + n - 1
-            cols = shuffled.reshape(-1).to(y.device)
+            rows, cols = _shuffle_pairs(n, pairs or self.eval_pairs, seed, x.device)
+            reps = rows.shape[0] // n
             if hasattr(critic, "scores_at"):  # per-row work (first layer, quadratic) done once
                 def at(r, c):
                     return critic.scores_at(x, y, r, c)
@@ -772,6 +808,16 @@ class MINE(_Params):
     def _bound_value(self, tj: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
         return bounds.evaluate(self.bound, tj, tm.reshape(-1), tau=self.tau)
 
+    def _clip(self, tm: torch.Tensor) -> torch.Tensor:
+        return tm.clamp(-self.tau, self.tau) if self.bound == "smile" else tm
+
+    def _dv_value(self, joint: torch.Tensor, lme: torch.Tensor) -> torch.Tensor:
+        """The reported value of a DV-type bound (DV, MINE, SMILE, NWJ) from the mean joint score
+        and the log-mean-exp of the (clipped, :meth:`_clip`) marginal scores, elementwise: the
+        formulas of bounds.dv / bounds.nwj / bounds.smile (a test checks them against
+        :meth:`_bound_value`)."""
+        return joint - torch.exp(lme - 1.0) if self.bound == "nwj" else joint - lme
+
     def _bootstrap(self, per_row: np.ndarray, seed: int) -> tuple[float, float]:
         if self.n_bootstrap == 0:
             return (math.nan, math.nan)
@@ -785,15 +831,10 @@ class MINE(_Params):
             # every row holds the same number of them: each row's log-mean-exp stands in for
             # its scores exactly (SMILE's clipping first), so a resample costs O(rows).
             tj = torch.from_numpy(per_row[:, 0])
-            tm = torch.from_numpy(per_row[:, 1:])
-            if self.bound == "smile":
-                tm = tm.clamp(-self.tau, self.tau)
-            row_lme = bounds.logmeanexp(tm, dim=1)
-            # all resamples at once: (B, n) joint scores and row log-mean-exps; the formulas
-            # are bounds.dv / bounds.nwj (a test checks them against _bound_value per resample)
+            row_lme = bounds.logmeanexp(self._clip(torch.from_numpy(per_row[:, 1:])), dim=1)
+            # all resamples at once: (B, n) joint scores and row log-mean-exps
             lme = bounds.logmeanexp(row_lme[idx], dim=1)
-            joint = tj[idx].mean(1)
-            vals = (joint - torch.exp(lme - 1.0) if self.bound == "nwj" else joint - lme).numpy()
+            vals = self._dv_value(tj[idx].mean(1), lme).numpy()
         lo, hi = np.percentile(vals, [2.5, 97.5])
         return (float(lo), float(hi))
 
@@ -839,6 +880,21 @@ class MINE(_Params):
         """The fitted critic's bound on new paired data (nats), with the fitted transform."""
         tx, ty = self.transform_inputs(x, y)
         return self._evaluate(self.critic_, tx, ty, seed=0, bs=min(self.batch_size_, tx.shape[0]))[0]
+
+
+def _shuffle_pairs(n: int, pairs: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of the marginal pairs of a held-out read-out.
+
+    R = pairs // n repeats (1 <= R <= n - 1), each a random permutation shifted by one, so no row
+    is paired with itself; repeat r holds rows 0 .. n - 1 in order.
+    """
+    g = torch.Generator().manual_seed(seed)
+    reps = max(1, min(pairs // n, n - 1))
+    shuffled = torch.empty(reps, n, dtype=torch.long)
+    for r in range(reps):
+        p = torch.randperm(n, generator=g)
+        shuffled[r, p] = p.roll(1)
+    return torch.arange(n).repeat(reps).to(device), shuffled.reshape(-1).to(device)
 
 
 def _scores(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
