@@ -61,6 +61,7 @@ lint: env
 bench: env
 	$(BIN)/python benchmarks/mi_accuracy.py
 	$(BIN)/python benchmarks/mi_speed.py
+	$(BIN)/python benchmarks/mi_floor.py
 
 clean:
 	rm -rf $(VENV) $(VENV_VISION) build *.egg-info src/*.egg-info
