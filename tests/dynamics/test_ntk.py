@@ -225,3 +225,20 @@ def test_integer_inputs_and_grad_modes():
             assert rel(empirical_ntk(net, x1, x2, implementation=impl), ref) < TOL
         with torch.inference_mode():
             assert rel(empirical_ntk(net, x1, x2, implementation=impl), ref) < TOL
+
+
+def test_cost_model_charges_the_gram_forms_reduction_over_positions():
+    from deepscope.dynamics.ntk import _form_costs
+
+    # SmallCNN(32, 64)'s second conv on 8x8 digits (4x4 positions, 32*9 + 1 inputs, 64 channels):
+    # by FLOPs alone the Gram form looked cheaper; measured 4-5x slower than the Jacobian
+    # (benchmarks/ntk_gram_cost.py), because its (.., S, .., S) reduction runs at memory speed
+    gram, jac = _form_costs("full", 10, 16, 289, 64)
+    assert gram > jac
+    assert 16 * 16 * 289 + 100 * 16 * 16 * 65 < jac  # the plain FLOP count's opposite verdict
+    # few positions and wide layers keep the Gram form (late layers of large CNNs), in every mode
+    for mode in ("full", "trace", "diagonal"):
+        gram, jac = _form_costs(mode, 10, 4, 1153, 128)
+        assert gram < jac, mode
+    # a linear layer (one position) is charged no reduction
+    assert _form_costs("full", 10, 1, 257, 128)[0] == 257 + 100 * 129

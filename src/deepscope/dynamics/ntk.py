@@ -38,9 +38,10 @@ Implementations (``NTKImplementation``; all exact, tested to agree to 1e-10 in f
   (``groups=1``): the layer's kernel is ``sum_(s, t) (a_(n,s) . a_(m,t)) (g_(n,o,s) . g_(m,p,t))``
   with ``a`` the layer's input (unfolded patches for a convolution, a constant 1 appended for the
   bias) at position ``s`` and ``g`` the gradient of output ``o`` with respect to the layer's output,
-  all ``g`` from one batched backward pass. Per layer it takes the cheaper (by FLOP count) of the
-  Gram form above and contracting the layer's Jacobian ``sum_s a_s (x) g_s``. Parameters of other
-  modules (norm layers, embeddings, bare ``nn.Parameter``), of grouped convolutions and of
+  all ``g`` from one batched backward pass. Per layer it takes the cheaper of the Gram form above
+  and contracting the layer's Jacobian ``sum_s a_s (x) g_s``, by FLOP count plus a measured cost
+  for the Gram form's reduction over pairs of positions, which runs at memory speed. Parameters
+  of other modules (norm layers, embeddings, bare ``nn.Parameter``), of grouped convolutions and of
   modules called more than once per forward or sharing a parameter go through ``"jacobian"``.
   A factorised module's parameters must be used only by its own ``forward`` (a weight read
   directly elsewhere, e.g. ``F.linear(h, self.fc.weight)``, would be missed).
@@ -399,13 +400,29 @@ def _unfold(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
     return F.unfold(a, k, dilation=d, stride=s).transpose(1, 2)
 
 
+#: Cost of the Gram form's elementwise product-and-sum over pairs of positions, in matrix-multiply
+#: multiply-adds per element of the (.., S, .., S) temporary it reduces: that step runs at memory
+#: speed. Fitted per mode with ``benchmarks/ntk_gram_cost.py`` on the 2-core CPU, one thread
+#: (full 230-430, diagonal 150-310 over 7 layer shapes and three runs; the trace mode's reduction
+#: is a small share of its time and its fit noisy, 64 lies amid its positive values). With them
+#: the model picks the faster form in all 21 measured (mode, shape) cases, the plain FLOP count
+#: in 16 (it took the Gram form up to 3.3x slower). Other hardware may shift the ties.
+_REDUCE_COST = {"full": 300, "trace": 64, "diagonal": 160}
+
+
+def _form_costs(mode: str, o: int, s: int, d: int, c: int) -> tuple[float, float]:
+    """Per pair of examples, the cost of one layer's kernel entries by the Gram form and by the
+    layer's Jacobian, in multiply-adds (see :data:`_REDUCE_COST`)."""
+    red = _REDUCE_COST[mode] if s > 1 else 1
+    if mode == "full":
+        return s * s * d + o * o * s * s * (c + red), o * o * d * c
+    reduced = s * s if mode == "trace" else o * s * s
+    return s * s * d + o * s * s * c + red * reduced, o * d * c
+
+
 def _use_gram(ctx: _Ctx, lay: _Layer) -> bool:
     """Cheaper per pair of examples: the Gram form (True) or the layer's Jacobian (False)."""
-    o, s, d, c = ctx.n_out, lay.positions, lay.d_in, lay.d_out
-    if ctx.mode == "full":
-        gram, jac = s * s * d + o * o * s * s * (c + 1), o * o * d * c
-    else:
-        gram, jac = s * s * d + o * s * s * (c + 1), o * d * c
+    gram, jac = _form_costs(ctx.mode, ctx.n_out, lay.positions, lay.d_in, lay.d_out)
     return gram <= jac
 
 
