@@ -252,3 +252,10 @@ def test_every_rank_at_once_equals_the_bound_per_column():
         vals = est._dv_value(tj.mean(0), bounds.logmeanexp(est._clip(tm), dim=0))
         ref = torch.stack([est._bound_value(tj[:, k], tm[:, k]) for k in range(4)])
         torch.testing.assert_close(vals, ref)
+
+
+def test_deterministic_pairs_warn_that_the_number_is_not_a_measurement():
+    x = np.random.default_rng(0).standard_normal((2000, 3)).astype(np.float32)
+    with pytest.warns(MIWarning, match="exceeds log\\(N_test\\) = 5.70.*not a measurement"):
+        est = MINE(n_bootstrap=0).fit(x, x.copy())
+    assert est.mi_ > math.log(est.n_test_) and len(est.warnings_) == 1

@@ -850,7 +850,14 @@ class MINE(_Params):
                 f"{math.log(bs):.3f}; the true MI may be higher: raise batch_size or use bound='mine'/'smile'"
             )
         ceiling = math.log(self.n_test_)
-        if self.mi_ >= 0.9 * ceiling:
+        if self.mi_ > ceiling:
+            self._warn(
+                f"estimate {self.mi_:.3f} nats exceeds log(N_test) = {ceiling:.3f}, the most any "
+                "distribution-free lower bound can certify from this many samples (McAllester & "
+                "Stratos 2020): the pairs look (nearly) deterministic, the MI is very large or "
+                "infinite, and this number is not a measurement of it"
+            )
+        elif self.mi_ >= 0.9 * ceiling:
             self._warn(
                 f"estimate {self.mi_:.3f} nats is near log(N_test) = {ceiling:.3f}, the most any "
                 "distribution-free lower bound can certify from this many samples (McAllester & "
