@@ -72,6 +72,24 @@ def test_bad_inputs_one_line_error(data, capsys, files, match):
     assert rc == 2
     assert len(err.strip().splitlines()) == 1
     assert re.search(match, err), err
+    assert not (d / "bad").exists()  # nothing written
+
+
+@pytest.mark.parametrize(
+    "option, match",
+    [
+        (["--rank", "5"], r"rank == 5, must be <= min\(dim_x, dim_y\) == 2"),
+        (["--hidden", "0"], r"hidden == \(0,\), must be a non-empty sequence of widths >= 1"),
+        (["--lr", "-1"], "lr == -1.0, must be > 0"),
+    ],
+)
+def test_bad_options_are_refused_before_the_run_directory_exists(data, capsys, option, match):
+    d, _ = data
+    rc = main(["mi", "estimate", str(d / "x.npy"), str(d / "y.npy"), "--out", str(d / "bad_opt"),
+               *FAST, *option])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(match, err) and len(err.strip().splitlines()) == 1, err
+    assert not (d / "bad_opt").exists()
 
 
 def test_estimate_csv_protocol_prints_only_a_float(data):

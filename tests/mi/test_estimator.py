@@ -259,3 +259,13 @@ def test_deterministic_pairs_warn_that_the_number_is_not_a_measurement():
     with pytest.warns(MIWarning, match="exceeds log\\(N_test\\) = 5.70.*not a measurement"):
         est = MINE(n_bootstrap=0).fit(x, x.copy())
     assert est.mi_ > math.log(est.n_test_) and len(est.warnings_) == 1
+
+
+def test_validate_refuses_bad_options_before_any_work():
+    assert MINE().validate(3, 2) is not None
+    for kw, match in [({"hidden": ()}, "hidden == \\(\\), must be a non-empty sequence"),
+                      ({"hidden": (64, 0)}, "hidden == \\(64, 0\\)"),
+                      ({"embed": 0}, "embed == 0, must be an integer >= 1"),
+                      ({"rank": 3}, "rank == 3, must be <= min\\(dim_x, dim_y\\) == 2")]:
+        with pytest.raises(ValueError, match=match):
+            MINE(**kw).validate(3, 2)

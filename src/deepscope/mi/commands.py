@@ -107,25 +107,27 @@ def estimate_main(argv: list[str]) -> int:
     args = tyro.cli(EstimateArgs, args=argv, prog="deepscope mi estimate")
     import time
 
-    from deepscope.mi.estimator import MINE, PRESETS
+    from deepscope.mi.estimator import MINE, PRESETS, prepare_inputs
     from deepscope.mi.io import load_source
     from deepscope.train import Run
 
-    try:
-        x, y = load_source(args.x), load_source(args.y)
-    except (OSError, ValueError) as e:
+    given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
+                                          "patience", "eval_every", "rank")}
+    options = {
+        **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
+        "transform": args.transform, "n_restarts": args.n_restarts,
+        "random_state": args.seed, "verbose": args.progress,
+    }
+    try:  # bad input is refused before the run directory exists
+        x, y = prepare_inputs(load_source(args.x), load_source(args.y))
+        MINE(**options).validate(x.shape[1], y.shape[1])
+    except (OSError, ValueError, TypeError) as e:
         print(f"deepscope mi estimate: {e}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / "mi-estimate" / time.strftime("%Y%m%d-%H%M%S")
     run = Run(out, config=args, seed=args.seed, device=args.device, threads=args.threads,
               progress=args.progress)
-    given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
-                                          "patience", "eval_every", "rank")}
-    est = MINE(**{
-        **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
-        "transform": args.transform, "n_restarts": args.n_restarts,
-        "device": str(run.device), "random_state": args.seed, "verbose": args.progress,
-    })
+    est = MINE(**options, device=str(run.device))
     try:
         est.fit(x, y)
     except (ValueError, TypeError) as e:

@@ -440,8 +440,24 @@ class MINE(_Params):
                 "appropriate arguments before using this estimator."
             )
 
+    def validate(self, dim_x: int | None = None, dim_y: int | None = None) -> MINE:
+        """Raise ``ValueError`` naming the first bad option (before any work); ``fit`` calls it.
+
+        With the column counts, the checks that depend on them (``rank``) run too, so a command
+        can refuse bad input before it writes anything. Returns ``self``.
+        """
+        self._check_params()
+        if dim_x is not None and dim_y is not None and self.rank != "auto" and self.rank > min(dim_x, dim_y):
+            raise ValueError(f"rank == {self.rank}, must be <= min(dim_x, dim_y) == {min(dim_x, dim_y)}")
+        return self
+
     def _check_params(self) -> None:
         bounds.check_bound(self.bound)
+        hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else None
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ValueError(f"hidden == {self.hidden!r}, must be a non-empty sequence of widths >= 1")
+        if isinstance(self.embed, bool) or not isinstance(self.embed, int) or self.embed < 1:
+            raise ValueError(f"embed == {self.embed!r}, must be an integer >= 1")
         if not (isinstance(self.critic, nn.Module) or self.critic in _CRITICS):
             raise ValueError(
                 f"critic == {self.critic!r}; choose one of {_CRITICS} or pass an nn.Module"
@@ -501,9 +517,7 @@ class MINE(_Params):
         timings: dict[str, float] = {}
         self._check_params()
         tx, ty = prepare_inputs(x, y)
-        k_max = min(tx.shape[1], ty.shape[1])
-        if self.rank != "auto" and self.rank > k_max:
-            raise ValueError(f"rank == {self.rank}, must be <= min(dim_x, dim_y) == {k_max}")
+        self.validate(tx.shape[1], ty.shape[1])
         dev = resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         n = tx.shape[0]
