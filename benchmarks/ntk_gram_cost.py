@@ -34,18 +34,10 @@ SHAPES = [(4, 577, 64), (9, 289, 64), (16, 289, 64), (16, 145, 32), (4, 1153, 12
 
 
 def features(mode: str, n: int, o: int, s: int, d: int, c: int, g: torch.Generator):
-    """Gram-form features laid out as ntk._layer_features stores them, and the layer's Jacobian."""
+    """Random layer inputs and output gradients in both of ntk's forms (as _layer_features stores them)."""
     a = torch.randn(n, s, d, generator=g)
     grad = torch.randn(o, n, s, c, generator=g)
-    if mode == "diagonal":
-        gg = grad.reshape(o, n * s, c).contiguous()
-    elif mode == "trace" or s == 1:
-        gg = grad.permute(1, 2, 0, 3).contiguous()
-    else:
-        gg = grad.permute(1, 0, 2, 3).contiguous()
-    j = torch.bmm(a.transpose(1, 2), grad.permute(1, 2, 0, 3).reshape(n, s, -1))
-    j = j.view(n, -1, o, c).permute(0, 2, 1, 3).reshape(n, o, -1)
-    return ("gram", a, gg), j
+    return ntk._layer_form(mode, a, grad, gram=True), ntk._layer_form(mode, a, grad, gram=False)[1]
 
 
 def best_of(fn, reps: int) -> float:

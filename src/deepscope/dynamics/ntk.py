@@ -467,21 +467,26 @@ def _layer_features(ctx: _Ctx, x: torch.Tensor) -> dict[str, tuple]:
             a = a.new_ones(n, lay.positions, 1)
         elif lay.bias:
             a = torch.cat([a, a.new_ones(n, lay.positions, 1)], 2)
-        if _use_gram(ctx, lay):
-            s = lay.positions
-            if ctx.mode == "diagonal":
-                g = g.reshape(o, n * s, lay.d_out).contiguous()  # [o][(n, s)]
-            elif ctx.mode == "trace" or s == 1:
-                g = g.permute(1, 2, 0, 3).contiguous()  # [n][s][o]
-            else:
-                g = g.permute(1, 0, 2, 3).contiguous()  # [n][o][s]
-            feats[lay.name] = ("gram", a.contiguous(), g)
-        else:
-            # J[n, o] = sum_s a[n, s] (x) g[o, n, s]
-            j = torch.bmm(a.transpose(1, 2), g.permute(1, 2, 0, 3).reshape(n, lay.positions, -1))
-            j = j.view(n, -1, o, lay.d_out).permute(0, 2, 1, 3).reshape(n, o, -1)
-            feats[lay.name] = ("jac", j)
+        feats[lay.name] = _layer_form(ctx.mode, a, g, gram=_use_gram(ctx, lay))
     return feats
+
+
+def _layer_form(mode: str, a: torch.Tensor, g: torch.Tensor, *, gram: bool) -> tuple:
+    """A layer's features from its inputs ``a (n, S, D)`` and output gradients ``g (O, n, S, C)``:
+    ``('gram', a, g)`` with ``g`` laid out for :func:`_gram_block`, or ``('jac', J)`` with the
+    per-example Jacobian ``J (n, O, D * C)``."""
+    o, n, s, c = g.shape
+    if gram:
+        if mode == "diagonal":
+            g = g.reshape(o, n * s, c).contiguous()  # [o][(n, s)]
+        elif mode == "trace" or s == 1:
+            g = g.permute(1, 2, 0, 3).contiguous()  # [n][s][o]
+        else:
+            g = g.permute(1, 0, 2, 3).contiguous()  # [n][o][s]
+        return ("gram", a.contiguous(), g)
+    # J[n, o] = sum_s a[n, s] (x) g[o, n, s]
+    j = torch.bmm(a.transpose(1, 2), g.permute(1, 2, 0, 3).reshape(n, s, -1))
+    return ("jac", j.view(n, -1, o, c).permute(0, 2, 1, 3).reshape(n, o, -1))
 
 
 def _gram_block(ctx: _Ctx, f1: tuple, f2: tuple, acc: torch.Tensor | None) -> torch.Tensor:

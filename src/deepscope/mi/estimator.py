@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from deepscope.mi import bounds
 from deepscope.mi.critics import (
@@ -447,9 +448,13 @@ class MINE(_Params):
         can refuse bad input before it writes anything. Returns ``self``.
         """
         self._check_params()
-        if dim_x is not None and dim_y is not None and self.rank != "auto" and self.rank > min(dim_x, dim_y):
-            raise ValueError(f"rank == {self.rank}, must be <= min(dim_x, dim_y) == {min(dim_x, dim_y)}")
+        if dim_x is not None and dim_y is not None:
+            self._check_rank(dim_x, dim_y)
         return self
+
+    def _check_rank(self, dim_x: int, dim_y: int) -> None:
+        if self.rank != "auto" and self.rank > min(dim_x, dim_y):
+            raise ValueError(f"rank == {self.rank}, must be <= min(dim_x, dim_y) == {min(dim_x, dim_y)}")
 
     def _check_params(self) -> None:
         bounds.check_bound(self.bound)
@@ -517,7 +522,7 @@ class MINE(_Params):
         timings: dict[str, float] = {}
         self._check_params()
         tx, ty = prepare_inputs(x, y)
-        self.validate(tx.shape[1], ty.shape[1])
+        self._check_rank(tx.shape[1], ty.shape[1])
         dev = resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         n = tx.shape[0]
@@ -550,7 +555,7 @@ class MINE(_Params):
         t = time.perf_counter()
         self._quadratic, self.shrinkage_, self.gaussian_rank_ = None, math.nan, None
         if self._critic_kind() == "hybrid":
-            self._quadratic = self._fit_quadratic(splits, seed, bs)
+            self._quadratic = self._fit_quadratic(splits, seed)
         timings["gaussian_part"] = time.perf_counter() - t
         runs = []
         for r in range(self.n_restarts):
@@ -630,7 +635,7 @@ class MINE(_Params):
             return "separable" if self.bound == "infonce" else "hybrid"
         return self.critic
 
-    def _fit_quadratic(self, splits, seed: int, bs: int) -> tuple[torch.Tensor, ...]:
+    def _fit_quadratic(self, splits, seed: int) -> tuple[torch.Tensor, ...]:
         """The hybrid critic's Gaussian part, fitted on the training rows.
 
         Its covariance shrinkage is ``self.shrinkage`` and its number of canonical pairs
@@ -656,10 +661,9 @@ class MINE(_Params):
         for lam in grid:
             wx, wy, r = canonical_pairs(shrink_covariance(moments[1], lam), dx)
             a, b = xc @ wx.T, yc @ wy.T
-            zeros = torch.zeros(1, dtype=a.dtype, device=a.device)
-            tj = torch.cat([zeros.expand(a.shape[0], 1), canonical_terms(a, b, r).cumsum(1)], 1)
-            tm = torch.cat([zeros.expand(rows.shape[0], 1),
-                            canonical_terms(a[rows], b[cols], r).cumsum(1)], 1)
+            # column k: the rank-k ratio's scores (column 0: rank 0, all zero)
+            tj = F.pad(canonical_terms(a, b, r).cumsum(1), (1, 0))
+            tm = F.pad(canonical_terms(a[rows], b[cols], r).cumsum(1), (1, 0))
             if fixed_rank is not None:
                 tj, tm = tj[:, fixed_rank : fixed_rank + 1], tm[:, fixed_rank : fixed_rank + 1]
             # every rank's bound at once: a column's DV-type value needs only its joint mean
