@@ -11,7 +11,10 @@ synthetic layer features (N = 100 examples, 10 outputs, the same N x N block) fo
 - ``beta``: the Gram form's time beyond its matrix-multiply FLOPs, per element of the
   (.., S, .., S) temporary it reduces, in units of the Jacobian form's time per multiply-add
   (the constant ``_REDUCE_COST`` holds one per mode);
-- whether the cost model, and the plain FLOP count it replaced, pick the faster form.
+- whether the cost model, and the plain FLOP count it replaced, pick the faster form;
+- end to end: the per-layer full kernel of SmallCNN(32, 64) (hidden 128) on 100 8x8 inputs, the
+  tangent-kernel tracker's call, with the cost model and with the plain FLOP count (best of
+  ``--reps``).
 
     OMP_NUM_THREADS=1 python benchmarks/ntk_gram_cost.py --threads 1   # ~1 min; writes results/ntk_gram_cost.json
 """
@@ -57,6 +60,24 @@ def plain_flops(mode: str, o: int, s: int, d: int, c: int) -> tuple[int, int]:
     return s * s * d + o * s * s * (c + 1), o * d * c
 
 
+def small_cnn_kernel(reps: int) -> dict:
+    """Per-layer full kernel of SmallCNN(32, 64) on 100 digits-sized inputs, both cost models."""
+    from deepscope.dynamics.ntk import empirical_ntk
+    from deepscope.nets import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN(10, input_shape=(1, 8, 8), channels=(32, 64), hidden=128).eval()
+    x = torch.randn(100, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    out, model_costs = {}, ntk._form_costs
+    try:
+        for name, costs in (("model", model_costs), ("plain_flops", plain_flops)):
+            ntk._form_costs = costs
+            out[f"seconds_{name}"] = best_of(lambda: empirical_ntk(net, x, per_layer=True), reps)
+    finally:
+        ntk._form_costs = model_costs
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -90,12 +111,15 @@ def main() -> None:
                   f"{t_jac * 1e3:7.1f} ms (x{row['ratio_gram_over_jac']:.2f}), beta {row['beta']:5.0f}; "
                   f"faster {row['faster']}, model {row['model_picks']}, plain FLOPs {row['plain_flops_picks']}",
                   flush=True)
+    end_to_end = small_cnn_kernel(args.reps)
+    print(f"SmallCNN(32, 64), per-layer full kernel of 100 inputs: {end_to_end['seconds_model']:.2f} s "
+          f"with the cost model, {end_to_end['seconds_plain_flops']:.2f} s with the plain FLOP count")
     out = {"benchmark": "ntk_gram_cost", "threads": args.threads, "torch": torch.__version__,
            "machine": platform.processor() or platform.machine(), "load_avg_at_end": os.getloadavg(),
            "n": n, "outputs": o, "reduce_cost": dict(ntk._REDUCE_COST), "rows": rows,
            "model_right": sum(r["model_picks"] == r["faster"] for r in rows),
            "plain_flops_right": sum(r["plain_flops_picks"] == r["faster"] for r in rows),
-           "cases": len(rows)}
+           "cases": len(rows), "small_cnn_end_to_end": end_to_end}
     print(f"cost model picks the faster form in {out['model_right']}/{len(rows)} cases "
           f"(plain FLOP count: {out['plain_flops_right']}/{len(rows)})")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -406,7 +406,7 @@ def _unfold(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
 #: (full 230-430, diagonal 150-310 over 7 layer shapes and three runs; the trace mode's reduction
 #: is a small share of its time and its fit noisy, 64 lies amid its positive values). With them
 #: the model picks the faster form in all 21 measured (mode, shape) cases, the plain FLOP count
-#: in 16 (it took the Gram form up to 3.3x slower). Other hardware may shift the ties.
+#: in 16 (it took the Gram form up to 4.5x slower). Other hardware may shift the ties.
 _REDUCE_COST = {"full": 300, "trace": 64, "diagonal": 160}
 
 
