@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import math
 import re
 import types
 import typing
@@ -33,7 +34,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-__all__ = ["RunConfig", "require", "check_choices", "deferred_validation"]
+__all__ = ["RunConfig", "require", "check_int", "check_float", "check_choices",
+           "deferred_validation"]
 
 _DEFER = contextvars.ContextVar("deepscope_defer_validation", default=False)
 
@@ -42,6 +44,25 @@ def require(ok: bool, name: str, value: Any, must: str) -> None:
     """Raise ``ValueError("{name} == {value!r}, must be {must}")`` unless ``ok``."""
     if not ok:
         raise ValueError(f"{name} == {value!r}, must be {must}")
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """``value`` if it is an integer (not a bool) ``>= low``; else ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} == {value!r}, must be an integer >= {low}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float, high: float = math.inf, *,
+                open_low: bool = False) -> float:
+    """``float(value)`` if it is a number in ``[low, high]`` (``(low, high]`` with ``open_low``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        (value > low) if open_low else (value >= low)) and value <= high
+    if not ok:
+        lo = f"> {low}" if open_low else f">= {low}"
+        rng = lo if high == math.inf else f"{lo} and <= {high}"
+        raise ValueError(f"{name} == {value!r}, must be a number {rng}")
+    return float(value)
 
 
 def _choices(hint) -> tuple[tuple, bool] | None:

@@ -48,7 +48,7 @@ from deepscope.train.rng import make_generator
 
 __all__ = [
     "Run", "NullRun", "as_run", "resolve_device", "atomic_write_text", "to_jsonable",
-    "is_finished", "read_result",
+    "is_finished", "read_result", "from_json",
 ]
 
 CHECKPOINT = "checkpoint.pt"
@@ -173,11 +173,12 @@ def is_finished(path: str | os.PathLike) -> bool:
     return (Path(path) / RESULT).exists()
 
 
-def _from_json(obj: Any) -> Any:
+def from_json(obj: Any) -> Any:
+    """Undo :func:`to_jsonable`'s encoding of infinities: ``"inf"``/``"-inf"`` become floats."""
     if isinstance(obj, dict):
-        return {k: _from_json(v) for k, v in obj.items()}
+        return {k: from_json(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_from_json(v) for v in obj]
+        return [from_json(v) for v in obj]
     if obj == "inf":
         return math.inf
     if obj == "-inf":
@@ -189,7 +190,7 @@ def read_result(path: str | os.PathLike) -> dict:
     """Read ``result.json`` of a run directory; ``"inf"``/``"-inf"`` come back as floats."""
     p = Path(path)
     p = p if p.name == RESULT else p / RESULT
-    return _from_json(json.loads(p.read_text()))
+    return from_json(json.loads(p.read_text()))
 
 
 def _stateful(obj: Any) -> bool:
@@ -342,6 +343,12 @@ class Run:
         """
         return Run(self.dir / name, config=config, seed=self.seed if seed is None else seed,
                    device=self.device, progress=self.show_progress, loggers=self.loggers)
+
+    def grid(self, settings, seeds, fn, *, config=None):
+        """Sub-runs over settings and seeds, skipping finished ones (:func:`deepscope.train.grid.run_grid`)."""
+        from deepscope.train.grid import run_grid
+
+        return run_grid(self, settings, seeds, fn, config=config)
 
     @property
     def finished(self) -> bool:
@@ -572,6 +579,8 @@ class NullRun:
 
     def child(self, name: str, *, config: Any = None, seed: int | None = None) -> NullRun:
         return NullRun(self.device)
+
+    grid = Run.grid
 
     @contextlib.contextmanager
     def progress(self, total: int, *, desc: str = "", start: int = 0) -> Iterator:
