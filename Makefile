@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch; pip keeps it when deepscope's own range (torch>=2.2) is resolved.
 TORCH ?= torch==2.13.0
 
-.PHONY: env demo test test-browser test-distributed test-slurm test-vision lint bench clean
+.PHONY: env demo test test-browser test-distributed test-slurm test-vision lint bench docs gpu-check clean
 
 # torchvision (image datasets) needs another torch build: it gets its own environment.
 VENV_VISION ?= .venv-vision
@@ -55,6 +55,22 @@ $(VENV_VISION)/bin/deepscope: pyproject.toml
 test-vision: $(VENV_VISION)/bin/deepscope
 	OMP_NUM_THREADS=1 $(VENV_VISION)/bin/python -m pytest -q -p no:cacheprovider -m vision tests
 
+# The documentation site: executes the tutorials, builds site/ with --strict (a broken link,
+# a missing reference or a tutorial that raises fails the build).
+$(VENV)/.docs-installed: pyproject.toml $(BIN)/deepscope
+	$(BIN)/pip install -q -e ".[docs]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mkdocs build --strict --clean
+
+# Every CUDA path in one run (<= 8 minutes on a GPU); DEVICE=cpu runs the same steps tiny on the CPU.
+DEVICE ?= cuda
+GPU_CHECK_OUT ?= runs/gpu-check-$(DEVICE)
+gpu-check: env
+	$(BIN)/python scripts/gpu_check.py --device $(DEVICE) --out $(GPU_CHECK_OUT)
+
 lint: env
 	$(BIN)/ruff check .
 
@@ -64,4 +80,4 @@ bench: env
 	$(BIN)/python benchmarks/mi_floor.py
 
 clean:
-	rm -rf $(VENV) $(VENV_VISION) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV_VISION) build site *.egg-info src/*.egg-info
