@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
+from deepscope.robust.evaluate import accuracy
 
 import deepscope
 from deepscope.recipes import a3t as rec
-from deepscope.robust.evaluate import accuracy
 from deepscope.runner import execute_recipe
 from deepscope.train.run import Run
 
