@@ -13,31 +13,25 @@ TRADES(eps=0.1, norm='linf', bounds=(0.0, 1.0), beta=6.0, steps=5, step_size=Non
   ``'ce'``, ``'ce-es'``, ``'coteaching'``, ``'dividemix'``, ``'cleanlab'``) trains one method
   with the networks, views and budget every method shares, and each method's settings as
   its paper (and the crosssplit recipe) uses them.
+
+The names (the ``Literal`` types and tuples) import without torch, so that a recipe's
+``Config`` can use them; the methods themselves are imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from deepscope.data.augment import Views
-from deepscope.robust.a3t import A3T
-from deepscope.robust.adversarial import FGSMAT, PGDAT, TRADES, Standard
-from deepscope.robust.baselines import (
-    CE_DEFAULTS,
-    train_ce,
-    train_ce_early_stopping,
-    train_confident_learning,
-    train_coteaching,
-    train_dividemix,
-)
-from deepscope.robust.crosssplit import CROSSSPLIT_DEFAULTS, train_crosssplit
-from deepscope.robust.objective import Objective
-from deepscope.train.loop import NetSpec, TrainOptions, TrainResult
-from deepscope.train.run import NullRun, Run
+    from deepscope.data.augment import Views
+    from deepscope.robust.objective import Objective
+    from deepscope.train.loop import NetSpec, TrainOptions, TrainResult
+    from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "AdversarialMethod", "ADVERSARIAL_METHODS", "make_objective", "NoisyMethod",
@@ -47,8 +41,10 @@ __all__ = [
 # -- adversarial training ------------------------------------------------------------------------
 
 AdversarialMethod = Literal["standard", "fgsm-at", "pgd-at", "trades", "a3t"]
-_OBJECTIVES: dict[str, type[Objective]] = {"standard": Standard, "fgsm-at": FGSMAT,
-                                           "pgd-at": PGDAT, "trades": TRADES, "a3t": A3T}
+#: method -> (module of deepscope.robust, class)
+_OBJECTIVES: dict[str, tuple[str, str]] = {
+    "standard": ("adversarial", "Standard"), "fgsm-at": ("adversarial", "FGSMAT"),
+    "pgd-at": ("adversarial", "PGDAT"), "trades": ("adversarial", "TRADES"), "a3t": ("a3t", "A3T")}
 #: Names accepted by :func:`make_objective`.
 ADVERSARIAL_METHODS: tuple[str, ...] = typing.get_args(AdversarialMethod)
 
@@ -61,7 +57,8 @@ def make_objective(method: AdversarialMethod, **options: Any) -> Objective:
     """
     if method not in _OBJECTIVES:
         raise ValueError(f"method == {method!r}, must be one of {list(ADVERSARIAL_METHODS)}")
-    return _OBJECTIVES[method](**options)
+    module, name = _OBJECTIVES[method]
+    return getattr(importlib.import_module(f"deepscope.robust.{module}"), name)(**options)
 
 
 # -- label noise ---------------------------------------------------------------------------------
@@ -85,6 +82,9 @@ _ABLATIONS = {"crosssplit": {}, "crosssplit-all": {"split": "all"},
 
 def _crosssplit(method: str) -> Callable[..., TrainResult]:
     def train(x, y, common, a) -> TrainResult:
+        from deepscope.robust.crosssplit import CROSSSPLIT_DEFAULTS, train_crosssplit
+        from deepscope.train.loop import TrainOptions
+
         paper = a["ssl"] == "paper"
         batch = TrainOptions.resolve(common["options"], CROSSSPLIT_DEFAULTS).batch_size
         return train_crosssplit(
@@ -97,7 +97,21 @@ def _crosssplit(method: str) -> Callable[..., TrainResult]:
     return train
 
 
+def _ce(x, y, common, a) -> TrainResult:
+    from deepscope.robust.baselines import train_ce
+
+    return train_ce(x, y, **common)
+
+
+def _ce_es(x, y, common, a) -> TrainResult:
+    from deepscope.robust.baselines import train_ce_early_stopping
+
+    return train_ce_early_stopping(x, y, val_fraction=0.1, **common)
+
+
 def _coteaching(x, y, common, a) -> TrainResult:
+    from deepscope.robust.baselines import train_coteaching
+
     if a["noise_rate"] is None:
         raise ValueError("noise_rate is None, must be given for 'coteaching' (its forget rate: "
                          "the noise rate, assumed known as in the paper)")
@@ -105,7 +119,17 @@ def _coteaching(x, y, common, a) -> TrainResult:
                             **common)
 
 
+def _dividemix(x, y, common, a) -> TrainResult:
+    from deepscope.robust.baselines import train_dividemix
+
+    return train_dividemix(x, y, y_true=a["y_true"], warmup_epochs=a["warmup_epochs"],
+                           confidence_penalty=0.1 if a["asymmetric"] else 0.0, **common)
+
+
 def _cleanlab(x, y, common, a) -> TrainResult:
+    from deepscope.robust.baselines import CE_DEFAULTS, train_confident_learning
+    from deepscope.train.loop import TrainOptions
+
     epochs = TrainOptions.resolve(common["options"], CE_DEFAULTS).epochs
     return train_confident_learning(x, y, y_true=a["y_true"], folds=a["folds"],
                                     cv_epochs=max(1, epochs // 3), **common)
@@ -113,12 +137,7 @@ def _cleanlab(x, y, common, a) -> TrainResult:
 
 _NOISY: dict[str, Callable[..., TrainResult]] = {
     **{m: _crosssplit(m) for m in _ABLATIONS},
-    "ce": lambda x, y, common, a: train_ce(x, y, **common),
-    "ce-es": lambda x, y, common, a: train_ce_early_stopping(x, y, val_fraction=0.1, **common),
-    "coteaching": _coteaching,
-    "dividemix": lambda x, y, common, a: train_dividemix(
-        x, y, y_true=a["y_true"], warmup_epochs=a["warmup_epochs"],
-        confidence_penalty=0.1 if a["asymmetric"] else 0.0, **common),
+    "ce": _ce, "ce-es": _ce_es, "coteaching": _coteaching, "dividemix": _dividemix,
     "cleanlab": _cleanlab,
 }
 
