@@ -286,6 +286,8 @@ def _sub_config(cfg: Config, dataset: str, method: str) -> dict:
 def run(cfg: Config, run) -> dict:
     import functools
 
+    from deepscope.robust.evaluation import summarise_reports
+
     data = functools.cache(lambda dataset: _load(dataset, cfg, run))
     surrogate = functools.cache(lambda dataset, seed: _surrogate(cfg, run, dataset, seed,
                                                                   data(dataset)))
@@ -300,43 +302,13 @@ def run(cfg: Config, run) -> dict:
                     config=lambda st, seed: _sub_config(cfg, *st))
     results: dict = {}
     for dataset in cfg.datasets:
-        results[dataset] = {m: _aggregate(grid, (dataset, m)) for m in cfg.methods}
+        results[dataset] = {m: summarise_reports(grid.results((dataset, m))) for m in cfg.methods}
         results[dataset]["settings"] = {**settings(cfg, dataset), "norm": cfg.norm,
                                         "n_eval": grid.results((dataset, cfg.methods[0]))[0]["n"],
                                         "evaluated_on": "validation" if cfg.validation else "test"}
         _plot(run, dataset, results[dataset])
     return {"headline": _headline(results), "results": results, "paper": PAPER,
             "summary": _summary(results, cfg)}
-
-
-def _aggregate(grid, setting) -> dict:
-    """One method's numbers over seeds (:func:`deepscope.train.stats.summarise` throughout)."""
-    from deepscope.train.stats import summarise
-
-    reps = grid.results(setting)
-    attacks = sorted({a for r in reps for a in r["attacks"]})
-    # per seed, every attack that reached the lowest single-attack accuracy (ties included)
-    strongest = [sorted(k for k, v in r["attacks"].items() if v == min(r["attacks"].values()))
-                 for r in reps]
-    checks: dict = {}
-    for r in reps:
-        for name, c in r["checks"].items():
-            tally = checks.setdefault(name, {"passed": 0, "failed": 0, "not_run": 0})
-            tally["passed" if c["pass"] is True else "failed" if c["pass"] is False else "not_run"] += 1
-    curve = [summarise(r["curve"][i]["robust"] for r in reps) for i in range(len(reps[0]["curve"]))]
-    return {
-        "clean": grid.summary("clean")[setting],
-        "robust": grid.summary("robust")[setting],
-        "attacks": {a: summarise(r["attacks"][a] for r in reps if a in r["attacks"]) for a in attacks},
-        "strongest": strongest,
-        "unavailable": sorted({f"{k}: {v}" for r in reps for k, v in r["unavailable"].items()}),
-        "violations": int(sum(sum(r.get("violations", {}).values()) for r in reps)),
-        "checks": checks,
-        "curve": {"eps": [c["eps"] for c in reps[0]["curve"]], "mean": [c["mean"] for c in curve],
-                  "std": [c["std"] for c in curve]},
-        "seconds": {"train": summarise(r["train_seconds"] for r in reps)["mean"],
-                    "eval": summarise(r["eval_seconds"] for r in reps)["mean"]},
-    }
 
 
 def _plot(run, dataset: str, res: dict) -> None:

@@ -201,7 +201,7 @@ def run(cfg: Config, run) -> dict:
     from deepscope.data.augment import cifar_views, signal_views
     from deepscope.data.noise import make_label_noise
     from deepscope.nets.io import save_model
-    from deepscope.robust.methods import train_noisy
+    from deepscope.robust.methods import noisy_result, train_noisy
     from deepscope.train.loop import TrainOptions
     from deepscope.train.rng import make_generator
 
@@ -240,32 +240,14 @@ def run(cfg: Config, run) -> dict:
             file = "model.pt" if len(models) == 1 else f"model-{name}.pt"
             save_model(sub.dir / file, model, s["net"], attrs=attrs,
                        input_shape=tuple(data["x"].shape[1:]), num_classes=data["k"], **net_kwargs)
-        return _sub_result(method, spec, seed, res, noisy, time.time() - sub.started)
+        return {"method": method, "noise": spec, "seed": seed, "realised_rate": noisy.rate,
+                **noisy_result(method, res), "seconds": round(time.time() - sub.started, 2)}
 
     grid = run.grid([(m, nz) for m in cfg.methods for nz in cfg.noise],
                     range(cfg.seed, cfg.seed + cfg.seeds), one,
                     config=lambda st, seed: {"method": st[0], "noise": st[1], "seed": seed, **s,
                                              "cleanlab_folds": cfg.cleanlab_folds})
     return summarise(run, grid, s)
-
-
-def _sub_result(method: str, spec: str, seed: int, res, noisy, seconds: float) -> dict:
-    hist = res.history
-    out = {"method": method, "noise": spec, "seed": seed, "realised_rate": noisy.rate,
-           "last_test_acc": res.last_test_acc, "best_test_acc": res.best_test_acc,
-           "test_acc_curve": [h.get("test_acc") for h in hist], "seconds": round(seconds, 2)}
-    if "label_acc" in (hist[-1] if hist else {}):
-        out["label_acc_curve"] = [h.get("label_acc") for h in hist]
-    if method == "ce-es":
-        out["selected_test_acc"] = res.info["test_acc_at_best_val"]
-        out["selected_epoch"] = res.info["best_val_epoch"]
-    if method == "cleanlab":
-        out.update({k: res.info[k] for k in ("n_removed", "removed_precision", "removed_recall")
-                    if k in res.info})
-    if method == "dividemix" and hist and "labelled_precision_net_a" in hist[-1]:
-        out["labelled_precision"] = (hist[-1]["labelled_precision_net_a"]
-                                     + hist[-1]["labelled_precision_net_b"]) / 2
-    return out
 
 
 def summarise(run, grid, s: dict) -> dict:

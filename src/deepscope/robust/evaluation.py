@@ -57,7 +57,7 @@ from deepscope.train.rng import fork_seeded, spawn
 
 __all__ = [
     "ATTACKS", "OURS", "DEFAULT_ATTACKS", "clean_accuracy", "robust_accuracy", "accuracy_curve",
-    "masking_checks", "evaluate", "large_eps",
+    "masking_checks", "evaluate", "large_eps", "summarise_reports",
 ]
 
 OURS = ("fgsm", "pgd20", "pgd100")
@@ -383,3 +383,42 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     report["large_eps"] = big
     report["checks"] = masking_checks(report, curve, large=big, **check_options)
     return report
+
+
+def summarise_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`evaluate` reports of one model's seeds, summarised over the seeds.
+
+    Returns ``clean``, ``robust`` and ``attacks`` {name: ...} as
+    :func:`deepscope.train.stats.summarise` gives them; ``strongest`` (per seed, the attacks
+    that reached the lowest single-attack accuracy, ties included); ``unavailable`` and the
+    sum of ``violations``; ``checks`` {name: passed / failed / not_run counts}; ``curve``
+    (``eps`` and the mean and std of the worst-case accuracy at each); ``seconds`` (mean
+    ``train_seconds`` and ``eval_seconds`` where the reports hold them).
+    """
+    from deepscope.train.stats import summarise
+
+    reps = list(reports)
+    if not reps:
+        raise ValueError("reports is empty, must hold one evaluate() report per seed")
+    attacks = sorted({a for r in reps for a in r["attacks"]})
+    strongest = [sorted(k for k, v in r["attacks"].items() if v == min(r["attacks"].values()))
+                 for r in reps]
+    checks: dict = {}
+    for r in reps:
+        for name, c in r["checks"].items():
+            tally = checks.setdefault(name, {"passed": 0, "failed": 0, "not_run": 0})
+            tally["passed" if c["pass"] is True else "failed" if c["pass"] is False else "not_run"] += 1
+    curve = [summarise(r["curve"][i]["robust"] for r in reps) for i in range(len(reps[0]["curve"]))]
+    return {
+        "clean": summarise(r["clean"] for r in reps),
+        "robust": summarise(r["robust"] for r in reps),
+        "attacks": {a: summarise(r["attacks"][a] for r in reps if a in r["attacks"]) for a in attacks},
+        "strongest": strongest,
+        "unavailable": sorted({f"{k}: {v}" for r in reps for k, v in r["unavailable"].items()}),
+        "violations": int(sum(sum(r.get("violations", {}).values()) for r in reps)),
+        "checks": checks,
+        "curve": {"eps": [c["eps"] for c in reps[0]["curve"]], "mean": [c["mean"] for c in curve],
+                  "std": [c["std"] for c in curve]},
+        "seconds": {k: summarise(r.get(f"{k}_seconds", float("nan")) for r in reps)["mean"]
+                    for k in ("train", "eval")},
+    }

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdversarialMethod", "ADVERSARIAL_METHODS", "make_objective", "NoisyMethod",
-    "NOISY_METHODS", "NOISY_METHOD_NAMES", "train_noisy",
+    "NOISY_METHODS", "NOISY_METHOD_NAMES", "train_noisy", "noisy_result",
 ]
 
 # -- adversarial training ------------------------------------------------------------------------
@@ -215,3 +215,25 @@ def train_noisy(
                  unlabeled_weight=unlabeled_weight, asymmetric=asymmetric,
                  noise_rate=noise_rate, folds=folds)
     return _NOISY[method](x, y, common, extra)
+
+
+def noisy_result(method: NoisyMethod, res: TrainResult) -> dict:
+    """The JSON-able numbers of :func:`train_noisy`'s result: last and best test accuracy,
+    the test-accuracy curve, and what the method adds (CrossSplit's corrected-label accuracy
+    curve, ce-es's selected epoch, confident learning's removed set, DivideMix's labelled
+    precision)."""
+    hist = res.history
+    out = {"last_test_acc": res.last_test_acc, "best_test_acc": res.best_test_acc,
+           "test_acc_curve": [h.get("test_acc") for h in hist]}
+    if "label_acc" in (hist[-1] if hist else {}):
+        out["label_acc_curve"] = [h.get("label_acc") for h in hist]
+    if method == "ce-es":
+        out["selected_test_acc"] = res.info["test_acc_at_best_val"]
+        out["selected_epoch"] = res.info["best_val_epoch"]
+    if method == "cleanlab":
+        out.update({k: res.info[k] for k in ("n_removed", "removed_precision", "removed_recall")
+                    if k in res.info})
+    if method == "dividemix" and hist and "labelled_precision_net_a" in hist[-1]:
+        out["labelled_precision"] = (hist[-1]["labelled_precision_net_a"]
+                                     + hist[-1]["labelled_precision_net_b"]) / 2
+    return out
