@@ -8,7 +8,7 @@ training), the MNIST-1D CNN with ``--channels`` channels, batch 128, weak shift 
 in one process and alternated ``--repeats`` times so that a change of machine load hits
 every method alike:
 
-- ``ce``: one epoch of :func:`deepscope.robust.baselines.train_ce` (one network, all the data);
+- ``ce``: one epoch of :func:`deepscope.robust.train_ce` (one network, all the data);
 - ``crosssplit_reduced``: one post-warm-up epoch of :func:`train_crosssplit` as the recipe runs
   it on MNIST-1D (per-epoch peer/own predictions, consistency term, unlabeled batch 64);
 - ``crosssplit_paper``: one post-warm-up epoch with the paper's ingredients (per-batch targets
@@ -33,10 +33,9 @@ from pathlib import Path
 import torch
 
 from deepscope.data import load_dataset
-from deepscope.robust.augment import signal_views
-from deepscope.robust.baselines import train_ce
-from deepscope.robust.crosssplit import train_crosssplit
-from deepscope.robust.noise import make_label_noise
+from deepscope.data.augment import signal_views
+from deepscope.data.noise import make_label_noise
+from deepscope.robust import train_ce, train_crosssplit
 from deepscope.train import Run
 
 REDUCED = dict(refresh="epoch", mixup=False, contrastive_weight=0.0, train_views=1, peer_views=0)
@@ -54,8 +53,8 @@ def time_ce(data: dict, args, seed: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         train_ce(data["x"], data["y"], num_classes=10, generator=torch.Generator().manual_seed(seed),
                  x_test=data["xt"], y_test=data["yt"], net="cnn1d",
-                 net_kwargs={"channels": args.channels}, views=signal_views("weak"), epochs=2,
-                 batch_size=128, lr=0.05, run=Run(d, progress=False))
+                 net_kwargs={"channels": args.channels}, views=signal_views("weak"),
+                 options={"epochs": 2, "batch_size": 128, "lr": 0.05}, run=Run(d, progress=False))
         return _epoch_seconds(Path(d))[-1]
 
 
@@ -65,8 +64,9 @@ def time_crosssplit(data: dict, args, seed: int, opts: dict) -> float:
         train_crosssplit(data["x"], data["y"], num_classes=10,
                          generator=torch.Generator().manual_seed(seed), x_test=data["xt"],
                          y_test=data["yt"], net="cnn1d", net_kwargs={"channels": args.channels},
-                         views=signal_views("weak"), epochs=2, warmup_epochs=1, batch_size=128,
-                         warmup_batch_size=128, lr=0.05, run=Run(d, progress=False), **opts)
+                         views=signal_views("weak"), warmup_epochs=1, warmup_batch_size=128,
+                         options={"epochs": 2, "batch_size": 128, "lr": 0.05},
+                         run=Run(d, progress=False), **opts)
         return _epoch_seconds(Path(d))[-1]
 
 

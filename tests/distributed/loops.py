@@ -32,13 +32,13 @@ def _mlp(g, d=12, k=3, hidden=(16, 16)):
 
 def robust(method: str, **options):
     def go(run, g):
-        from deepscope.robust.adversarial import make_objective, train_robust
+        from deepscope.robust import make_objective, train_robust
 
         x, y = _data(n=90)  # batches of 32, 32, 26: an unequal last batch
         net = _mlp(g)
         obj = make_objective(method, eps=0.1, bounds=(0.0, 1.0), **options)
-        train_robust(net, x, y, obj, generator=g, run=run, epochs=3, batch_size=32,
-                     log_every=1)
+        train_robust(net, x, y, obj, generator=g, run=run,
+                     options={"epochs": 3, "batch_size": 32}, log_every=1)
         out = {f"model.{k}": v for k, v in net.state_dict().items()}
         if method == "a3t":
             out |= {f"disc.{k}": v for k, v in obj.disc_.state_dict().items()}
@@ -78,7 +78,7 @@ def alpha(a: float):
     return go
 
 
-def noisy(method: str, **options):
+def noisy(method: str, epochs: int, **kwargs):
     def go(run, g):
         from deepscope.robust import baselines, crosssplit
 
@@ -88,8 +88,8 @@ def noisy(method: str, **options):
               "coteaching": baselines.train_coteaching,
               "dividemix": baselines.train_dividemix}[method]
         res = fn(x, y, num_classes=3, generator=g, run=run, x_test=x_test, y_test=y_test,
-                 net="mlp", net_kwargs={"hidden": (16,)}, batch_size=16, lr=0.05,
-                 **options)
+                 net="mlp", net_kwargs={"hidden": (16,)},
+                 options={"epochs": epochs, "batch_size": 16, "lr": 0.05}, **kwargs)
         return {f"{name}.{k}": v for name, m in res.models.items()
                 for k, v in m.state_dict().items()}
     return go
@@ -97,7 +97,7 @@ def noisy(method: str, **options):
 
 def subruns(run, g):
     """A recipe's pattern: train a sub-run, write its result, read it back (every process)."""
-    from deepscope.robust.adversarial import Standard, train_robust
+    from deepscope.robust import Standard, train_robust
 
     x, y = _data(n=64)
     values = []
@@ -105,7 +105,8 @@ def subruns(run, g):
         sub = run.child(f"part{k}", config={"k": k})
         if not sub.finished:
             net = _mlp(g)
-            train_robust(net, x, y, Standard(), generator=g, run=sub, epochs=1, batch_size=32)
+            train_robust(net, x, y, Standard(), generator=g, run=sub,
+                         options={"epochs": 1, "batch_size": 32})
             sub.write_result({"k": k, "w": float(net.classifier.weight.detach().sum())})
         values.append(sub.read_result()["w"])  # rank > 0 reads what rank 0 wrote
         run.log(k + 1, w=values[-1])

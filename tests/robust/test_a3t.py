@@ -6,14 +6,8 @@ import torch.nn.functional as F
 
 from deepscope.nets import MLP, build_net
 from deepscope.robust.a3t import A3T, split_model, train_a3t
-from deepscope.robust.adversarial import (
-    FGSMAT,
-    PGDAT,
-    TRADES,
-    Standard,
-    make_objective,
-    train_robust,
-)
+from deepscope.robust.adversarial import FGSMAT, PGDAT, TRADES, Standard, train_robust
+from deepscope.robust.methods import make_objective
 from deepscope.train import Run
 from deepscope.train.rng import fork_seeded, make_generator
 
@@ -150,13 +144,14 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
         net = _net(3)
         obj = make_objective(method, eps=0.1, bounds=(0.0, 1.0), steps=2) if method != "a3t" \
             else A3T(eps=0.1, attack="pgd", pgd_steps=2, disc_hidden=(8,))
-        train_robust(net, x, y, obj, generator=g, run=run, epochs=3, batch_size=16,
-                     checkpoint_every=4, log_every=1)
+        res = train_robust(net, x, y, obj, generator=g, run=run,
+                           options={"epochs": 3, "batch_size": 16}, log_every=1)
+        assert res.model is net and len(res.history) == 15
         return net, obj, run
 
     full, obj_full, run_full = train(tmp_path / "a")
     with pytest.raises(KeyboardInterrupt):
-        train(tmp_path / "b", kill_at=10)       # last checkpoint at step 8, mid-epoch 2
+        train(tmp_path / "b", kill_at=8)        # last checkpoint at step 5 (epoch 1), mid-epoch 2
     torch.randn(7)                                # the global RNG is not what the loop draws from
     res, obj_res, run_res = train(tmp_path / "b")
     for a, b in zip(full.state_dict().values(), res.state_dict().values()):
@@ -179,8 +174,9 @@ def test_train_a3t_learns_and_leaves_the_global_rng_alone():
 
     ce0, acc0 = fit()
     state = torch.get_rng_state()
-    train_a3t(net, x, y, eps=0.05, generator=make_generator(0, "t"), epochs=15, batch_size=32,
-              disc_hidden=(16,))
+    res = train_a3t(net, x, y, eps=0.05, generator=make_generator(0, "t"),
+                    options={"epochs": 15, "batch_size": 32}, disc_hidden=(16,))
+    assert res.model is net and type(res.info["objective"].disc_).__name__ == "MLP"
     assert torch.equal(torch.get_rng_state(), state)
     ce1, acc1 = fit()
     assert ce1 < ce0 and acc1 > acc0
@@ -191,7 +187,7 @@ def test_bad_options_name_the_option_and_the_fix():
         make_objective("madry", eps=0.1)
     with pytest.raises(ValueError, match=r"eps == 0, must be a finite number > 0"):
         A3T(eps=0)
-    with pytest.raises(ValueError, match=r"alpha == 1.5, must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"alpha == 1.5, must be a number >= 0.0 and <= 1.0"):
         A3T(eps=0.1, alpha=1.5)
     with pytest.raises(ValueError, match=r"beta == -1, must be >= 0"):
         A3T(eps=0.1, beta=-1)
@@ -205,4 +201,8 @@ def test_bad_options_name_the_option_and_the_fix():
         A3T(eps=0.1).loss(_net(), *_data(), None)
     x, y = _data()
     with pytest.raises(ValueError, match=r"epochs == 0, must be an integer >= 1"):
-        train_robust(_net(), x, y, Standard(), generator=make_generator(0), epochs=0)
+        train_robust(_net(), x, y, Standard(), generator=make_generator(0), options={"epochs": 0})
+    with pytest.raises(ValueError, match=r"num_classes is None, must be given to build net 'mlp'"):
+        train_robust("mlp", x, y, Standard())
+    with pytest.raises(ValueError, match=r"amp == True, must be False for train_robust"):
+        train_robust(_net(), x, y, Standard(), options={"amp": True})

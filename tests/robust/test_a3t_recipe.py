@@ -6,7 +6,7 @@ import torch
 
 import deepscope
 from deepscope.recipes import a3t as rec
-from deepscope.robust.evaluate import accuracy
+from deepscope.robust import clean_accuracy
 from deepscope.runner import execute_recipe
 from deepscope.train.run import Run
 
@@ -42,7 +42,7 @@ def test_tiny_end_to_end_run_with_independent_attacks_and_loadable_models(tmp_pa
     from deepscope.data import load_dataset
 
     ds = load_dataset("digits", seed=0)
-    clean = accuracy(net, ds.x_test[:24], ds.y_test[:24])
+    clean = clean_accuracy(net, ds.x_test[:24], ds.y_test[:24])
     assert clean == pytest.approx(digits["a3t"]["clean"]["mean"], abs=1e-9)
     # a second call skips the finished sub-runs and returns the same numbers
     again = execute_recipe("a3t", _cfg(tmp_path, methods=("a3t",)), quiet=True)

@@ -118,6 +118,10 @@ def test_randomness_comes_only_from_the_generator():
     b = PGD(net, eps=0.2, norm="l2", steps=3)(x, y, generator=_gen(7))
     assert torch.equal(a, b)
     assert all(p.grad is None for p in net.parameters())  # attacks leave parameter grads alone
+    torch.manual_seed(5)
+    c = PGD(net, eps=0.2, norm="l2", steps=3)(x, y)   # no generator: PyTorch's default one
+    torch.manual_seed(5)
+    assert torch.equal(c, PGD(net, eps=0.2, norm="l2", steps=3)(x, y))
 
 
 class _Spy(nn.Module):
@@ -170,8 +174,6 @@ def test_bad_arguments_name_the_argument_and_the_fix():
         PGD(net, eps=0.1, steps=0)
     with pytest.raises(ValueError, match=r"restarts == 0"):
         PGD(net, eps=0.1, restarts=0)
-    with pytest.raises(ValueError, match="generator is None"):
-        PGD(net, eps=0.1)(x, y)
     with pytest.raises(ValueError, match=r"x lies outside bounds .*pass the data's bounds"):
         FGSM(net, eps=0.1, bounds=(0.0, 0.5))(x + 1.0, y)
     with pytest.raises(ValueError, match="lo > hi"):

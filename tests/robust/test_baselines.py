@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from deepscope.data.noise import make_label_noise
 from deepscope.robust.baselines import (
     coteaching_keep_rate,
     train_ce,
@@ -13,7 +14,6 @@ from deepscope.robust.baselines import (
     train_coteaching,
     train_dividemix,
 )
-from deepscope.robust.noise import make_label_noise
 from deepscope.train import Run
 
 
@@ -28,7 +28,11 @@ def _problem(n=240, k=3, seed=0, noise="sym40", spread=2.0):
     return x, noisy.labels, y, xt, yt
 
 
-NET = dict(net="mlp", net_kwargs={"hidden": (32,)}, lr=0.05)
+NET = dict(net="mlp", net_kwargs={"hidden": (32,)})
+
+
+def _opts(**kw):
+    return {"options": {"lr": 0.05, **kw}}
 
 
 def _g(seed=1):
@@ -59,12 +63,11 @@ def _metrics(path):
 def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
     x, y, y_true, xt, yt = _problem(n=120)
     train, kw = {
-        "ce": (train_ce, dict(batch_size=20, x_val=xt[:30], y_val=yt[:30])),
-        "coteaching": (train_coteaching, dict(batch_size=20, forget_rate=0.4, num_gradual=2,
-                                              y_true=y_true)),
-        "dividemix": (train_dividemix, dict(batch_size=20, warmup_epochs=1, y_true=y_true)),
+        "ce": (train_ce, dict(x_val=xt[:30], y_val=yt[:30])),
+        "coteaching": (train_coteaching, dict(forget_rate=0.4, num_gradual=2, y_true=y_true)),
+        "dividemix": (train_dividemix, dict(warmup_epochs=1, y_true=y_true)),
     }[method]
-    kw = {**NET, **kw, "epochs": 4, "x_test": xt, "y_test": yt}
+    kw = {**NET, **kw, **_opts(epochs=4, batch_size=20), "x_test": xt, "y_test": yt}
     full = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "a", progress=False), **kw)
     with pytest.raises(_Killed):
         train(x, y, num_classes=3, generator=_g(), run=_KilledRun(tmp_path / "b", progress=False), **kw)
@@ -81,8 +84,8 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
 
 def test_early_stopping_selects_the_best_noisy_validation_epoch():
     x, y, _, xt, yt = _problem(n=200)
-    res = train_ce_early_stopping(x, y, num_classes=3, generator=_g(), epochs=5, batch_size=20,
-                                  x_test=xt, y_test=yt, val_fraction=0.2, **NET)
+    res = train_ce_early_stopping(x, y, num_classes=3, generator=_g(), x_test=xt, y_test=yt,
+                                  val_fraction=0.2, **NET, **_opts(epochs=5, batch_size=20))
     val = res.info["val_index"]
     assert len(val) == 40 and len(set(val.tolist())) == 40
     accs = [r["val_acc"] for r in res.history]
@@ -102,7 +105,8 @@ def test_coteaching_schedule_and_small_loss_selection_prefers_clean_labels():
     assert coteaching_keep_rate(3, 0.5, 0) == 0.5
     x, y, y_true, xt, yt = _problem(n=300)
     res = train_coteaching(x, y, num_classes=3, generator=_g(), forget_rate=0.4, num_gradual=2,
-                           epochs=4, batch_size=20, y_true=y_true, x_test=xt, y_test=yt, **NET)
+                           y_true=y_true, x_test=xt, y_test=yt, **NET,
+                           **_opts(epochs=4, batch_size=20))
     clean_rate = float((y == y_true).double().mean())  # ~0.73
     # once it drops 40%, the kept small-loss examples are mostly the clean ones
     assert res.history[-1]["keep_rate"] == 0.6
@@ -111,8 +115,8 @@ def test_coteaching_schedule_and_small_loss_selection_prefers_clean_labels():
 
 def test_dividemix_co_divide_finds_the_clean_examples():
     x, y, y_true, xt, yt = _problem(n=300)
-    res = train_dividemix(x, y, num_classes=3, generator=_g(), epochs=4, warmup_epochs=2,
-                          batch_size=20, y_true=y_true, x_test=xt, y_test=yt, **NET)
+    res = train_dividemix(x, y, num_classes=3, generator=_g(), warmup_epochs=2, y_true=y_true,
+                          x_test=xt, y_test=yt, **NET, **_opts(epochs=4, batch_size=20))
     clean_rate = float((y == y_true).double().mean())
     last = res.history[-1]
     assert last["phase"] == "dividemix" and res.history[0]["phase"] == "warmup"
@@ -124,8 +128,8 @@ def test_dividemix_co_divide_finds_the_clean_examples():
 def test_confident_learning_through_cleanlab_finds_obvious_flips(tmp_path):
     # well separated classes, 15% of labels moved to another class: obvious to cleanlab
     x, y, y_true, xt, yt = _problem(n=300, noise="symother15", spread=3.0)
-    kw = dict(num_classes=3, folds=3, cv_epochs=3, epochs=3, batch_size=20,
-              y_true=y_true, x_test=xt, y_test=yt, **NET)
+    kw = dict(num_classes=3, folds=3, cv_epochs=3, y_true=y_true, x_test=xt, y_test=yt, **NET,
+              **_opts(epochs=3, batch_size=20))
     res = train_confident_learning(x, y, generator=_g(), run=Run(tmp_path, progress=False), **kw)
     wrong = y != y_true
     assert int(wrong.sum()) == 45
@@ -151,6 +155,10 @@ def test_bad_arguments_name_the_fix():
     with pytest.raises(ValueError, match=r"folds == 1, must be an integer >= 2"):
         train_confident_learning(x, y, num_classes=3, generator=_g(), folds=1)
     with pytest.raises(ValueError, match=r"epochs == 0, must be an integer >= 1"):
-        train_ce(x, y, num_classes=3, generator=_g(), epochs=0)
+        train_ce(x, y, num_classes=3, generator=_g(), options={"epochs": 0})
+    with pytest.raises(ValueError, match=r"options has 'epoch', must be among"):
+        train_ce(x, y, num_classes=3, options={"epoch": 3})
+    with pytest.raises(ValueError, match=r"net_kwargs is given with a module or factory"):
+        train_ce(x, y, num_classes=3, net=torch.nn.Linear(40, 3), net_kwargs={"hidden": (8,)})
     with pytest.raises(ValueError, match=r"p_threshold == 2, must be a number >= 0.0 and <= 1.0"):
         train_dividemix(x, y, num_classes=3, generator=_g(), p_threshold=2)

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deepscope.robust._noisy import jsd, nt_xent, prior_penalty, sharpen, split_halves
-from deepscope.robust.augment import (
+from deepscope.data.augment import (
     ImageTransform,
     SignalTransform,
     Views,
     cifar_views,
     signal_views,
 )
+from deepscope.data.noise import make_label_noise
 from deepscope.robust.crosssplit import (
     class_minmax,
     clc_soft_labels,
@@ -23,7 +23,7 @@ from deepscope.robust.crosssplit import (
     normalised_jsd,
     train_crosssplit,
 )
-from deepscope.robust.noise import make_label_noise
+from deepscope.robust.noisy_training import jsd, nt_xent, prior_penalty, sharpen, split_halves
 from deepscope.train import Run
 
 LOG2 = math.log(2)
@@ -172,14 +172,15 @@ def _problem(n=240, k=3, seed=0, noise="sym40"):
     return x, noisy.labels, y, xt, yt
 
 
-FAST = dict(net="mlp", net_kwargs={"hidden": (32,)}, epochs=3, warmup_epochs=1, batch_size=20,
-            lr=0.05, refresh="epoch", mixup=False, contrastive_weight=0.0, train_views=1,
-            peer_views=1, views=signal_views("none"), gamma_schedule=((0, 0.6), (1, 1.0)))
+FAST = dict(net="mlp", net_kwargs={"hidden": (32,)}, warmup_epochs=1, refresh="epoch",
+            mixup=False, contrastive_weight=0.0, train_views=1, peer_views=1,
+            views=signal_views("none"), gamma_schedule=((0, 0.6), (1, 1.0)))
+OPTIONS = {"epochs": 3, "batch_size": 20, "lr": 0.05}
 
 
-def _train(x, y, **kw):
-    opts = {**FAST, **kw}
-    return train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(7), **opts)
+def _train(x, y, options=None, **kw):
+    return train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(7),
+                            options={**OPTIONS, **(options or {})}, **{**FAST, **kw})
 
 
 def _weights(model):
@@ -221,7 +222,7 @@ def test_label_correction_switch_and_corrected_label_accuracy():
     off = _train(x, y, label_correction=False, y_true=y_true)
     assert all(r["label_acc"] == round(noisy_acc, 5) for r in off.history)
     assert "beta_mean" not in off.history[-1]
-    on = _train(x, y, y_true=y_true, epochs=4)
+    on = _train(x, y, y_true=y_true, options={"epochs": 4})
     assert on.history[0]["label_acc"] == round(noisy_acc, 5)  # warm-up: the given labels
     # the peer's opinion corrects labels: clearly better than the 40%-noisy given ones
     assert on.history[-1]["label_acc"] > noisy_acc + 0.1
@@ -255,7 +256,7 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path):
     x, y, y_true, xt, yt = _problem(n=120)
     # the paper's configuration: per-batch refresh, MixUp, two strong views, contrastive term
     kw = {**FAST, "net": "cnn1d", "net_kwargs": {"channels": 4}, "views": signal_views("weak"),
-          "epochs": 4, "refresh": "batch", "mixup": True, "contrastive_weight": 0.025,
+          "options": {**OPTIONS, "epochs": 4}, "refresh": "batch", "mixup": True, "contrastive_weight": 0.025,
           "train_views": 2, "peer_views": 2, "x_test": xt, "y_test": yt, "y_true": y_true}
     full = train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(1),
                             run=Run(tmp_path / "a", progress=False), **kw)
@@ -282,11 +283,11 @@ def test_bad_arguments_name_the_fix():
     with pytest.raises(ValueError, match=r"warmup_epochs == 5, must be <= epochs == 3"):
         _train(x, y, warmup_epochs=5)
     with pytest.raises(ValueError, match=r"amp == True needs a CUDA device"):
-        _train(x, y, amp=True, device="cpu")
+        _train(x, y, options={"amp": True, "device": "cpu"})
     with pytest.raises(ValueError, match=r"labels of x span 0..2, must be in 0..1"):
         train_crosssplit(x, y, num_classes=2, generator=torch.Generator())
     with pytest.raises(ValueError, match=r"batch_size == 0, must be an integer >= 1"):
-        _train(x, y, batch_size=0)
+        _train(x, y, options={"batch_size": 0})
     assert Views().test(x) is x
 
 
@@ -298,11 +299,13 @@ def test_paper_configuration_runs_on_images_with_batchnorm():
     y = torch.arange(48) % 3
     res = train_crosssplit(x, y, num_classes=3, generator=g, net="preact-resnet18",
                            net_kwargs={"norm": "batch", "width": 4},
-                           views=cifar_views("cifar10", policy="none"), epochs=2, warmup_epochs=1,
-                           batch_size=8, x_test=x[:12], y_test=y[:12], y_true=y)
+                           views=cifar_views("cifar10", policy="none"), warmup_epochs=1,
+                           options={"epochs": 2, "batch_size": 8}, x_test=x[:12], y_test=y[:12],
+                           y_true=y)
     last = res.history[-1]
     assert last["phase"] == "crosssplit" and last["loss_con_net_a"] > 0 and last["lambda_u_net_a"] >= 0
-    assert res.predict(x[:4], views=cifar_views("cifar10", policy="none")).shape == (4, 3)
+    views = cifar_views("cifar10", policy="none")
+    assert res.predict(x[:4], transform=views.test).shape == (4, 3)
 
 
 @pytest.mark.vision

@@ -11,7 +11,8 @@ from deepscope.train import Run
 
 
 def _cfg(out, **kw):
-    return rec.Config(quick=True, progress=False, threads=1, device="cpu", out=out, **kw)
+    return rec.Config(**{"quick": True, "progress": False, "threads": 1, "device": "cpu",
+                         "out": out, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +55,21 @@ def read(path):
     return json.loads((path / "result.json").read_text())
 
 
-def test_rerun_skips_finished_sub_runs_and_aggregates_all_of_them(quick_run, tmp_path):
+def test_rerun_skips_finished_sub_runs_and_gathers_them(quick_run, tmp_path):
     out, result = quick_run
     # a second invocation with another seed adds seed 1 and keeps seed 0 (not retrained)
     before = (out / "ce" / "sym60" / "seed0" / "result.json").stat().st_mtime_ns
-    execute_recipe("crosssplit", _cfg(out, seed=1, methods=("ce",)), quiet=True)
+    part = execute_recipe("crosssplit", _cfg(out, seed=1, methods=("ce",)), quiet=True)
+    assert part["table"]["ce"]["sym60"]["seeds"] == [1] and set(part["table"]) == {"ce"}
+    # the whole grid again: every finished sub-run is read back, none retrained
+    whole = {**rec.Config.QUICK, "quick": False, "seeds": 2, "methods": ("crosssplit", "ce")}
+    both = execute_recipe("crosssplit", _cfg(out, **whole), quiet=True)
     assert (out / "ce" / "sym60" / "seed0" / "result.json").stat().st_mtime_ns == before
-    stored = read(out)
-    assert stored["table"]["ce"]["sym60"]["seeds"] == [0, 1]
-    assert stored["table"]["ce"]["sym60"]["last"]["n"] == 2
-    assert stored["table"]["crosssplit"]["sym60"]["last"]["n"] == 1
+    assert both["table"]["ce"]["sym60"]["seeds"] == [0, 1]
+    assert both["table"]["ce"]["sym60"]["last"]["n"] == 2
+    assert both["table"]["ce"]["sym60"]["last"]["values"][0] == \
+        result["table"]["ce"]["sym60"]["last"]["values"][0]
+    assert both["table"]["crosssplit"]["sym60"]["last"]["n"] == 2
 
 
 class _Killed(Exception):

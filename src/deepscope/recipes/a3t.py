@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.robust.methods import AdversarialMethod as Method
 from deepscope.train.config import RunConfig, require
 
+#: The system this recipe belongs to (groups its runs in the report).
+SYSTEM = "A3T"
+
 Dataset = Literal["digits", "mnist1d", "mnist"]
-Method = Literal["standard", "fgsm-at", "pgd-at", "trades", "a3t"]
 AttackName = Literal["fgsm", "pgd20", "pgd100", "foolbox-pgd", "autoattack", "square", "transfer"]
 
 #: Per-dataset defaults. MNIST-1D is standardised by its generator; its bounds are the
@@ -47,9 +50,6 @@ PAPER = (
     "undefended 37.5%, FGSM-AT 82.1%, untuned minimal A3T 78.1%, PGD-AT 85.1%."
 )
 
-
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "A3T"
 
 @dataclass(frozen=True)
 class Config(RunConfig):
@@ -166,17 +166,21 @@ def settings(cfg: Config, dataset: str) -> dict:
     return d
 
 
-def _load(dataset: str, cfg: Config):
+def _load(dataset: str, cfg: Config, run):
     """(x_train, y_train, x_eval, y_eval, input_shape, bounds) for ``dataset``."""
     import torch
 
     from deepscope.data import load_dataset
+    from deepscope.data.cache import cached
 
-    if dataset == "mnist":
-        ds = load_dataset("mnist", data_root=str(cfg.data_root))
-    else:
-        ds = load_dataset(dataset, seed=0)
-    xtr, ytr, xte, yte = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    def build() -> dict:
+        ds = (load_dataset("mnist", data_root=str(cfg.data_root)) if dataset == "mnist"
+              else load_dataset(dataset, seed=0))
+        return {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
+
+    # MNIST-1D is generated (seconds): once per run directory
+    d = cached(run, "mnist1d_s0.pt", build) if dataset == "mnist1d" else build()
+    xtr, ytr, xte, yte = d["x"], d["y"], d["x_test"], d["y_test"]
     if cfg.validation:
         from sklearn.model_selection import train_test_split
 
@@ -193,7 +197,7 @@ def _load(dataset: str, cfg: Config):
             raise ValueError(f"{dataset} {name} inputs span [{t.min():.4g}, {t.max():.4g}], outside "
                              f"the bounds ({lo}, {hi}); the bounds table in deepscope/recipes/a3t.py "
                              "must cover the data")
-    return xtr, ytr, xte, yte, tuple(ds.input_shape), (lo, hi)
+    return xtr, ytr, xte, yte, tuple(d["x"].shape[1:]), (lo, hi)
 
 
 def _net(cfg: Config, dataset: str, shape, num_classes: int):
@@ -214,33 +218,30 @@ def _train_one(cfg: Config, sub, dataset: str, method: str, data, *, evaluate_it
     """Train (or resume) one model in sub-run ``sub``, save it, evaluate it: (model, report or None)."""
     import time
 
-    from deepscope.nets import build_net
     from deepscope.nets.io import save_model
-    from deepscope.robust.adversarial import make_objective, train_robust
-    from deepscope.robust.evaluate import evaluate
-    from deepscope.train.rng import fork_seeded
+    from deepscope.robust import evaluate, make_objective, train_robust
 
     xtr, ytr, xte, yte, shape, bounds = data
     s = settings(cfg, dataset)
     net_name, kw, layer = _net(cfg, dataset, shape, int(ytr.max()) + 1)
-    g = sub.generator("train")
-    with fork_seeded(g):  # the same initial weights for every method of this seed
-        model = build_net(net_name, **kw)
     common = dict(eps=s["eps"], norm=cfg.norm, bounds=bounds)
-    options = {
+    pgd = dict(steps=s["pgd_steps"], step_size=s["pgd_step_size"])
+    options = {  # which Config field feeds which keyword of each objective
         "standard": {},
         "fgsm-at": dict(common, alpha=0.5),
-        "pgd-at": dict(common, steps=s["pgd_steps"], step_size=s["pgd_step_size"]),
-        "trades": dict(common, beta=cfg.trades_beta, steps=s["pgd_steps"], step_size=s["pgd_step_size"]),
+        "pgd-at": dict(common, **pgd),
+        "trades": dict(common, beta=cfg.trades_beta, **pgd),
         "a3t": dict(common, layer=layer, alpha=cfg.alpha, beta=cfg.beta, disc_hidden=cfg.disc_hidden,
                     disc_lr=cfg.disc_lr or cfg.lr, attack=cfg.a3t_attack, pgd_steps=s["pgd_steps"]),
     }[method]
     t0 = time.time()
-    train_robust(model, xtr, ytr, make_objective(method, **options), generator=g, run=sub,
-                 epochs=s["epochs"], batch_size=s["batch_size"], lr=cfg.lr, log_every=20,
-                 desc=f"{dataset}/{method}/seed{sub.seed}")
+    # the network is built from the "train" generator: the same initial weights for every method
+    model = train_robust(net_name, xtr, ytr, make_objective(method, **options),
+                         num_classes=kw["num_classes"], net_kwargs={"hidden": kw["hidden"]}
+                         if "hidden" in kw else None, generator=sub.generator("train"), run=sub,
+                         options={"epochs": s["epochs"], "batch_size": s["batch_size"], "lr": cfg.lr},
+                         log_every=20, desc=f"{dataset}/{method}/seed{sub.seed}").model
     train_s = time.time() - t0
-    model.eval()
     save_model(sub.dir / "model.pt", model, net_name,
                attrs={"input_bounds": bounds, "eps": s["eps"], "norm": cfg.norm, "method": method,
                       "dataset": dataset}, **kw)
@@ -283,63 +284,31 @@ def _sub_config(cfg: Config, dataset: str, method: str) -> dict:
 
 
 def run(cfg: Config, run) -> dict:
-    import numpy as np
+    import functools
 
-    from deepscope.mi.stats import over_seeds
+    from deepscope.robust.evaluation import summarise_reports
 
+    data = functools.cache(lambda dataset: _load(dataset, cfg, run))
+    surrogate = functools.cache(lambda dataset, seed: _surrogate(cfg, run, dataset, seed,
+                                                                  data(dataset)))
+
+    def one(sub, setting, seed: int) -> dict:
+        dataset, method = setting
+        source = surrogate(dataset, seed) if "transfer" in cfg.attacks else None
+        return _train_one(cfg, sub, dataset, method, data(dataset), surrogate=source)[1]
+
+    grid = run.grid([(d, m) for d in cfg.datasets for m in cfg.methods],
+                    range(cfg.seed, cfg.seed + cfg.seeds), one,
+                    config=lambda st, seed: _sub_config(cfg, *st))
     results: dict = {}
     for dataset in cfg.datasets:
-        data = _load(dataset, cfg)
-        per: dict = {m: [] for m in cfg.methods}
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            surrogate = None
-            for method in cfg.methods:
-                sub = run.child(f"{dataset}/{method}/seed{seed}", config=_sub_config(cfg, dataset, method),
-                                seed=seed)
-                if sub.finished:
-                    per[method].append(sub.read_result())
-                    continue
-                if surrogate is None and "transfer" in cfg.attacks:
-                    surrogate = _surrogate(cfg, run, dataset, seed, data)
-                _, rep = _train_one(cfg, sub, dataset, method, data, surrogate=surrogate)
-                sub.write_result(rep)
-                per[method].append(rep)
-        results[dataset] = _aggregate(per, over_seeds, np)
+        results[dataset] = {m: summarise_reports(grid.results((dataset, m))) for m in cfg.methods}
         results[dataset]["settings"] = {**settings(cfg, dataset), "norm": cfg.norm,
-                                        "n_eval": per[cfg.methods[0]][0]["n"],
+                                        "n_eval": grid.results((dataset, cfg.methods[0]))[0]["n"],
                                         "evaluated_on": "validation" if cfg.validation else "test"}
         _plot(run, dataset, results[dataset])
     return {"headline": _headline(results), "results": results, "paper": PAPER,
             "summary": _summary(results, cfg)}
-
-
-def _aggregate(per: dict, over_seeds, np) -> dict:
-    out = {}
-    for method, reps in per.items():
-        attacks = sorted({a for r in reps for a in r["attacks"]})
-        # per seed, every attack that reached the lowest single-attack accuracy (ties included)
-        strongest = [sorted(k for k, v in r["attacks"].items() if v == min(r["attacks"].values()))
-                     for r in reps]
-        checks: dict = {}
-        for r in reps:
-            for name, c in r["checks"].items():
-                tally = checks.setdefault(name, {"passed": 0, "failed": 0, "not_run": 0})
-                tally["passed" if c["pass"] is True else "failed" if c["pass"] is False else "not_run"] += 1
-        eps = [c["eps"] for c in reps[0]["curve"]]
-        curve = np.asarray([[c["robust"] for c in r["curve"]] for r in reps])
-        out[method] = {
-            "clean": over_seeds([r["clean"] for r in reps]),
-            "robust": over_seeds([r["robust"] for r in reps]),
-            "attacks": {a: over_seeds([r["attacks"][a] for r in reps if a in r["attacks"]]) for a in attacks},
-            "strongest": strongest,
-            "unavailable": sorted({f"{k}: {v}" for r in reps for k, v in r["unavailable"].items()}),
-            "violations": int(sum(sum(r.get("violations", {}).values()) for r in reps)),
-            "checks": checks,
-            "curve": {"eps": eps, "mean": curve.mean(0).tolist(), "std": curve.std(0).tolist()},
-            "seconds": {"train": float(np.mean([r["train_seconds"] for r in reps])),
-                        "eval": float(np.mean([r["eval_seconds"] for r in reps]))},
-        }
-    return out
 
 
 def _plot(run, dataset: str, res: dict) -> None:
@@ -411,7 +380,7 @@ def _headline(results: dict) -> dict:
 
 
 def verdict(result: dict) -> dict:
-    """A3T's robust accuracy at least FGSM-AT's (the issue's target), per dataset.
+    """A3T's robust accuracy at least FGSM-AT's (the target), per dataset.
 
     reproduced: A3T's mean robust accuracy >= FGSM-AT's on every dataset where both ran;
     partly: below on some dataset but within A3T's 95% interval over seeds there (not
@@ -421,7 +390,7 @@ def verdict(result: dict) -> dict:
     """
     claim = ("Erraqabi et al. 2017 (arXiv 1801.04055): A3T is a viable alternative to adversarial "
              "training (our target: A3T's robust accuracy, worst case of all attacks, at least "
-             "FGSM-AT's on the same network and budget; the issue's probe on digits: FGSM-AT "
+             "FGSM-AT's on the same network and budget; a probe on digits: FGSM-AT "
              "82.1%, untuned A3T 78.1% under PGD-20)")
     parts, at_least, close, masked, skipped = [], [], [], [], []
     for dataset, res in (result.get("results") or {}).items():

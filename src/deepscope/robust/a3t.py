@@ -11,19 +11,21 @@ network's output). Each training step
    classify both, and make adversarial representations look clean to D.
 
 >>> import torch
->>> from deepscope.nets import MLP
 >>> from deepscope.robust.a3t import A3T
 >>> from deepscope.robust.adversarial import train_robust
->>> from deepscope.train.distributed import all_reduce_grads
-from deepscope.train.rng import fork_seeded
 >>> g = torch.Generator().manual_seed(0)
 >>> x, y = torch.rand(64, 8), torch.randint(3, (64,))
->>> with fork_seeded(g):
-...     net = MLP(8, [32, 32], 3)
 >>> a3t = A3T(eps=0.1, bounds=(0.0, 1.0))                      # D on the last hidden layer
->>> net = train_robust(net, x, y, a3t, generator=g, epochs=2, batch_size=32)
+>>> res = train_robust("mlp", x, y, a3t, num_classes=3, net_kwargs={"hidden": [32, 32]},
+...                    options={"epochs": 2, "batch_size": 32}, generator=g)
 >>> type(a3t.disc_).__name__                      # the trained discriminator
 'MLP'
+
+**Your own network.** D watches the representation ``encoder(x)`` where ``head(encoder(x))``
+is the network's output (:func:`split_model`): a module with ``.features`` and
+``.classifier`` (every :mod:`deepscope.nets` classifier has them) or an ``nn.Sequential``
+(split before its last module), at ``layer='features'``; integer layers split a deepscope
+:class:`~deepscope.nets.MLP`.
 
 **Alternating updates, not gradient reversal.** Steps 2 and 3 are two optimisers taking turns
 (D first, on detached representations; then the classifier, with D's weights frozen). A
@@ -46,18 +48,23 @@ the defaults are ``layer='features'``, β = 0.01. docs/a3t.md has the whole grid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepscope.nets import MLP, split_mlp
-from deepscope.robust.adversarial import Objective, _check_eps, _check_fraction, train_robust
+from deepscope.robust.adversarial import train_robust
 from deepscope.robust.attacks import FGSM, PGD
 from deepscope.robust.attacks.base import check_norm
+from deepscope.robust.objective import Objective, check_eps
+from deepscope.train.config import check_float
 from deepscope.train.distributed import all_reduce_grads
+from deepscope.train.loop import NetSpec, TrainOptions, TrainResult
 from deepscope.train.rng import fork_seeded
+from deepscope.train.run import NullRun, Run
 
 __all__ = ["A3T", "split_model", "train_a3t"]
 
@@ -68,29 +75,43 @@ def split_model(model: nn.Module, layer: int | str) -> tuple[nn.Module, nn.Modul
     Parameters
     ----------
     model : nn.Module
-        A :class:`~deepscope.nets.MLP`, or any deepscope classifier (``.features``, ``.classifier``).
+        A :class:`~deepscope.nets.MLP`, any module with ``.features`` and ``.classifier``
+        (every deepscope classifier, or your own with ``forward(x) ==
+        classifier(features(x))``), or an ``nn.Sequential``.
     layer : int or 'features'
         An MLP's hidden layer 1..L (its activation included), or 'features' for the
-        penultimate representation of any deepscope classifier.
+        penultimate representation: ``.features``, or all of a Sequential but its last module.
     """
     if layer == "features":
-        if not hasattr(model, "features") or not hasattr(model, "classifier"):
-            raise ValueError(f"layer == 'features', but {type(model).__name__} has no "
-                             ".features/.classifier; build it with deepscope.nets.build_net")
-        return model.features, model.classifier
+        if isinstance(getattr(model, "features", None), nn.Module) and \
+                isinstance(getattr(model, "classifier", None), nn.Module):
+            return model.features, model.classifier
+        if isinstance(model, nn.Sequential) and len(model) >= 2:
+            return model[:-1], model[-1]
+        raise ValueError(
+            f"layer == 'features', but a {type(model).__name__} cannot be split at a hidden layer: "
+            "give your module .features (input -> representation) and .classifier "
+            "(representation -> logits) with forward(x) == classifier(features(x)), or make it "
+            "an nn.Sequential (split before its last module)")
     if isinstance(model, MLP):
         return split_mlp(model, layer)
     raise ValueError(f"layer == {layer!r}: integer layers split a deepscope MLP; for a "
                      f"{type(model).__name__} use layer='features'")
 
 
-def _out_dim(model: nn.Module, encoder: nn.Module, layer) -> int:
+def _out_dim(model: nn.Module, encoder: nn.Module, head: nn.Module, layer) -> int:
+    """Width of the representation: ``feature_dim``, the encoder's last Linear, or the head's
+    first Linear's input."""
     if layer == "features" and hasattr(model, "feature_dim"):
         return int(model.feature_dim)
     linears = [m for m in encoder.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"layer == {layer!r}: cannot tell the encoder's output width")
-    return linears[-1].out_features
+    if linears:
+        return linears[-1].out_features
+    heads = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if heads:
+        return heads[0].in_features
+    raise ValueError(f"layer == {layer!r}: cannot tell the width of the representation the "
+                     f"discriminator reads; give your {type(model).__name__} a feature_dim attribute")
 
 
 class A3T(Objective):
@@ -133,7 +154,7 @@ class A3T(Objective):
                  layer: int | str = "features", alpha: float = 0.5, beta: float = 0.01,
                  disc_hidden: Sequence[int] = (256, 256),
                  disc_lr: float = 1e-3, attack: str = "fgsm", pgd_steps: int = 10):
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         self.norm = check_norm(norm)
         self.bounds = bounds
         if not (layer == "features" or (isinstance(layer, int) and not isinstance(layer, bool)
@@ -141,7 +162,7 @@ class A3T(Objective):
             raise ValueError(f"layer == {layer!r}, must be an int >= 1 (an MLP's hidden layer) "
                              "or 'features'")
         self.layer = layer
-        self.alpha = _check_fraction("alpha", alpha)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0)
         if not isinstance(beta, (int, float)) or beta < 0:
             raise ValueError(f"beta == {beta!r}, must be >= 0")
         self.beta = float(beta)
@@ -159,7 +180,7 @@ class A3T(Objective):
     # -- state ---------------------------------------------------------------
     def setup(self, model, *, generator, device):
         self.encoder_, self.head_ = split_model(model, self.layer)
-        dim = _out_dim(model, self.encoder_, self.layer)
+        dim = _out_dim(model, self.encoder_, self.head_, self.layer)
         with fork_seeded(generator):
             self.disc_ = MLP(dim, list(self.disc_hidden), 1).to(device)
         self.disc_opt_ = torch.optim.Adam(self.disc_.parameters(), lr=self.disc_lr)
@@ -224,14 +245,20 @@ class A3T(Objective):
                       "fool": fool.item(), "disc_loss": d_loss.item(), "disc_acc": d_acc.item()}
 
 
-def train_a3t(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-              generator: torch.Generator, bounds=(0.0, 1.0), run=None, device=None,
-              epochs: int = 50, batch_size: int = 64, lr: float = 1e-3, **options) -> nn.Module:
-    """Train ``model`` with :class:`A3T` in one call; ``options`` go to :class:`A3T`.
+def train_a3t(net: NetSpec, x: torch.Tensor, y: torch.Tensor, *, eps: float,
+              bounds=(0.0, 1.0), num_classes: int | None = None,
+              net_kwargs: Mapping[str, Any] | None = None,
+              options: TrainOptions | Mapping[str, Any] | None = None,
+              generator: torch.Generator | None = None, run: Run | NullRun | None = None,
+              **a3t_options: Any) -> TrainResult:
+    """Train ``net`` with :class:`A3T` in one call; ``a3t_options`` go to :class:`A3T`.
 
-    ``x`` (N, ...) inputs inside ``bounds``, ``y`` (N,) labels; see :func:`train_robust`
-    for ``run``, ``epochs``, ``batch_size`` and ``lr``.
+    ``x`` (N, ...) inputs inside ``bounds``, ``y`` (N,) labels; the other arguments as
+    :func:`~deepscope.robust.adversarial.train_robust`. The objective (and its trained
+    discriminator, ``disc_``) is ``result.info['objective']``.
     """
-    objective = A3T(eps=eps, bounds=bounds, **options)
-    return train_robust(model, x, y, objective, generator=generator, run=run, device=device,
-                        epochs=epochs, batch_size=batch_size, lr=lr, desc="a3t")
+    objective = A3T(eps=eps, bounds=bounds, **a3t_options)
+    res = train_robust(net, x, y, objective, num_classes=num_classes, net_kwargs=net_kwargs,
+                       options=options, generator=generator, run=run, desc="a3t")
+    res.info["objective"] = objective
+    return res

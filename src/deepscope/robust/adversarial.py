@@ -1,15 +1,14 @@
 """Adversarial training: one loop, one small objective per method.
 
 >>> import torch
->>> from deepscope.nets import MLP
 >>> from deepscope.robust.adversarial import PGDAT, train_robust
->>> from deepscope.train.rng import fork_seeded
 >>> g = torch.Generator().manual_seed(0)
 >>> x, y = torch.rand(64, 8), torch.randint(3, (64,))
->>> with fork_seeded(g):
-...     net = MLP(8, [16], 3)
->>> net = train_robust(net, x, y, PGDAT(eps=0.1, bounds=(0.0, 1.0), steps=3),
-...                    generator=g, epochs=1, batch_size=32)
+>>> res = train_robust("mlp", x, y, PGDAT(eps=0.1, bounds=(0.0, 1.0), steps=3), num_classes=3,
+...                    net_kwargs={"hidden": [16]}, options={"epochs": 1, "batch_size": 32},
+...                    generator=g)
+>>> res.model(x).shape
+torch.Size([64, 3])
 
 Objectives (the same network, optimiser and budget for every one of them):
 
@@ -18,17 +17,17 @@ Objectives (the same network, optimiser and budget for every one of them):
 - :class:`PGDAT`: ``CE(x_pgd)`` with random start (Madry et al., arXiv 1706.06083).
 - :class:`TRADES`: ``CE(x) + β·KL(p(x) ‖ p(x'))``, x' maximising the KL by PGD, β = 6
   (Zhang et al., arXiv 1901.08573).
-- ``A3T`` (:mod:`deepscope.robust.a3t`): FGSM adversarial training plus a discriminator on a
+- :class:`~deepscope.robust.a3t.A3T`: FGSM adversarial training plus a discriminator on a
   hidden layer (Erraqabi et al., arXiv 1801.04055).
 
-An objective is ``loss(model, x, y, generator) -> (loss, metrics)``; one that owns extra
-trainable state (A3T's discriminator) builds it in ``setup(model, generator=, device=)`` and
-lists it in ``state()`` so that checkpoints hold it.
+:func:`deepscope.robust.methods.make_objective` builds any of them by name. An objective is
+``loss(model, x, y, generator) -> (loss, metrics)`` (:class:`~deepscope.robust.objective.Objective`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -37,52 +36,28 @@ from torch import nn
 
 from deepscope.robust.attacks import FGSM, PGD, eval_mode, kl_divergence
 from deepscope.robust.attacks.base import check_norm
-from deepscope.train.distributed import (
-    all_reduce_grads,
-    init_distributed,
-    reduce_metrics,
-    shard,
-    sharded_draws,
+from deepscope.robust.objective import Objective, check_eps
+from deepscope.train.config import check_float, check_int
+from deepscope.train.distributed import all_reduce_grads, reduce_metrics, shard, sharded_draws
+from deepscope.train.loop import (
+    NetSpec,
+    TrainOptions,
+    TrainResult,
+    generator_or_default,
+    make_models,
+    make_optimizer,
+    resume,
+    setup,
 )
-from deepscope.train.run import NullRun, Run, as_run
+from deepscope.train.run import NullRun, Run
 
-__all__ = [
-    "Objective", "Standard", "FGSMAT", "PGDAT", "TRADES", "METHODS", "make_objective",
-    "train_robust",
-]
+__all__ = ["Standard", "FGSMAT", "PGDAT", "TRADES", "train_robust", "ROBUST_DEFAULTS"]
 
-
-def _check_eps(eps: float) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps == {eps!r}, must be a finite number > 0")
-    return float(eps)
-
-
-def _check_fraction(name: str, v: float) -> float:
-    if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-        raise ValueError(f"{name} == {v!r}, must be in [0, 1]")
-    return float(v)
-
-
-class Objective:
-    """A training objective: ``loss(model, x, y, generator) -> (scalar loss, {name: float})``."""
-
-    name = "objective"
-
-    def setup(self, model: nn.Module, *, generator: torch.Generator, device: torch.device) -> None:
-        """Build extra trainable state (none by default); called once before training."""
-
-    def state(self) -> dict[str, Any]:
-        """Extra objects to checkpoint by name (modules, optimizers); ``{}`` by default."""
-        return {}
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        keys = [k for k in vars(self) if not k.endswith("_")]
-        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
+#: :func:`train_robust`'s budget: 50 epochs of Adam at 1e-3 in batches of 64, a constant
+#: learning rate, a checkpoint every epoch.
+ROBUST_DEFAULTS = TrainOptions(epochs=50, batch_size=64, lr=1e-3, optimizer="adam",
+                               schedule="constant", weight_decay=0.0, lr_min=0.0,
+                               checkpoint_every=1, amp=False)
 
 
 class Standard(Objective):
@@ -108,10 +83,10 @@ class FGSMAT(Objective):
     name = "fgsm-at"
 
     def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0), alpha: float = 0.5):
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         self.norm = check_norm(norm)
         self.bounds = bounds
-        self.alpha = _check_fraction("alpha", alpha)
+        self.alpha = check_float("alpha", alpha, 0.0, 1.0)
 
     def loss(self, model, x, y, generator):
         x_adv = FGSM(model, eps=self.eps, norm=self.norm, bounds=self.bounds)(x, y)
@@ -132,7 +107,7 @@ class PGDAT(Objective):
 
     def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0), steps: int = 10,
                  step_size: float | None = None):
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         self.norm = check_norm(norm)
         self.bounds = bounds
         self.steps = steps
@@ -161,7 +136,7 @@ class TRADES(Objective):
 
     def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0), beta: float = 6.0,
                  steps: int = 10, step_size: float | None = None):
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         self.norm = check_norm(norm)
         self.bounds = bounds
         if not isinstance(beta, (int, float)) or beta < 0:
@@ -186,54 +161,38 @@ class TRADES(Objective):
         return loss, {"loss": loss.item(), "ce_clean": ce.item(), "kl": kl.item()}
 
 
-def _a3t(**options):
-    from deepscope.robust.a3t import A3T
-
-    return A3T(**options)
-
-
-_OBJECTIVES = {"standard": Standard, "fgsm-at": FGSMAT, "pgd-at": PGDAT, "trades": TRADES,
-               "a3t": _a3t}
-#: Method names accepted by :func:`make_objective`.
-METHODS = tuple(_OBJECTIVES)
-
-
-def make_objective(method: str, **options: Any) -> Objective:
-    """The objective of ``method`` ('standard', 'fgsm-at', 'pgd-at', 'trades', 'a3t').
-
-    ``options`` are the objective's keywords (``eps``, ``norm``, ``bounds``, ...); the
-    standard objective ignores them.
-    """
-    if method not in _OBJECTIVES:
-        raise ValueError(f"method == {method!r}, must be one of {list(METHODS)}")
-    return _OBJECTIVES[method](**options)
-
-
-def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: Objective, *,
-                 generator: torch.Generator, run: Run | NullRun | None = None,
-                 device: str | torch.device | None = None, epochs: int = 50, batch_size: int = 64,
-                 lr: float = 1e-3, checkpoint_every: int = 0, log_every: int = 10,
-                 desc: str = "") -> nn.Module:
-    """Train ``model`` in place on ``(x, y)`` with ``objective`` (Adam, minibatches, epochs).
+def train_robust(net: NetSpec, x: torch.Tensor, y: torch.Tensor, objective: Objective, *,
+                 num_classes: int | None = None, net_kwargs: Mapping[str, Any] | None = None,
+                 options: TrainOptions | Mapping[str, Any] | None = None,
+                 generator: torch.Generator | None = None, run: Run | NullRun | None = None,
+                 log_every: int = 10, desc: str = "") -> TrainResult:
+    """Train a network on ``(x, y)`` with ``objective`` in minibatches.
 
     Parameters
     ----------
-    model : nn.Module
-        Built by the caller (inside ``fork_seeded(generator)`` for a reproducible start).
+    net : str, nn.Module or callable
+        A name of :data:`deepscope.nets.NETS` (built with ``num_classes`` and ``net_kwargs``,
+        initialised from ``generator``), your own module (trained in place), or a function
+        returning one.
     x : (N, ...) float tensor
         Training inputs, inside the bounds the objective's attacks use.
     y : (N,) int64 tensor
     objective : Objective
-        :class:`Standard`, :class:`FGSMAT`, :class:`PGDAT`, :class:`TRADES` or ``A3T``.
-    generator : torch.Generator
-        The only source of randomness: minibatch order, random starts, extra modules' init.
+        :class:`Standard`, :class:`FGSMAT`, :class:`PGDAT`, :class:`TRADES` or
+        :class:`~deepscope.robust.a3t.A3T` (:func:`~deepscope.robust.methods.make_objective`).
+    num_classes : int, optional
+        Needed with a built-in name.
+    options : TrainOptions or dict, optional
+        The shared knobs; unset ones take :data:`ROBUST_DEFAULTS` (50 epochs, batch 64, Adam
+        1e-3, constant; the last partial batch is kept). ``checkpoint_every`` counts epochs.
+        ``amp`` is refused: attacks and A3T's discriminator step run in full precision.
+    generator : torch.Generator, optional
+        The only source of randomness: initialisation, minibatch order, random starts, extra
+        modules' init. Default: PyTorch's own.
     run : Run, optional
-        Metrics (``loss`` and the objective's terms every ``log_every`` steps) and
-        checkpoints (model, optimiser, generator, the objective's state, the epoch's
-        permutation); a killed run resumes where its last checkpoint left off.
-    epochs, batch_size, lr : training budget (Adam; the last partial batch is kept).
-    checkpoint_every : int
-        Steps between checkpoints; 0 means once per epoch.
+        Metrics (``loss`` and the objective's terms every ``log_every`` steps) and checkpoints
+        (model, optimiser, generator, the objective's state); a killed run resumes where its
+        last checkpoint left off.
 
     Under ``torchrun`` every process draws the same global batch, takes its slice of it
     (:func:`~deepscope.train.distributed.shard`, unequal slices allowed), makes the random
@@ -248,37 +207,45 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
 
     Returns
     -------
-    nn.Module
-        ``model``, trained, in train mode.
+    TrainResult
+        ``models['net']`` (``.model``), trained, in eval mode; ``history`` the logged records
+        (``step``, ``epoch``, the objective's metrics).
     """
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} == {v!r}, must be an integer >= 1")
-    if not lr > 0:
-        raise ValueError(f"lr == {lr!r}, must be > 0")
+    o = TrainOptions.resolve(options, ROBUST_DEFAULTS)
+    if o.amp:
+        raise ValueError("amp == True, must be False for train_robust: its attacks and A3T's "
+                         "discriminator step run in full precision")
+    if not isinstance(objective, Objective):
+        raise TypeError(f"objective is a {type(objective).__name__}, must be an Objective "
+                        "(deepscope.robust.make_objective('pgd-at', eps=...))")
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x has {x.shape[0]} examples and y {y.shape[0]}; pass the same number (> 0)")
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
-    n = x.shape[0]
+    if isinstance(net, str) and num_classes is None:
+        raise ValueError(f"num_classes is None, must be given to build net {net!r}")
+    check_int("log_every", log_every, 1)
+    run, dist, dev = setup(run, o)
+    generator = generator_or_default(generator)
+    n, batch_size = x.shape[0], o.batch_size
     last = n - (math.ceil(n / batch_size) - 1) * batch_size  # the last batch's size
     if dist.enabled and min(batch_size, last) < dist.world_size:
         raise ValueError(f"batch_size == {batch_size} with {n} examples leaves a batch smaller than "
                          f"world_size == {dist.world_size}; use a batch size and a number of "
                          "examples whose every batch has one example per process")
     per_epoch = math.ceil(n / batch_size)
-    steps = epochs * per_epoch
-    every = checkpoint_every or per_epoch
-    model.to(dev).train()
+    steps = o.epochs * per_epoch
+    model = make_models(["net"], net, input_shape=x.shape[1:], num_classes=num_classes or 0,
+                        generator=generator, device=dev, net_kwargs=net_kwargs)["net"]
+    model.train()
     objective.setup(model, generator=generator, device=dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    extra = objective.state()
-    state = run.restore(model=model, opt=opt, generator=generator, perm=None, **extra)
-    start, perm = state["step"], state.get("perm")
+    opt, sched = make_optimizer(model.parameters(), o)
+    ckpt = dict(model=model, opt=opt, sched=sched, generator=generator, **objective.state())
+    start, history = resume(run, **ckpt)
+    perm = None
     with run.progress(steps, desc=desc, start=start) as advance:
         for step in range(start + 1, steps + 1):
             i = (step - 1) % per_epoch
-            if i == 0:
+            if perm is None or i == 0:  # checkpoints fall on epoch ends: a new epoch's order
                 perm = torch.randperm(n, generator=generator)
             idx = perm[i * batch_size:(i + 1) * batch_size]  # the global batch
             rows = shard(torch.arange(len(idx)), dist, even=False)
@@ -291,8 +258,13 @@ def train_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: 
             opt.step()
             if step % log_every == 0 or step == steps:
                 metrics = reduce_metrics(metrics, len(rows), dist)
-                run.log(step, epoch=(step - 1) // per_epoch + 1, **metrics)
-            if step % every == 0 or step == steps:
-                run.save(step, model=model, opt=opt, generator=generator, perm=perm, **extra)
+                epoch = (step - 1) // per_epoch + 1
+                run.log(step, epoch=epoch, **metrics)
+                history.append({"step": step, "epoch": epoch, **metrics})
+            if i == per_epoch - 1:  # the epoch's end
+                sched.step()
+                if (step // per_epoch) % o.checkpoint_every == 0 or step == steps:
+                    run.save(step, **ckpt, history=history)
             advance(1, loss=metrics["loss"])
-    return model
+    model.eval()
+    return TrainResult({"net": model}, history, {})

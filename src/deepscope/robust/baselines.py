@@ -4,8 +4,8 @@
 >>> from deepscope.robust.baselines import train_ce, train_coteaching
 >>> g = torch.Generator().manual_seed(0)
 >>> x = torch.randn(300, 20, generator=g); y = (x[:, 0] > 0).long()
->>> res = train_ce(x, y, num_classes=2, generator=g, epochs=2, batch_size=64, net="mlp",
-...                net_kwargs={"hidden": (16,)}, x_test=x, y_test=y)
+>>> res = train_ce(x, y, num_classes=2, net="mlp", net_kwargs={"hidden": (16,)},
+...                options={"epochs": 2, "batch_size": 64}, generator=g, x_test=x, y_test=y)
 >>> len(res.history), 0.5 < res.last_test_acc <= 1.0
 (2, True)
 
@@ -24,7 +24,11 @@
   ``cleanlab.filter.find_label_issues`` -> drop the flagged examples -> retrain.
 
 Two-network methods predict with the sum of both networks' logits, as CrossSplit does.
-Every loop logs one line per epoch to its run, checkpoints, and resumes to identical numbers.
+Every loop is written with :mod:`deepscope.train.loop`'s kit: the shared knobs in ``options``
+(a :class:`~deepscope.train.loop.TrainOptions` or a dict; each loop's own defaults in
+``*_DEFAULTS``), ``net`` a built-in name, your own ``nn.Module`` or a factory, and a
+:class:`~deepscope.train.loop.TrainResult` back. Every loop logs one line per epoch to its
+run, checkpoints, and resumes to identical numbers.
 
 Under ``torchrun`` each loop works as :func:`deepscope.robust.crosssplit.train_crosssplit`:
 the same global batches, views and MixUp draws on every process, each network run on the
@@ -44,44 +48,57 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from deepscope.robust._noisy import (
-    TrainResult,
-    autocast,
-    batches,
-    build_models,
+from deepscope.data.augment import Views
+from deepscope.robust.noisy_training import (
+    NOISY_DEFAULTS,
     ce_epoch,
     check_data,
-    check_float,
     check_inputs,
-    check_int,
-    check_training,
-    cycle_batches,
-    end_epoch,
-    evaluating,
-    grad_scaler,
     linear_rampup,
     mix,
-    optimiser_step,
     optimisers,
     predict_probs,
     prior_penalty,
-    resume,
-    setup,
-    sgd_cosine,
     sharpen,
     soft_cross_entropy,
     test_metrics,
 )
-from deepscope.robust.augment import Views
+from deepscope.train.config import check_float, check_int
 from deepscope.train.distributed import Sharded, forward_sharded
+from deepscope.train.loop import (
+    NetSpec,
+    TrainOptions,
+    TrainResult,
+    autocast,
+    batches,
+    cycle_batches,
+    end_epoch,
+    evaluating,
+    generator_or_default,
+    grad_scaler,
+    make_models,
+    make_optimizer,
+    optimiser_step,
+    resume,
+    setup,
+)
 from deepscope.train.rng import spawn
-from deepscope.train.run import NullRun, Run, as_run
+from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "train_ce", "train_ce_early_stopping", "train_coteaching", "train_dividemix",
-    "train_confident_learning", "coteaching_keep_rate", "TrainResult",
+    "train_confident_learning", "coteaching_keep_rate", "CE_DEFAULTS", "COTEACHING_DEFAULTS",
+    "DIVIDEMIX_DEFAULTS",
 ]
+
+#: :func:`train_ce`'s budget (and :func:`train_confident_learning`'s): :data:`NOISY_DEFAULTS`.
+CE_DEFAULTS = NOISY_DEFAULTS
+#: :func:`train_coteaching`'s budget: :data:`NOISY_DEFAULTS`.
+COTEACHING_DEFAULTS = NOISY_DEFAULTS
+#: :func:`train_dividemix`'s budget: DivideMix's batch of 64 and learning rate of 0.02.
+DIVIDEMIX_DEFAULTS = NOISY_DEFAULTS.replace(batch_size=64, lr=0.02)
 
 
 # -- cross-entropy ---------------------------------------------------------------------------------
@@ -91,49 +108,41 @@ def train_ce(
     y: torch.Tensor,
     *,
     num_classes: int,
-    generator: torch.Generator,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     x_val: torch.Tensor | None = None,
     y_val: torch.Tensor | None = None,
-    net: str = "cnn1d",
+    net: NetSpec = "cnn1d",
     net_kwargs: Mapping[str, Any] | None = None,
     views: Views | None = None,
-    run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    epochs: int = 300,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    lr_min: float = 2e-3,
     confidence_penalty: float = 0.0,
-    amp: bool = False,
-    checkpoint_every: int = 1,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    run: Run | NullRun | None = None,
     desc: str = "ce",
 ) -> TrainResult:
     """Cross-entropy training of one network on (noisy) labels.
 
     Parameters
     ----------
-    x : (N, ...) float tensor
-    y : (N,) int tensor
+    x : (N, ...) float tensor or array
+    y : (N,) int tensor or array
         Given labels.
     num_classes : int
-    generator : torch.Generator
     x_test, y_test : tensors, optional
         ``test_acc`` after every epoch.
     x_val, y_val : tensors, optional
         A (noisy) validation split: ``val_acc`` after every epoch, and the network of the
         best ``val_acc`` is kept (``info['best_val_epoch']``, ``info['best_val_state']``).
-    net, net_kwargs, views, run, device, lr, momentum, weight_decay, lr_min, amp
-        As :func:`deepscope.robust.crosssplit.train_crosssplit`. The training view is
-        ``views.weak``.
-    epochs, batch_size : int
+    net, net_kwargs, views, generator, run
+        As :func:`deepscope.robust.crosssplit.train_crosssplit`: ``net`` a name of
+        :data:`deepscope.nets.NETS`, your own ``nn.Module`` (trained in place) or a function
+        returning one. The training view is ``views.weak``.
     confidence_penalty : float
         Weight of the negative-entropy penalty (0: plain cross-entropy).
-    checkpoint_every : int
-        Epochs between checkpoints.
+    options : TrainOptions or dict, optional
+        The shared knobs; unset ones take :data:`CE_DEFAULTS` (300 epochs, batch 128, SGD
+        0.1 with momentum 0.9 and weight decay 5e-4, cosine to 2e-3, checkpoint every epoch).
 
     Returns
     -------
@@ -141,26 +150,26 @@ def train_ce(
         ``models['net']``; ``history`` with ``train_loss``, ``test_acc``, ``val_acc``;
         ``info['best_val_epoch']`` and ``info['test_acc_at_best_val']`` given a validation split.
     """
+    opts = TrainOptions.resolve(options, CE_DEFAULTS)
     x, y, x_test, y_test, _ = check_inputs(x, y, num_classes, x_test=x_test, y_test=y_test)
     if x_val is not None:
         x_val, y_val = check_data(x_val, y_val, num_classes, name="x_val")
-    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_float("confidence_penalty", confidence_penalty, 0.0)
-    run, dist, dev, views = setup(run, device, amp, views)
-    model = build_models(("net",), net=net, net_kwargs=net_kwargs, input_shape=x.shape[1:],
-                         num_classes=num_classes, generator=generator, device=dev)["net"]
-    opt, sched = sgd_cosine(model.parameters(), lr=lr, momentum=momentum,
-                            weight_decay=weight_decay, epochs=epochs, lr_min=lr_min)
-    scaler = grad_scaler(dev, amp)
+    run, dist, dev = setup(run, opts)
+    generator, views = generator_or_default(generator), views or Views()
+    model = make_models(["net"], net, input_shape=x.shape[1:], num_classes=num_classes,
+                        generator=generator, device=dev, net_kwargs=net_kwargs)["net"]
+    opt, sched = make_optimizer(model.parameters(), opts)
+    scaler = grad_scaler(dev, opts.amp)
     best = {"net": copy.deepcopy(model)}  # the network at the best validation accuracy
     ckpt = dict(model=model, best=best, opt=opt, sched=sched, scaler=scaler, generator=generator)
     start, history = resume(run, **ckpt)
     idx = torch.arange(len(x))
-    with run.progress(epochs, desc=desc, start=start) as advance:
-        for epoch in range(start + 1, epochs + 1):
-            loss = ce_epoch(model, opt, scaler, x, y, idx, batch_size=batch_size,
-                            views=views, generator=generator, dist=dist, device=dev, amp=amp,
-                            confidence_penalty=confidence_penalty)
+    with run.progress(opts.epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, opts.epochs + 1):
+            loss = ce_epoch(model, opt, scaler, x, y, idx, batch_size=opts.batch_size,
+                            views=views, generator=generator, dist=dist, device=dev,
+                            amp=opts.amp, confidence_penalty=confidence_penalty)
             rec: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss, 5)}
             rec.update(test_metrics({"net": Sharded(model, dist)}, x_test, y_test, views=views,
                                     device=dev))
@@ -170,8 +179,8 @@ def train_ce(
                                               .argmax(1) == y_val).double().mean()), 5)
                 if rec["val_acc"] > max((r["val_acc"] for r in history), default=-1.0):
                     best["net"].load_state_dict(model.state_dict())
-            end_epoch(run, epoch, rec, history, scheds=[sched], epochs=epochs,
-                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
+            end_epoch(run, epoch, rec, history, scheds=[sched], options=opts, advance=advance,
+                      checkpoint=ckpt)
     model.eval()
     info: dict[str, Any] = {}
     if x_val is not None:
@@ -183,17 +192,19 @@ def train_ce(
 
 
 def train_ce_early_stopping(
-    x: torch.Tensor, y: torch.Tensor, *, num_classes: int, generator: torch.Generator,
-    val_fraction: float = 0.1, **kwargs: Any,
+    x: torch.Tensor, y: torch.Tensor, *, num_classes: int, val_fraction: float = 0.1,
+    generator: torch.Generator | None = None, **kwargs: Any,
 ) -> TrainResult:
     """Cross-entropy with early stopping on a held-out *noisy* validation split.
 
     A random ``val_fraction`` of (x, y) is held out (its labels are as noisy as the rest);
     the network trains on the remainder with :func:`train_ce` and the epoch of best
     validation accuracy is selected. ``info['test_acc_at_best_val']`` is the honest number;
-    ``info['val_index']`` the held-out indices. Other keywords go to :func:`train_ce`.
+    ``info['val_index']`` the held-out indices. Other keywords (``net``, ``views``,
+    ``options``, ``run``, ...) go to :func:`train_ce`.
     """
     check_float("val_fraction", val_fraction, 0.0, 0.5, open_low=True)
+    generator = generator_or_default(generator)
     x, y = check_data(x, y, num_classes)
     perm = torch.randperm(len(x), generator=generator)
     n_val = max(1, int(round(val_fraction * len(x))))
@@ -219,26 +230,18 @@ def train_coteaching(
     y: torch.Tensor,
     *,
     num_classes: int,
-    generator: torch.Generator,
     forget_rate: float,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     y_true: torch.Tensor | None = None,
-    net: str = "cnn1d",
+    net: NetSpec = "cnn1d",
     net_kwargs: Mapping[str, Any] | None = None,
     views: Views | None = None,
-    run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    epochs: int = 300,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    lr_min: float = 2e-3,
     num_gradual: int = 10,
     exponent: float = 1.0,
-    amp: bool = False,
-    checkpoint_every: int = 1,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    run: Run | NullRun | None = None,
     desc: str = "coteaching",
 ) -> TrainResult:
     """Co-teaching (Han et al. 2018, arXiv 1804.06872, Algorithm 1).
@@ -255,38 +258,40 @@ def train_coteaching(
     y_true : (N,) int tensor, optional
         Clean labels, only to log ``kept_precision`` (the fraction of kept examples whose label
         is correct).
+    options : TrainOptions or dict, optional
+        Unset knobs take :data:`COTEACHING_DEFAULTS` (those of :func:`train_ce`).
     Other parameters
-        As :func:`train_ce`.
+        As :func:`train_ce`; a module given as ``net`` is network a, b its re-initialised copy.
 
     Returns
     -------
     TrainResult
         ``models`` 'net_a', 'net_b'; ``history`` with ``keep_rate``, ``test_acc``.
     """
+    o = TrainOptions.resolve(options, COTEACHING_DEFAULTS)
     x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
                                                 y_test=y_test, y_true=y_true)
-    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_float("forget_rate", forget_rate, 0.0, 0.99)
     check_int("num_gradual", num_gradual, 0)
-    run, dist, dev, views = setup(run, device, amp, views)
-    models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
-                          input_shape=x.shape[1:], num_classes=num_classes, generator=generator,
-                          device=dev)
-    opts, scheds = optimisers(models, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              epochs=epochs, lr_min=lr_min)
-    scaler = grad_scaler(dev, amp)
+    run, dist, dev = setup(run, o)
+    generator, views = generator_or_default(generator), views or Views()
+    models = make_models(["net_a", "net_b"], net, input_shape=x.shape[1:],
+                         num_classes=num_classes, generator=generator, device=dev,
+                         net_kwargs=net_kwargs)
+    opts, scheds = optimisers(models, o)
+    scaler = grad_scaler(dev, o.amp)
     ckpt = dict(models=models, opts=opts, scheds=scheds, scaler=scaler, generator=generator)
     start, history = resume(run, **ckpt)
     idx = torch.arange(len(x))
-    with run.progress(epochs, desc=desc, start=start) as advance:
-        for epoch in range(start + 1, epochs + 1):
+    with run.progress(o.epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, o.epochs + 1):
             keep = coteaching_keep_rate(epoch - 1, forget_rate, num_gradual, exponent)
             for m in models.values():
                 m.train()
             kept_clean, kept = 0, 0
-            for b in batches(idx, batch_size, generator):
+            for b in batches(idx, o.batch_size, generator):
                 xb, yb = views.weak(x[b].to(dev), generator), y[b].to(dev)
-                with autocast(dev, amp):
+                with autocast(dev, o.amp):
                     la = forward_sharded(models["net_a"], xb, dist).float()
                     lb = forward_sharded(models["net_b"], xb, dist).float()
                 n_keep = max(1, int(keep * len(b)))
@@ -306,8 +311,8 @@ def train_coteaching(
                 rec["kept_precision"] = round(kept_clean / kept, 5)
             rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
                                     y_test, views=views, device=dev))
-            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
-                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), options=o,
+                      advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {})
@@ -336,22 +341,13 @@ def train_dividemix(
     y: torch.Tensor,
     *,
     num_classes: int,
-    generator: torch.Generator,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     y_true: torch.Tensor | None = None,
-    net: str = "cnn1d",
+    net: NetSpec = "cnn1d",
     net_kwargs: Mapping[str, Any] | None = None,
     views: Views | None = None,
-    run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    epochs: int = 300,
     warmup_epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 0.02,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    lr_min: float = 2e-3,
     p_threshold: float = 0.5,
     temperature: float = 0.5,
     mixup_alpha: float = 4.0,
@@ -360,8 +356,9 @@ def train_dividemix(
     prior_weight: float = 1.0,
     guess_views: int = 2,
     confidence_penalty: float = 0.0,
-    amp: bool = False,
-    checkpoint_every: int = 1,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    run: Run | NullRun | None = None,
     desc: str = "dividemix",
 ) -> TrainResult:
     """DivideMix (Li, Socher & Hoi 2020, arXiv 2002.06488, Algorithm 1).
@@ -385,8 +382,13 @@ def train_dividemix(
         Weak views per example averaged for refinement and guessing and mixed into the batch (2).
     y_true : (N,) int tensor, optional
         Clean labels, to log ``labelled_precision`` (fraction of the labelled set truly clean).
+    warmup_epochs : int
+        Cross-entropy epochs (batch ``2 * batch_size``) before the first co-divide.
+    options : TrainOptions or dict, optional
+        Unset knobs take :data:`DIVIDEMIX_DEFAULTS` (batch 64, lr 0.02, otherwise
+        :func:`train_ce`'s).
     Other parameters
-        As :func:`train_ce`; ``confidence_penalty`` applies during warm-up (0.1 under
+        As :func:`train_coteaching`; ``confidence_penalty`` applies during warm-up (0.1 under
         asymmetric noise in the paper).
 
     Returns
@@ -394,9 +396,9 @@ def train_dividemix(
     TrainResult
         ``models`` 'net_a', 'net_b'; ``history`` with ``labelled_fraction``, ``test_acc``...
     """
+    o = TrainOptions.resolve(options, DIVIDEMIX_DEFAULTS)
     x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
                                                 y_test=y_test, y_true=y_true)
-    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     check_int("warmup_epochs", warmup_epochs, 0)
     check_int("guess_views", guess_views, 1)
     check_int("rampup_epochs", rampup_epochs, 0)
@@ -406,15 +408,14 @@ def train_dividemix(
     for name, v in (("unlabeled_weight", unlabeled_weight), ("prior_weight", prior_weight),
                     ("confidence_penalty", confidence_penalty)):
         check_float(name, v, 0.0)
-    if warmup_epochs > epochs:
-        raise ValueError(f"warmup_epochs == {warmup_epochs}, must be <= epochs == {epochs}")
-    run, dist, dev, views = setup(run, device, amp, views)
-    n, k_cls = len(x), num_classes
-    models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
-                          input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
-                          device=dev)
-    opts, scheds = optimisers(models, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              epochs=epochs, lr_min=lr_min)
+    if warmup_epochs > o.epochs:
+        raise ValueError(f"warmup_epochs == {warmup_epochs}, must be <= epochs == {o.epochs}")
+    run, dist, dev = setup(run, o)
+    generator, views = generator_or_default(generator), views or Views()
+    n, k_cls, amp = len(x), num_classes, o.amp
+    models = make_models(["net_a", "net_b"], net, input_shape=x.shape[1:], num_classes=k_cls,
+                         generator=generator, device=dev, net_kwargs=net_kwargs)
+    opts, scheds = optimisers(models, o)
     scaler = grad_scaler(dev, amp)
     peer = {"net_a": "net_b", "net_b": "net_a"}
     onehot_y = F.one_hot(y, k_cls).float()
@@ -437,8 +438,8 @@ def train_dividemix(
         if len(lab_idx) == 0:  # nothing looks clean: fall back to the most probable half
             lab_idx = w.argsort(descending=True)[: max(1, n // 2)]
             unl_idx = w.argsort(descending=True)[max(1, n // 2):]
-        lab = batches(lab_idx, batch_size, generator)
-        unl = cycle_batches(unl_idx, batch_size, len(lab), generator) if len(unl_idx) else []
+        lab = batches(lab_idx, o.batch_size, generator)
+        unl = cycle_batches(unl_idx, o.batch_size, len(lab), generator) if len(unl_idx) else []
         lams = np.random.default_rng(spawn(generator)).beta(mixup_alpha, mixup_alpha, len(lab))
         lx_sum = lu_sum = 0.0
         for i, b in enumerate(lab):
@@ -477,15 +478,15 @@ def train_dividemix(
             rec["labelled_precision"] = float((y[lab_idx] == y_true[lab_idx]).double().mean())
         return rec
 
-    with run.progress(epochs, desc=desc, start=start) as advance:
-        for epoch in range(start + 1, epochs + 1):
+    with run.progress(o.epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, o.epochs + 1):
             e0 = epoch - 1
             rec: dict[str, Any] = {"epoch": epoch}
             if e0 < warmup_epochs:
                 rec["phase"] = "warmup"
                 for name, model in models.items():
                     loss = ce_epoch(model, opts[name], scaler, x, y, everything,
-                                    batch_size=2 * batch_size, views=views, generator=generator,
+                                    batch_size=2 * o.batch_size, views=views, generator=generator,
                                     dist=dist, device=dev, amp=amp,
                                     confidence_penalty=confidence_penalty)
                     rec[f"loss_{name}"] = round(loss, 5)
@@ -500,8 +501,8 @@ def train_dividemix(
                     rec.update({f"{k}_{name}": round(v, 5) for k, v in stats.items()})
             rec.update(test_metrics({k: Sharded(m, dist) for k, m in models.items()}, x_test,
                                     y_test, views=views, device=dev))
-            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
-                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), options=o,
+                      advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {})
@@ -514,16 +515,20 @@ def train_confident_learning(
     y: torch.Tensor,
     *,
     num_classes: int,
-    generator: torch.Generator,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     y_true: torch.Tensor | None = None,
+    net: NetSpec = "cnn1d",
+    net_kwargs: Mapping[str, Any] | None = None,
+    views: Views | None = None,
     folds: int = 4,
     cv_epochs: int | None = None,
     filter_by: str = "prune_by_noise_rate",
+    confidence_penalty: float = 0.0,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
     run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    **ce_kwargs: Any,
+    desc: str = "cleanlab",
 ) -> TrainResult:
     """Confident learning with cleanlab: out-of-fold probabilities, drop the flagged labels, retrain.
 
@@ -541,14 +546,19 @@ def train_confident_learning(
     folds : int
         >= 2.
     cv_epochs : int, optional
-        Epochs of each fold model; default: ``ce_kwargs['epochs']``.
+        Epochs of each fold model; default: the options' ``epochs``.
     filter_by : str
         cleanlab's method: 'prune_by_noise_rate' (default), 'prune_by_class', 'both',
         'confident_learning', 'predicted_neq_given', ...
     y_true : (N,) int tensor, optional
         Clean labels, to report the precision and recall of the removed set.
-    **ce_kwargs
-        Passed to :func:`train_ce` (net, net_kwargs, views, epochs, batch_size, lr, ...).
+    net : str, nn.Module or callable
+        As :func:`train_ce`. A module is copied for each fold (every fold starts from its
+        weights) and trained in place by the final stage.
+    options : TrainOptions or dict, optional
+        Unset knobs take :data:`CE_DEFAULTS`.
+    Other parameters
+        As :func:`train_ce`.
 
     Returns
     -------
@@ -559,21 +569,21 @@ def train_confident_learning(
     """
     from cleanlab.filter import find_label_issues
 
+    o = TrainOptions.resolve(options, CE_DEFAULTS)
     x, y = check_data(x, y, num_classes)
     check_int("folds", folds, 2)
-    desc = ce_kwargs.pop("desc", "cleanlab")
     if y_true is not None:
         _, y_true = check_data(x, y_true, num_classes, name="y_true")
-    epochs = ce_kwargs.get("epochs", 300)
-    cv_epochs = epochs if cv_epochs is None else cv_epochs
+    cv_epochs = o.epochs if cv_epochs is None else cv_epochs
     check_int("cv_epochs", cv_epochs, 1)
-    run = as_run(run, device)
-    views = ce_kwargs.get("views") or Views()
+    run, _, _ = setup(run, o)
+    generator, views = generator_or_default(generator), views or Views()
+    ce = dict(num_classes=num_classes, net_kwargs=net_kwargs, views=views,
+              confidence_penalty=confidence_penalty)
     perm = torch.randperm(len(x), generator=generator)
     fold_of = torch.empty(len(x), dtype=torch.long)
     fold_of[perm] = torch.arange(len(x)) % folds
     probs = torch.zeros(len(x), num_classes)
-    fold_kwargs = {**ce_kwargs, "epochs": cv_epochs}
     for f in range(folds):
         held = (fold_of == f).nonzero().squeeze(1)
         sub = run.child(f"fold{f}", config={"fold": f, "folds": folds, "cv_epochs": cv_epochs})
@@ -583,8 +593,9 @@ def train_confident_learning(
             p = torch.load(path, weights_only=True)
         else:
             tr = (fold_of != f).nonzero().squeeze(1)
-            res = train_ce(x[tr], y[tr], num_classes=num_classes, generator=g, run=sub,
-                           desc=f"{desc} fold {f}", **fold_kwargs)
+            fold_net = copy.deepcopy(net) if isinstance(net, nn.Module) else net
+            res = train_ce(x[tr], y[tr], net=fold_net, options=o.replace(epochs=cv_epochs),
+                           generator=g, run=sub, desc=f"{desc} fold {f}", **ce)
             p = predict_probs(res.models["net"], x[held], views=views, device=sub.device)
             if path is not None:
                 sub.save_file(path.name, p)
@@ -595,8 +606,8 @@ def train_confident_learning(
     keep = (~removed).nonzero().squeeze(1)
     g = torch.Generator().manual_seed(spawn(generator))
     sub = run.child("retrain", config={"n_kept": len(keep)})
-    res = train_ce(x[keep], y[keep], num_classes=num_classes, generator=g, run=sub,
-                   x_test=x_test, y_test=y_test, desc=f"{desc} retrain", **ce_kwargs)
+    res = train_ce(x[keep], y[keep], net=net, options=o, generator=g, run=sub, x_test=x_test,
+                   y_test=y_test, desc=f"{desc} retrain", **ce)
     info: dict[str, Any] = {"removed": removed, "n_removed": int(removed.sum()), "pred_probs": probs}
     if y_true is not None:
         wrong = y != y_true

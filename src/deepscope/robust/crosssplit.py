@@ -2,13 +2,13 @@
 
 >>> import torch
 >>> from deepscope.robust.crosssplit import train_crosssplit
->>> from deepscope.robust.noise import make_label_noise
+>>> from deepscope.data.noise import make_label_noise
 >>> g = torch.Generator().manual_seed(0)
 >>> x = torch.randn(400, 40, generator=g); y = (x[:, :10].sum(1) > 0).long()
 >>> noisy = make_label_noise(y, "sym40", num_classes=2, generator=g)
->>> res = train_crosssplit(x, noisy.labels, num_classes=2, generator=g, epochs=3,
-...                        warmup_epochs=1, batch_size=64, net="mlp",
-...                        net_kwargs={"hidden": (32,)}, y_true=y)
+>>> res = train_crosssplit(x, noisy.labels, num_classes=2, net="mlp",
+...                        net_kwargs={"hidden": (32,)}, warmup_epochs=1, y_true=y,
+...                        options={"epochs": 3, "batch_size": 64}, generator=g)
 >>> sorted(res.models), len(res.history), res.predict(x[:5]).shape
 (['net_a', 'net_b'], 3, torch.Size([5, 2]))
 
@@ -39,7 +39,8 @@ strong views (targets s_i) and unlabeled strong views are mixed (MixUp, λ ~ Bet
         + KL(uniform || mean prediction) + 0.025 NT-Xent(two strong unlabeled views)
 
 with λ_u ramped linearly from 0 to 30 over the 16 epochs after warm-up. The contrastive term
-uses a projection head (Linear + BatchNorm to 128 dimensions) on ``net.features``.
+uses a projection head (Linear + BatchNorm to 128 dimensions) on ``net.features`` (a network
+of your own needs a ``features`` submodule for it, or ``contrastive_weight=0``).
 
 **Prediction**: argmax of the sum of the two networks' logits.
 
@@ -68,43 +69,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepscope.robust._noisy import (
-    TrainResult,
-    autocast,
-    batches,
-    build_models,
+from deepscope.data.augment import Views
+from deepscope.robust.noisy_training import (
+    NOISY_DEFAULTS,
     ce_epoch,
-    check_float,
     check_inputs,
-    check_int,
-    check_training,
-    cycle_batches,
-    end_epoch,
-    grad_scaler,
     jsd,
     linear_rampup,
     mix,
     nt_xent,
-    optimiser_step,
     optimisers,
     predict_probs,
     prior_penalty,
-    resume,
-    setup,
     sharpen,
     soft_cross_entropy,
     split_halves,
     test_metrics,
 )
-from deepscope.robust.augment import Views
+from deepscope.train.config import check_float, check_int
 from deepscope.train.distributed import Sharded, forward_sharded
+from deepscope.train.loop import (
+    NetSpec,
+    TrainOptions,
+    TrainResult,
+    autocast,
+    batches,
+    cycle_batches,
+    end_epoch,
+    evaluating,
+    generator_or_default,
+    grad_scaler,
+    make_models,
+    optimiser_step,
+    resume,
+    setup,
+)
 from deepscope.train.rng import fork_seeded, spawn
 from deepscope.train.run import NullRun, Run
 
 __all__ = [
-    "train_crosssplit", "split_halves", "class_minmax", "normalised_jsd", "correction_beta",
-    "clc_soft_labels", "gamma_at", "PAPER_GAMMA_SCHEDULE", "TrainResult",
+    "train_crosssplit", "class_minmax", "normalised_jsd", "correction_beta", "clc_soft_labels",
+    "gamma_at", "PAPER_GAMMA_SCHEDULE", "CROSSSPLIT_DEFAULTS",
 ]
+
+#: :func:`train_crosssplit`'s budget: the paper's CIFAR schedule (300 epochs, labelled batch
+#: 256, SGD 0.1 with momentum 0.9 and weight decay 5e-4, cosine to 2e-3).
+CROSSSPLIT_DEFAULTS = NOISY_DEFAULTS.replace(batch_size=256)
 
 #: (epochs after warm-up, γ): γ = 0.6, 0.8 from warm-up + 20, 1.0 from warm-up + 30.
 PAPER_GAMMA_SCHEDULE: tuple[tuple[int, float], ...] = ((0, 0.6), (20, 0.8), (30, 1.0))
@@ -204,24 +214,15 @@ def train_crosssplit(
     y: torch.Tensor,
     *,
     num_classes: int,
-    generator: torch.Generator,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     y_true: torch.Tensor | None = None,
-    net: str = "cnn1d",
+    net: NetSpec = "cnn1d",
     net_kwargs: Mapping[str, Any] | None = None,
     views: Views | None = None,
-    run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    epochs: int = 300,
     warmup_epochs: int = 10,
-    batch_size: int = 256,
     unlabeled_batch_size: int | None = None,
     warmup_batch_size: int | None = None,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    lr_min: float = 2e-3,
     split: Literal["disjoint", "all"] = "disjoint",
     label_correction: bool = True,
     semi_supervised: bool = True,
@@ -239,41 +240,36 @@ def train_crosssplit(
     contrastive_temperature: float = 0.07,
     projection_dim: int = 128,
     confidence_penalty: float = 0.0,
-    amp: bool = False,
-    checkpoint_every: int = 1,
+    options: TrainOptions | Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    run: Run | NullRun | None = None,
     desc: str = "crosssplit",
 ) -> TrainResult:
     """Train CrossSplit's two networks on noisy labels (arXiv 2212.01674; see the module docstring).
 
     Parameters
     ----------
-    x : (N, ...) float tensor
+    x : (N, ...) float tensor or array
         Training inputs (before any augmentation; images in [0, 1]).
-    y : (N,) int tensor
+    y : (N,) int tensor or array
         Given, possibly noisy, labels.
     num_classes : int
-    generator : torch.Generator
-        Every random draw (split, initialisation, batches, views, MixUp) comes from it.
     x_test, y_test : tensors, optional
         Evaluated after every epoch (``test_acc``: the sum of both networks' logits).
     y_true : (N,) int tensor, optional
         Clean training labels, only for logging ``label_acc``: the fraction of each network's
         labelled half whose corrected label (argmax of the soft label) is the true one.
-    net, net_kwargs : str, mapping
-        :func:`deepscope.nets.build_net` name and options ('cnn1d', 'preact-resnet18', ...).
+    net : str, nn.Module or callable
+        A name of :data:`deepscope.nets.NETS` ('cnn1d', 'preact-resnet18', ...) built with
+        ``net_kwargs``; your own module (network a, trained in place; network b is a
+        re-initialised copy); or a function returning a new module (called once per network).
     views : Views, optional
-        Weak/strong/test transforms (:mod:`deepscope.robust.augment`); default: identity.
-    run : Run, optional
-        Metrics (one line per epoch), checkpoints every ``checkpoint_every`` epochs, resume.
-    device : str or torch.device, optional
-    epochs, warmup_epochs : int
-        Total epochs (300 on CIFAR) and cross-entropy warm-up epochs among them (10 on
-        CIFAR-10, 30 on CIFAR-100).
-    batch_size, unlabeled_batch_size, warmup_batch_size : int
-        Labelled batch (256), unlabeled batch (default ``batch_size // 2``, the authors' 128),
-        warm-up batch (default ``2 * batch_size``, as the authors' warm-up loader).
-    lr, momentum, weight_decay, lr_min : float
-        SGD, cosine-annealed per epoch from ``lr`` to ``lr_min`` over ``epochs``.
+        Weak/strong/test transforms (:mod:`deepscope.data.augment`); default: identity.
+    warmup_epochs : int
+        Cross-entropy warm-up epochs among the ``epochs`` (10 on CIFAR-10, 30 on CIFAR-100).
+    unlabeled_batch_size, warmup_batch_size : int, optional
+        Unlabeled batch (default ``batch_size // 2``, the authors' 128), warm-up batch
+        (default ``2 * batch_size``, as the authors' warm-up loader).
     split : 'disjoint' or 'all'
         'all' reproduces the released loaders: both networks see all the data.
     label_correction, semi_supervised, mixup : bool
@@ -296,10 +292,14 @@ def train_crosssplit(
     confidence_penalty : float
         Weight of the negative-entropy penalty during warm-up (the authors use 0.1 under
         asymmetric noise).
-    amp : bool
-        float16 autocast and a GradScaler (CUDA only).
-    checkpoint_every : int
-        Epochs between checkpoints.
+    options : TrainOptions or dict, optional
+        The shared knobs (epochs, batch_size (the labelled batch), lr, ..., amp, device);
+        unset ones take :data:`CROSSSPLIT_DEFAULTS`.
+    generator : torch.Generator, optional
+        Every random draw (split, initialisation, batches, views, MixUp) comes from it;
+        default PyTorch's own.
+    run : Run, optional
+        Metrics (one line per epoch), checkpoints every ``checkpoint_every`` epochs, resume.
 
     Under ``torchrun`` every process draws the same batches, views, MixUp coefficients and
     permutations for the *global* batch (all from ``generator``), runs its network on its
@@ -321,9 +321,10 @@ def train_crosssplit(
         ``test_acc_net_b``, ``label_acc``, ``beta_mean``, ``gamma``, ``lambda_u``, losses);
         ``info['split']`` the two index tensors, ``info['mode']`` the ``split`` argument.
     """
+    o = TrainOptions.resolve(options, CROSSSPLIT_DEFAULTS)
+    epochs, batch_size, amp = o.epochs, o.batch_size, o.amp
     x, y, x_test, y_test, y_true = check_inputs(x, y, num_classes, x_test=x_test,
                                                 y_test=y_test, y_true=y_true)
-    check_training(epochs, batch_size, checkpoint_every, lr, lr_min, momentum, weight_decay)
     for name, v, low in (("warmup_epochs", warmup_epochs, 0), ("peer_views", peer_views, 0),
                          ("train_views", train_views, 1), ("rampup_epochs", rampup_epochs, 0),
                          ("projection_dim", projection_dim, 1)):
@@ -349,7 +350,8 @@ def train_crosssplit(
     wb = warmup_batch_size or 2 * batch_size
     check_int("unlabeled_batch_size", ub, 1)
     check_int("warmup_batch_size", wb, 1)
-    run, dist, dev, views = setup(run, device, amp, views)
+    run, dist, dev = setup(run, o)
+    generator, views = generator_or_default(generator), views or Views()
     n, k_cls = len(x), num_classes
     use_con = semi_supervised and contrastive_weight > 0
 
@@ -361,19 +363,18 @@ def train_crosssplit(
     peer = {"net_a": "net_b", "net_b": "net_a"}
     # the other half's inputs, unlabeled ('all': everything)
     unlabeled = {k: labelled[peer[k]] for k in labelled}
-    models = build_models(("net_a", "net_b"), net=net, net_kwargs=net_kwargs,
-                          input_shape=x.shape[1:], num_classes=k_cls, generator=generator,
-                          device=dev)
+    models = make_models(["net_a", "net_b"], net, input_shape=x.shape[1:], num_classes=k_cls,
+                         generator=generator, device=dev, net_kwargs=net_kwargs)
     # the networks as called in no-gradient passes: each process computes its rows
     sharded = {name: Sharded(m, dist) for name, m in models.items()}
     heads: dict[str, nn.Module] = {}
     if use_con:
         for name, m in models.items():
+            dim = _feature_dim(m, x[:2].to(dev))
             with fork_seeded(generator):
-                heads[name] = nn.Sequential(nn.Linear(m.feature_dim, projection_dim),
+                heads[name] = nn.Sequential(nn.Linear(dim, projection_dim),
                                             nn.BatchNorm1d(projection_dim)).to(dev)
-    opts, scheds = optimisers(models, heads, lr=lr, momentum=momentum,
-                              weight_decay=weight_decay, epochs=epochs, lr_min=lr_min)
+    opts, scheds = optimisers(models, o, heads)
     scaler = grad_scaler(dev, amp)
     onehot_y = F.one_hot(y, k_cls).float()
     ckpt = dict(models=models, heads=heads, opts=opts, scheds=scheds, scaler=scaler,
@@ -497,8 +498,23 @@ def train_crosssplit(
                 if correct:
                     rec["label_acc"] = round(float(torch.cat(correct).mean()), 5)
             rec.update(test_metrics(sharded, x_test, y_test, views=views, device=dev))
-            end_epoch(run, epoch, rec, history, scheds=scheds.values(), epochs=epochs,
-                      checkpoint_every=checkpoint_every, advance=advance, checkpoint=ckpt)
+            end_epoch(run, epoch, rec, history, scheds=scheds.values(), options=o,
+                      advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
     return TrainResult(models, history, {"split": (idx_a, idx_b), "mode": split})
+
+
+def _feature_dim(model: nn.Module, x: torch.Tensor) -> int:
+    """Width of ``model.features``' output, for the contrastive head."""
+    features = getattr(model, "features", None)
+    if not isinstance(features, nn.Module):
+        raise ValueError(
+            f"contrastive_weight > 0 puts a projection head on net.features, but the "
+            f"{type(model).__name__} given has no .features submodule (input -> (N, D)); give "
+            "your module one, or pass contrastive_weight=0 (or semi_supervised=False)")
+    dim = getattr(model, "feature_dim", None)
+    if dim is None:
+        with evaluating(model):
+            dim = features(x).flatten(1).shape[1]
+    return int(dim)

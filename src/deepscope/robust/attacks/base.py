@@ -21,13 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "Attack", "Norm", "NORMS", "Bounds", "LossFn",
+    "Attack", "LpNorm", "LP_NORMS", "Bounds", "LossFn",
     "as_bounds", "check_in_bounds", "clamp", "project", "ascent_step", "random_start",
     "eval_mode", "cross_entropy", "kl_divergence",
 ]
 
-Norm = Literal["linf", "l2"]
-NORMS = ("linf", "l2")
+#: The threat models' norms (not to be confused with :data:`deepscope.nets.NORMS`, layers).
+LpNorm = Literal["linf", "l2"]
+LP_NORMS = ("linf", "l2")
 Bounds = tuple[float | torch.Tensor, float | torch.Tensor]
 #: ``loss(logits, target) -> (N,)`` per-example loss that the attack maximises.
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -45,8 +46,9 @@ def kl_divergence(logits: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
 
 
 def check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"norm == {norm!r}, must be one of {list(NORMS)}")
+    """``norm`` if it is one of :data:`LP_NORMS`, else a ValueError naming them."""
+    if norm not in LP_NORMS:
+        raise ValueError(f"norm == {norm!r}, must be one of {list(LP_NORMS)}")
     return norm
 
 
@@ -102,7 +104,7 @@ def _flat_norm(t: torch.Tensor) -> torch.Tensor:
     return n.view(-1, *([1] * (t.ndim - 1)))
 
 
-def project(delta: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
+def project(delta: torch.Tensor, eps: float, norm: LpNorm) -> torch.Tensor:
     """Project perturbations ``delta`` (N, ...) onto the ε-ball of ``norm`` (per example)."""
     if norm == "linf":
         return delta.clamp(-eps, eps)
@@ -110,14 +112,14 @@ def project(delta: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
     return delta * scale
 
 
-def ascent_step(grad: torch.Tensor, size: float, norm: Norm) -> torch.Tensor:
+def ascent_step(grad: torch.Tensor, size: float, norm: LpNorm) -> torch.Tensor:
     """The steepest-ascent step of length ``size`` in ``norm``: ``size·sign(g)`` or ``size·g/‖g‖₂``."""
     if norm == "linf":
         return size * grad.sign()
     return size * grad / _flat_norm(grad).clamp_min(1e-12)
 
 
-def random_start(x: torch.Tensor, eps: float, norm: Norm, generator: torch.Generator) -> torch.Tensor:
+def random_start(x: torch.Tensor, eps: float, norm: LpNorm, generator: torch.Generator) -> torch.Tensor:
     """A perturbation drawn uniformly from the ε-ball of ``norm`` (on CPU, then moved to ``x``)."""
     shape = x.shape
     if norm == "linf":
@@ -159,7 +161,7 @@ class Attack:
         ``loss(logits, target) -> (N,)`` to maximise; default cross-entropy against labels.
     """
 
-    def __init__(self, model: nn.Module, *, eps: float, norm: Norm = "linf",
+    def __init__(self, model: nn.Module, *, eps: float, norm: LpNorm = "linf",
                  bounds: Bounds = (0.0, 1.0), loss: LossFn | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model is a {type(model).__name__}, must be a torch.nn.Module")
@@ -173,7 +175,10 @@ class Attack:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """Adversarial version of ``x`` (N, ...) for targets ``y`` (N,) labels or (N, K) probabilities."""
+        """Adversarial version of ``x`` (N, ...) for targets ``y`` (N,) labels or (N, K) probabilities.
+
+        ``generator`` feeds random starts; None is PyTorch's default generator (as ``torch.rand``).
+        """
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x is a {type(x).__name__}, must be a floating-point tensor (N, ...)")
         if y.shape[0] != x.shape[0]:

@@ -30,7 +30,8 @@ class PGD(Attack):
     step_size : float, optional
         Step length α; default ``2.5·ε/steps`` (Madry et al.'s rule: the walk can cross the ball).
     random_start : bool
-        Start each restart at a uniform draw from the ball (needs ``generator``); else at ``x``.
+        Start each restart at a uniform draw from the ball (from ``generator``, by default
+        PyTorch's own); else at ``x``.
     restarts : int
         Independent runs; each example keeps its strongest.
     init_std : float, optional
@@ -68,10 +69,8 @@ class PGD(Attack):
         self.init_std = init_std
 
     def perturb(self, x, y, lo, hi, generator):
-        random = self.init_std is not None or self.random_start
-        if random and generator is None:
-            raise ValueError("generator is None, but PGD with a random start draws from it; pass "
-                             "generator=torch.Generator().manual_seed(s) or random_start=False")
+        if generator is None:  # PyTorch's own, as torch.rand does
+            generator = torch.default_generator
         labels = not y.is_floating_point()
         best = x.clone()
         best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)

@@ -1,7 +1,7 @@
 """Weak and strong views of a batch, per data type, drawn from an explicit generator.
 
 >>> import torch
->>> from deepscope.robust.augment import SignalTransform, Views, signal_views
+>>> from deepscope.data.augment import SignalTransform, Views, signal_views
 >>> g = torch.Generator().manual_seed(0)
 >>> views = signal_views("weak")                      # MNIST-1D: shifts of <= 2 samples, no noise
 >>> x = torch.randn(8, 40)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.robust.evaluate import (
+from deepscope.robust.evaluation import (
     ATTACKS,
-    accuracy,
+    clean_accuracy,
     evaluate,
     large_eps,
     masking_checks,
@@ -108,7 +108,7 @@ def test_worst_case_is_per_example_and_strongest_is_named():
     expected = (pe["fgsm"] & pe["pgd20"]).float().mean().item()
     assert rep["robust"] == expected <= min(rep["attacks"].values()) <= rep["clean"]
     assert rep["strongest"] == min(rep["attacks"], key=rep["attacks"].get)
-    assert rep["clean"] == accuracy(net, x, y)
+    assert rep["clean"] == clean_accuracy(net, x, y)
 
 
 def test_a_missing_library_is_reported_not_raised(monkeypatch):

@@ -5,7 +5,7 @@ import collections
 import pytest
 import torch
 
-from deepscope.robust.noise import (
+from deepscope.data.noise import (
     CIFAR10_ASYMMETRIC_MAP,
     CIFAR100_COARSE,
     asymmetric_noise,

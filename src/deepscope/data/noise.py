@@ -1,7 +1,7 @@
 """Seeded label noise: symmetric, asymmetric (class maps) and instance-dependent.
 
 >>> import torch
->>> from deepscope.robust.noise import symmetric_noise, asymmetric_noise, make_label_noise
+>>> from deepscope.data.noise import symmetric_noise, asymmetric_noise, make_label_noise
 >>> y = torch.arange(10).repeat(100)                           # 1,000 labels, 100 per class
 >>> g = torch.Generator().manual_seed(0)
 >>> noisy = symmetric_noise(y, 0.4, num_classes=10, generator=g, include_true=False)
@@ -13,6 +13,9 @@
 >>> asym.rate                                                   # 5 of the 10 classes can flip
 0.2
 >>> same = make_label_noise(y, "sym40", num_classes=10, generator=torch.Generator().manual_seed(0))
+>>> import numpy as np
+>>> make_label_noise(np.arange(10).repeat(10), "sym40", num_classes=10).labels.dtype  # numpy in
+torch.int64
 
 Every generator returns a :class:`LabelNoise`: the noisy labels, the corrupted mask
 (``noisy != clean``), the realised rate (the mask's mean), and the transition matrix
@@ -35,7 +38,11 @@ Conventions (arXiv 2212.01674 follows DivideMix, arXiv 2002.06488):
 
 Per-class counts are exact: class ``c`` with ``n_c`` examples has ``floor(rate * n_c + 1/2)``
 examples selected, chosen uniformly without replacement, so realised rates are reproducible to
-the example, not only in expectation. Everything draws from the given ``torch.Generator``.
+the example, not only in expectation. Everything draws from the given ``torch.Generator``
+(``generator=None``: PyTorch's default one, as ``torch.randn`` does).
+
+Labels (and the inputs of instance-dependent noise) may be numpy arrays or torch tensors; the
+:class:`LabelNoise` returned always holds torch tensors (``noisy.labels.numpy()`` for numpy).
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from deepscope.train.loop import generator_or_default
 
 __all__ = [
     "LabelNoise", "symmetric_noise", "asymmetric_noise", "instance_noise", "make_label_noise",
@@ -122,9 +131,12 @@ class LabelNoise:
 
 # -- validation -------------------------------------------------------------------------------
 
-def _check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+def _check_labels(labels, num_classes: int) -> torch.Tensor:
+    if type(labels).__module__ == "numpy":
+        labels = torch.from_numpy(labels)
     if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels is a {type(labels).__name__}, must be a 1-D integer torch.Tensor")
+        raise TypeError(f"labels is a {type(labels).__name__}, must be a 1-D integer numpy array "
+                        "or torch.Tensor")
     if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels has shape {tuple(labels.shape)} and dtype {labels.dtype}, "
                          "must be a 1-D integer tensor")
@@ -142,13 +154,6 @@ def _check_rate(rate: float) -> float:
     return float(rate)
 
 
-def _check_generator(generator: torch.Generator) -> torch.Generator:
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator is a {type(generator).__name__}, must be a torch.Generator "
-                        "(deepscope.train.rng.make_generator(seed, 'noise'))")
-    return generator
-
-
 def _select_per_class(clean: torch.Tensor, rate: float, classes: Sequence[int],
                       generator: torch.Generator) -> torch.Tensor:
     """Bool mask: ``floor(rate * n_c + 1/2)`` examples of each class in ``classes``, uniformly."""
@@ -164,17 +169,18 @@ def _select_per_class(clean: torch.Tensor, rate: float, classes: Sequence[int],
 # -- symmetric ---------------------------------------------------------------------------------
 
 def symmetric_noise(labels: torch.Tensor, rate: float, *, num_classes: int,
-                    generator: torch.Generator, include_true: bool = True) -> LabelNoise:
+                    generator: torch.Generator | None = None, include_true: bool = True) -> LabelNoise:
     """Symmetric label noise.
 
     Parameters
     ----------
-    labels : (N,) int tensor
+    labels : (N,) int tensor or numpy array
         Clean labels in ``0..num_classes-1``.
     rate : float in [0, 1]
         Fraction of each class whose label is re-drawn.
     num_classes : int
-    generator : torch.Generator
+    generator : torch.Generator, optional
+        Default: PyTorch's own.
     include_true : bool
         True (default, DivideMix's convention): the new label is uniform over all classes, so
         ``rate / K`` of the examples keep their label and the realised rate is about
@@ -187,7 +193,7 @@ def symmetric_noise(labels: torch.Tensor, rate: float, *, num_classes: int,
     """
     clean = _check_labels(labels, num_classes)
     rate = _check_rate(rate)
-    _check_generator(generator)
+    generator = generator_or_default(generator)
     k = num_classes
     chosen = _select_per_class(clean, rate, range(k), generator)
     noisy = clean.clone()
@@ -268,18 +274,20 @@ def class_map(mapping: str | Sequence[int], num_classes: int | None = None) -> t
 
 
 def asymmetric_noise(labels: torch.Tensor, rate: float, *, mapping: str | Sequence[int],
-                     generator: torch.Generator, num_classes: int | None = None) -> LabelNoise:
+                     generator: torch.Generator | None = None,
+                     num_classes: int | None = None) -> LabelNoise:
     """Class-dependent noise: a fraction ``rate`` of each class ``c`` becomes ``mapping[c]``.
 
     Parameters
     ----------
-    labels : (N,) int tensor
+    labels : (N,) int tensor or numpy array
     rate : float in [0, 1]
     mapping : str or sequence of int
         'cifar10' (9->1, 2->0, 4->7, 3<->5), 'cifar100' (next class within the superclass),
         'cifar100-consecutive', 'cyclic' (``c -> c + 1 mod K``), or one target per class.
         Classes mapped to themselves never flip.
-    generator : torch.Generator
+    generator : torch.Generator, optional
+        Default: PyTorch's own.
     num_classes : int, optional
         Default: the mapping's length.
 
@@ -292,7 +300,7 @@ def asymmetric_noise(labels: torch.Tensor, rate: float, *, mapping: str | Sequen
     k = len(m)
     clean = _check_labels(labels, k)
     rate = _check_rate(rate)
-    _check_generator(generator)
+    generator = generator_or_default(generator)
     movable = [c for c in range(k) if m[c] != c]
     chosen = _select_per_class(clean, rate, movable, generator)
     target = torch.tensor(m, dtype=torch.long)
@@ -308,7 +316,7 @@ def asymmetric_noise(labels: torch.Tensor, rate: float, *, mapping: str | Sequen
 # -- instance-dependent -------------------------------------------------------------------------
 
 def instance_noise(labels: torch.Tensor, x: torch.Tensor, rate: float, *, num_classes: int,
-                   generator: torch.Generator, std: float = 0.1) -> LabelNoise:
+                   generator: torch.Generator | None = None, std: float = 0.1) -> LabelNoise:
     """Instance-dependent noise of Xia et al. 2020 (arXiv 2006.07836, Algorithm 1).
 
     For each example, a flip rate ``q_i ~ N(rate, std^2)`` truncated to [0, 1]; one random
@@ -319,12 +327,13 @@ def instance_noise(labels: torch.Tensor, x: torch.Tensor, rate: float, *, num_cl
     Parameters
     ----------
     labels : (N,) int tensor
-    x : (N, ...) float tensor
+    x : (N, ...) float tensor or numpy array
         Inputs, flattened to (N, D).
     rate : float in [0, 1]
         Mean flip rate.
     num_classes : int
-    generator : torch.Generator
+    generator : torch.Generator, optional
+        Default: PyTorch's own.
     std : float
         Standard deviation of the flip rates before truncation (0.1 in the paper).
 
@@ -336,7 +345,9 @@ def instance_noise(labels: torch.Tensor, x: torch.Tensor, rate: float, *, num_cl
     """
     clean = _check_labels(labels, num_classes)
     rate = _check_rate(rate)
-    _check_generator(generator)
+    generator = generator_or_default(generator)
+    if type(x).__module__ == "numpy":
+        x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor) or len(x) != len(clean):
         raise ValueError(f"x must be a tensor with one row per label ({len(clean)}), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -378,7 +389,7 @@ def parse_noise(spec: str) -> tuple[str, float]:
 
 
 def make_label_noise(labels: torch.Tensor, spec: str, *, num_classes: int,
-                     generator: torch.Generator, x: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None, x: torch.Tensor | None = None,
                      asymmetric_map: str | Sequence[int] | None = None) -> LabelNoise:
     """Noise by name: ``'sym40'`` (DivideMix's symmetric), ``'symother40'``, ``'asym40'``,
     ``'cyclic40'``, ``'idn40'`` (needs ``x``).

@@ -1,7 +1,7 @@
 """Robust accuracy, judged by our attacks and by libraries we did not write, with masking checks.
 
 >>> import torch
->>> from deepscope.robust.evaluate import evaluate
+>>> from deepscope.robust.evaluation import evaluate
 >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
 >>> x, y = torch.rand(50, 8), torch.randint(3, (50,))
 >>> g = torch.Generator().manual_seed(0)
@@ -52,11 +52,12 @@ from torch import nn
 
 from deepscope.robust.attacks import FGSM, PGD, eval_mode, project
 from deepscope.robust.attacks.base import as_bounds, check_norm, clamp
+from deepscope.train.loop import generator_or_default
 from deepscope.train.rng import fork_seeded, spawn
 
 __all__ = [
-    "ATTACKS", "OURS", "DEFAULT_ATTACKS", "accuracy", "robust_accuracy", "accuracy_curve",
-    "masking_checks", "evaluate", "large_eps",
+    "ATTACKS", "OURS", "DEFAULT_ATTACKS", "clean_accuracy", "robust_accuracy", "accuracy_curve",
+    "masking_checks", "evaluate", "large_eps", "summarise_reports",
 ]
 
 OURS = ("fgsm", "pgd20", "pgd100")
@@ -70,7 +71,8 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor
         return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024) -> float:
+def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                   batch_size: int = 1024) -> float:
     """Clean accuracy of ``model`` on ``x`` (N, ...), ``y`` (N,), in eval mode."""
     return (_predict(model, x, batch_size) == y).float().mean().item()
 
@@ -173,7 +175,7 @@ def _run_library(name, model, x, y, eps, norm, bounds, seed, num_classes, batch_
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-                    generator: torch.Generator, bounds=None, norm: str = "linf",
+                    generator: torch.Generator | None = None, bounds=None, norm: str = "linf",
                     attacks: Sequence[str] = DEFAULT_ATTACKS, restarts: int = 5,
                     surrogate: nn.Module | None = None, batch_size: int = 1024) -> dict[str, Any]:
     """Accuracy under each attack and under their per-example worst case.
@@ -186,8 +188,9 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
     y : (N,) int64 tensor
     eps : float
         Radius of the threat model.
-    generator : torch.Generator
-        Random starts of our attacks and the seeds handed to the libraries.
+    generator : torch.Generator, optional
+        Random starts of our attacks and the seeds handed to the libraries (default: PyTorch's
+        own, as ``torch.rand``).
     bounds : (lo, hi), optional
         Default: ``model.input_bounds`` (set by :func:`deepscope.load`).
     norm : 'linf' or 'l2'
@@ -206,6 +209,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
         ``per_example`` {name: (N,) bool tensor, correct under that attack}.
     """
     check_norm(norm)
+    generator = generator_or_default(generator)
     unknown = [a for a in attacks if a not in ATTACKS]
     if unknown:
         raise ValueError(f"attacks contains {unknown}, must be names from {list(ATTACKS)}")
@@ -275,7 +279,7 @@ def _logits_dim(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_grid: Sequence[float],
-                   generator: torch.Generator, bounds=None, norm: str = "linf",
+                   generator: torch.Generator | None = None, bounds=None, norm: str = "linf",
                    attacks: Sequence[str] = ("fgsm", "pgd20"), restarts: int = 1,
                    batch_size: int = 1024) -> list[dict[str, Any]]:
     """Worst-case robust accuracy at each ε of ``eps_grid`` (ours: FGSM and PGD-20 by default).
@@ -348,7 +352,7 @@ def masking_checks(report: dict[str, Any], curve: Sequence[dict[str, Any]] | Non
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
-             generator: torch.Generator, bounds=None, norm: str = "linf",
+             generator: torch.Generator | None = None, bounds=None, norm: str = "linf",
              attacks: Sequence[str] = DEFAULT_ATTACKS, eps_grid: Sequence[float] | None = None,
              restarts: int = 5, surrogate: nn.Module | None = None, batch_size: int = 1024,
              **check_options: Any) -> dict[str, Any]:
@@ -358,6 +362,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     arguments as in :func:`robust_accuracy`; ``check_options`` go to :func:`masking_checks`.
     The returned dict is JSON-ready (``per_example`` is dropped).
     """
+    generator = generator_or_default(generator)
     if bounds is None:
         bounds = getattr(model, "input_bounds", None)
         if bounds is None:
@@ -378,3 +383,42 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     report["large_eps"] = big
     report["checks"] = masking_checks(report, curve, large=big, **check_options)
     return report
+
+
+def summarise_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`evaluate` reports of one model's seeds, summarised over the seeds.
+
+    Returns ``clean``, ``robust`` and ``attacks`` {name: ...} as
+    :func:`deepscope.train.stats.summarise` gives them; ``strongest`` (per seed, the attacks
+    that reached the lowest single-attack accuracy, ties included); ``unavailable`` and the
+    sum of ``violations``; ``checks`` {name: passed / failed / not_run counts}; ``curve``
+    (``eps`` and the mean and std of the worst-case accuracy at each); ``seconds`` (mean
+    ``train_seconds`` and ``eval_seconds`` where the reports hold them).
+    """
+    from deepscope.train.stats import summarise
+
+    reps = list(reports)
+    if not reps:
+        raise ValueError("reports is empty, must hold one evaluate() report per seed")
+    attacks = sorted({a for r in reps for a in r["attacks"]})
+    strongest = [sorted(k for k, v in r["attacks"].items() if v == min(r["attacks"].values()))
+                 for r in reps]
+    checks: dict = {}
+    for r in reps:
+        for name, c in r["checks"].items():
+            tally = checks.setdefault(name, {"passed": 0, "failed": 0, "not_run": 0})
+            tally["passed" if c["pass"] is True else "failed" if c["pass"] is False else "not_run"] += 1
+    curve = [summarise(r["curve"][i]["robust"] for r in reps) for i in range(len(reps[0]["curve"]))]
+    return {
+        "clean": summarise(r["clean"] for r in reps),
+        "robust": summarise(r["robust"] for r in reps),
+        "attacks": {a: summarise(r["attacks"][a] for r in reps if a in r["attacks"]) for a in attacks},
+        "strongest": strongest,
+        "unavailable": sorted({f"{k}: {v}" for r in reps for k, v in r["unavailable"].items()}),
+        "violations": int(sum(sum(r.get("violations", {}).values()) for r in reps)),
+        "checks": checks,
+        "curve": {"eps": [c["eps"] for c in reps[0]["curve"]], "mean": [c["mean"] for c in curve],
+                  "std": [c["std"] for c in curve]},
+        "seconds": {k: summarise(r.get(f"{k}_seconds", float("nan")) for r in reps)["mean"]
+                    for k in ("train", "eval")},
+    }
