@@ -42,14 +42,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from deepscope.dynamics.regimes import (
+from deepscope.dynamics import (
     AlphaScaled,
-    _relu_mlp_step,
     example_losses,
+    full_batch_step,
+    toy_setup,
     train_full_batch,
 )
 from deepscope.nets.batched import stack_models
-from deepscope.recipes.lazy_vs_hasty import toy_setup
 
 LEVELS = [0.5, 0.4, 0.3]
 LR = 0.1
@@ -87,7 +87,7 @@ def step_times(x, y, nets, *, block, repeats):
     stack = AlphaScaled(stack_models(nets, implementation="bmm"), 1.0)
     params = [p.detach().clone() for p in stack.model.parameters()]
     h0 = stack.init(x).detach()
-    manual = _relu_mlp_step(len(params) // 2)
+    manual = full_batch_step(stack, "manual")
     ones = torch.ones(len(nets), 1, 1)
 
     def run_manual():
@@ -124,8 +124,7 @@ def whole_toy(threads: int) -> dict:
     import resource
     import tempfile
 
-    from deepscope.dynamics import regimes
-    from deepscope.recipes import lazy_vs_hasty as rec
+    from deepscope.dynamics import full_batch, lazy_vs_hasty
     from deepscope.report import figures
     from deepscope.runner import execute_recipe
 
@@ -144,17 +143,18 @@ def whole_toy(threads: int) -> dict:
         setattr(owner, name, wrapper)
         return fn
 
-    patched = [(regimes, "train_full_batch", "training (train_full_batch)"),
-               (regimes, "snapshot_outputs", "grid outputs at the snapshots"),
-               (rec, "toy_setup", "data and initial networks"),
-               (rec, "_rowwise_corr", "correlations over seeds"),
+    patched = [(full_batch, "train_full_batch", "training (train_full_batch)"),
+               (full_batch, "snapshot_outputs", "grid outputs at the snapshots"),
+               (lazy_vs_hasty, "toy_setup", "data and initial networks"),
                (figures, "save", "figure")]
     originals = [(owner, name, timed(owner, name, label)) for owner, name, label in patched]
     out = Path(tempfile.mkdtemp(prefix="lvh_toy_"))
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     try:
-        res = execute_recipe("lazy-vs-hasty", rec.Config(out=out, progress=False, threads=threads,
-                                                         device="cpu"), quiet=True)
+        from deepscope.recipes.lazy_vs_hasty import Config
+
+        res = execute_recipe("lazy-vs-hasty", Config(out=out, progress=False, threads=threads,
+                                                     device="cpu"), quiet=True)
     finally:
         for owner, name, fn in originals:
             setattr(owner, name, fn)

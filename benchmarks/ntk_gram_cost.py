@@ -62,7 +62,7 @@ def plain_flops(mode: str, o: int, s: int, d: int, c: int) -> tuple[int, int]:
 
 def small_cnn_kernel(reps: int) -> dict:
     """Per-layer full kernel of SmallCNN(32, 64) on 100 digits-sized inputs, both cost models."""
-    from deepscope.dynamics.ntk import empirical_ntk
+    from deepscope.dynamics import empirical_ntk
     from deepscope.nets import SmallCNN
 
     torch.manual_seed(0)

@@ -121,7 +121,7 @@ def nngeometry_ntk(net: nn.Module, x: torch.Tensor, mode: str, batch_size: int |
 
 def method_fn(method: str):
     if method in DEEPSCOPE:
-        from deepscope.dynamics.ntk import empirical_ntk
+        from deepscope.dynamics import empirical_ntk
 
         return lambda net, x, mode: empirical_ntk(net, x, mode=mode, implementation=method)
     return {"tutorial": tutorial_ntk, "naive": naive_ntk, "nngeometry": nngeometry_ntk}[method]
@@ -162,7 +162,7 @@ def worker(spec: dict) -> dict:
         "threads": torch.get_num_threads(),
     }
     if spec["check"]:  # agreement with deepscope's kernel on the first 100 examples
-        from deepscope.dynamics.ntk import empirical_ntk
+        from deepscope.dynamics import empirical_ntk
 
         m = min(100, x.shape[0])
         ref = empirical_ntk(net, x[:m], mode=spec["mode"], implementation="factorized")

@@ -65,16 +65,30 @@ def ib(method: str, noise: str | None):
 
 def alpha(a: float):
     def go(run, g):
-        from deepscope.dynamics.regimes import AlphaScaled, LossLadder, ladder_levels, train_alpha
+        from deepscope.dynamics import AlphaScaled, LossLadder, ladder_levels, train_alpha
 
         x, y = _data(n=60)  # minibatches of 16, 16, 16, 12
         model = AlphaScaled(_mlp(g), a)
         ladder = LossLadder(ladder_levels(3, min_loss=0.3), window=4)
-        train_alpha(model, x, y, generator=g, ladder=ladder, run=run, epochs=6, batch_size=16,
-                    lr=0.05, linearity_x=x[:20], kernel_x=x[:4], linearity_every=3,
-                    stop_when_done=False)
+        train_alpha(model, x, y, generator=g, ladder=ladder, run=run,
+                    options={"epochs": 6, "batch_size": 16, "lr": 0.05},
+                    linearity_x=x[:20], kernel_x=x[:4], linearity_every=3, stop_when_done=False)
         out = {f"model.{k}": v for k, v in model.model.state_dict().items()}
         return out | ({"ladder_loss": ladder.stack("loss")} if ladder.next_ else {})
+    return go
+
+
+def feature_alignment(fraction: float):
+    def go(run, g):
+        from deepscope.dynamics import train_feature_alignment
+
+        x, y = _data(n=96)
+        x_test, y_test = _data(n=30, seed=1)
+        res = train_feature_alignment(x, y, x_test, y_test, net="mlp", net_kwargs={"hidden": (16,)},
+                                      num_classes=3, generator=g, run=run, random_labels=fraction,
+                                      options={"epochs": 2, "batch_size": 16, "lr": 0.05},
+                                      n_probe=8, per_layer=False)  # flat metrics: compared with a tolerance
+        return {f"model.{k}": v for k, v in res.model.state_dict().items()}
     return go
 
 
@@ -123,6 +137,7 @@ LOOPS = {
     "dividemix": noisy("dividemix", epochs=3, warmup_epochs=1),
     "alpha-1": alpha(1.0),
     "alpha-10": alpha(10.0),
+    "feature-alignment": feature_alignment(0.25),
     "ib-plain": ib("plain", None),
     "ib-vib": ib("vib", None),
     "ib-mine": ib("mine", "propagated"),

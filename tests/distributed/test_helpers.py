@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.robust._noisy import evaluating
+from deepscope.train.loop import evaluating
 from deepscope.train.distributed import Dist, Sharded, shard, sharded_draws
 
 

@@ -13,7 +13,6 @@ from deepscope.dynamics.difficulty import (
     distance_to_boundary,
     holdout_consistency,
     holdout_splits,
-    inject_label_noise,
     knn_agreement,
     load_cscores,
     quantile_groups,
@@ -51,19 +50,6 @@ def test_toys_are_balanced_and_symmetric(name):
         assert toy_labels(torch.tensor([[0.0, 0.5], [0.0, -0.5]]), name).tolist() == [0, 1]
     else:
         assert distance_to_boundary(torch.tensor([[0.0, 0.0]]), name).item() == pytest.approx(DISK_RADIUS)
-
-
-def test_label_noise_flips_exactly_the_fraction_to_other_classes():
-    y = torch.arange(1000) % 10
-    g = torch.Generator().manual_seed(0)
-    yn, flipped = inject_label_noise(y, 10, 0.15, generator=g)
-    assert int(flipped.sum()) == 150
-    assert torch.equal(yn != y, flipped)
-    assert yn.min() >= 0 and yn.max() <= 9
-    # the new classes cover all the others (uniform over the 9)
-    assert len(set((yn[flipped] - y[flipped]).remainder(10).tolist())) == 9
-    with pytest.raises(ValueError, match=r"fraction == 1.5, must be in \[0, 1\]"):
-        inject_label_noise(y, 10, 1.5, generator=g)
 
 
 @pytest.mark.parametrize("shape", [(500, 40), (500, 3, 12, 12)])

@@ -9,13 +9,9 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
-from deepscope.dynamics.feature_alignment import (
-    crop_flip,
-    over_seeds,
-    randomize_labels,
-    train_feature_alignment,
-)
+from deepscope.dynamics.feature_alignment import train_feature_alignment
 from deepscope.runner import execute_recipe
 from deepscope.train import Run
 
@@ -29,57 +25,48 @@ def _digits(n_train=160, n_test=60):
 
 # -- pieces ---------------------------------------------------------------------------------------
 
-def test_randomize_labels_replaces_an_exact_nested_fraction():
-    y = torch.arange(1000) % 10
-    lab2, ch2 = randomize_labels(y, 0.2, 10, generator=torch.Generator().manual_seed(0))
-    lab5, ch5 = randomize_labels(y, 0.5, 10, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(ch2, lab2 != y) and lab2.dtype == torch.int64
-    # 200 drawn, uniform over all 10 classes: about 1/10 keep their label
-    assert 160 <= int(ch2.sum()) <= 200 and 400 <= int(ch5.sum()) <= 500
-    pos = torch.randperm(1000, generator=torch.Generator().manual_seed(0))
-    assert not ch2[pos[200:]].any() and not ch5[pos[500:]].any()
-    assert ch5[ch2].all()  # same generator: the 20% are among the 50%
-    assert torch.equal(randomize_labels(y, 0.0, 10, generator=torch.Generator())[0], y)
-    with pytest.raises(ValueError, match=r"fraction == 1.5, must be a fraction in \[0, 1\]"):
-        randomize_labels(y, 1.5, 10, generator=torch.Generator())
+def test_random_labels_are_redrawn_over_all_classes_with_shared_probes_and_init():
+    # the loop's labels: symmetric_noise(include_true=True), a fraction of each class re-drawn
+    x, y, xt, yt = _digits()
+    kw = dict(net="mlp", net_kwargs={"hidden": (8,)}, options={"epochs": 1, "batch_size": 32},
+              n_probe=6, per_layer=False)
+    r2 = train_feature_alignment(x, y, xt, yt, generator=torch.Generator().manual_seed(0),
+                                 random_labels=0.2, **kw)
+    r5 = train_feature_alignment(x, y, xt, yt, generator=torch.Generator().manual_seed(0),
+                                 random_labels=0.5, **kw)
+    ch2, ch5 = r2.info["changed"], r5.info["changed"]
+    assert torch.equal(ch2, r2.info["labels"] != y) and r2.info["labels"].dtype == torch.int64
+    assert 0 < int(ch2.sum()) <= 32 and int(ch5.sum()) > int(ch2.sum())  # 160 labels, ~1/10 kept
+    # the same generator: the same probes and initialisation, whatever the fraction
+    h2, h5 = r2.history[0], r5.history[0]
+    assert h2["align_test"] == h5["align_test"] and h2["top_eigenvalue"] == h5["top_eigenvalue"]
 
 
-def test_crop_flip_is_a_shifted_window_of_the_padded_image():
+def test_crop_flip_augmentation_is_robust_augment_image_transform():
+    from deepscope.data.augment import ImageTransform
+
     x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float64).reshape(2, 3, 5, 6) + 1
     g = torch.Generator().manual_seed(3)
     state = g.get_state()
-    out = crop_flip(x, g, pad=2)
+    out = ImageTransform(crop_padding=2, flip=True)(x, generator=g)
     g.set_state(state)
-    off = torch.randint(0, 5, (2, 2), generator=g)
+    dy, dx = torch.randint(0, 5, (2,), generator=g), torch.randint(0, 5, (2,), generator=g)
     flip = torch.rand(2, generator=g) < 0.5
     xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(2):
-        win = xp[i, :, off[0, i]:off[0, i] + 5, off[1, i]:off[1, i] + 6]
+        win = xp[i, :, dy[i]:dy[i] + 5, dx[i]:dx[i] + 6]
         assert torch.equal(out[i], win.flip(-1) if flip[i] else win)
-    same = crop_flip(x, torch.Generator(), pad=0)  # no padding: the image or its mirror
-    assert all(torch.equal(s, i) or torch.equal(s, i.flip(-1)) for s, i in zip(same, x))
-    with pytest.raises(ValueError, match=r"x has shape \(2, 90\); crop_flip takes images"):
-        crop_flip(x.reshape(2, 90), g)
-
-
-def test_over_seeds_interval():
-    s = over_seeds([1.0, 2.0, 3.0])
-    assert s["mean"] == 2.0 and s["std"] == 1.0 and s["n"] == 3
-    half = 4.302652729749462 / math.sqrt(3)  # t_{0.975, 2}
-    assert s["ci95"] == pytest.approx((2 - half, 2 + half), rel=1e-12)
-    assert over_seeds([5.0])["ci95"] == (5.0, 5.0)
-    assert over_seeds([math.nan])["n"] == 0
 
 
 def test_loop_rejects_bad_arguments():
     x, y, xt, yt = _digits()
     g = torch.Generator()
-    with pytest.raises(ValueError, match=r"random_labels == 1.2, must be a fraction in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"random_labels == 1.2, must be a number >= 0.0 and <= 1.0"):
         train_feature_alignment(x, y, xt, yt, generator=g, random_labels=1.2)
     with pytest.raises(ValueError, match=r"batch_size == 500, must be <= the 160 training"):
-        train_feature_alignment(x, y, xt, yt, generator=g, batch_size=500)
-    with pytest.raises(ValueError, match=r"momentum == 1.0, must be in \[0, 1\)"):
-        train_feature_alignment(x, y, xt, yt, generator=g, momentum=1.0)
+        train_feature_alignment(x, y, xt, yt, generator=g, options={"batch_size": 500})
+    with pytest.raises(ValueError, match=r"options has 'batchsize', must be among"):
+        train_feature_alignment(x, y, xt, yt, generator=g, options={"batchsize": 5})
     with pytest.raises(ValueError, match=r"x_train examples have shape \(64,\) and x_test \(8, 8\)"):
         train_feature_alignment(x, y, xt.reshape(-1, 8, 8), yt, generator=g)
 
@@ -125,8 +112,8 @@ class _KilledRun(Run):
 def _train(x, y, xt, yt, run, **kw):
     return train_feature_alignment(
         x, y, xt, yt, generator=torch.Generator().manual_seed(7), net="mlp",
-        net_kwargs={"hidden": (32,)}, run=run, random_labels=0.25, epochs=3, batch_size=32,
-        n_probe=12, **kw)
+        net_kwargs={"hidden": (32,)}, run=run, random_labels=0.25,
+        options={"epochs": 3, "batch_size": 32}, n_probe=12, **kw)
 
 
 def test_loop_killed_and_resumed_gives_identical_numbers(tmp_path):
@@ -143,25 +130,48 @@ def test_loop_killed_and_resumed_gives_identical_numbers(tmp_path):
     strip = lambda r: {k: v for k, v in r.items() if k != "time"}  # noqa: E731
     a = [strip(json.loads(s)) for s in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     b = [strip(json.loads(s)) for s in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
-    assert a == b and res.history == full.history and res.final == full.final
-    assert torch.equal(res.labels, full.labels)
+    assert a == b and res.history == full.history and res.info["final"] == full.info["final"]
+    assert torch.equal(res.info["labels"], full.info["labels"])
     # the per-epoch lines and the records: complexity accumulates, step norms are >= 0
     assert [(r["step"], r["epoch"]) for r in a if "loss" in r] == [(5, 1), (10, 2), (15, 3)]
     recs = [r for r in a if "align_train" in r]
     assert recs[0]["complexity"] == 0 and recs[-1]["complexity"] > recs[1]["complexity"] > 0
     assert set(recs[0]["layer_align_train"]) == {"1", "3"}
     # the final record's gap is its accuracies' difference
-    assert full.final["gap"] == full.history[-1]["train_acc"] - full.history[-1]["test_acc"]
+    assert full.info["final"]["gap"] == full.history[-1]["train_acc"] - full.history[-1]["test_acc"]
 
 
 def test_loop_runs_without_a_run_and_leaves_the_global_rng_alone():
     x, y, xt, yt = _digits(64, 24)
     state = torch.get_rng_state()
     res = train_feature_alignment(x, y, xt, yt, generator=torch.Generator().manual_seed(1),
-                                  net="mlp", net_kwargs={"hidden": (8,)}, epochs=1, batch_size=16,
-                                  n_probe=6, per_layer=False)
+                                  net="mlp", net_kwargs={"hidden": (8,)},
+                                  options={"epochs": 1, "batch_size": 16}, n_probe=6, per_layer=False)
     assert torch.equal(torch.get_rng_state(), state)
     assert [h["step"] for h in res.history] == [0, 4] and "layer_align_train" not in res.history[0]
+
+
+class _TinyNet(nn.Module):
+    """A user's own network: not from deepscope.nets."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(64, 16)
+        self.b = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+@pytest.mark.parametrize("kind", ["module", "factory"])
+def test_loop_trains_a_users_module_or_factory(kind):
+    x, y, xt, yt = _digits(64, 24)
+    net = _TinyNet() if kind == "module" else _TinyNet
+    res = train_feature_alignment(x, y, xt, yt, net=net, generator=torch.Generator().manual_seed(1),
+                                  options={"epochs": 2, "batch_size": 16, "lr": 0.1}, n_probe=6)
+    assert isinstance(res.model, _TinyNet) and (kind == "factory" or res.model is net)
+    assert set(res.history[0]["layer_align_train"]) == {"a", "b"}
+    assert res.history[-1]["step"] == 8 and res.last_test_acc == res.info["final"]["test_acc"]
 
 
 # -- the recipe ----------------------------------------------------------------------------------

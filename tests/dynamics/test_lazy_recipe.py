@@ -23,7 +23,7 @@ def test_toy_quick_writes_maps_and_correlations(tmp_path):
     for name in ("disk", "yinyang"):
         e = res["toy"][name]["0.6"]  # quick levels: 0.65, 0.6
         assert e["n_seeds"] >= 6 and -1 <= e["spearman_delta_vs_distance"] <= 1
-        assert set(e["per_seed_spearman"]) == {"mean", "std", "ci95", "n"}
+        assert set(e["per_seed_spearman"]) == {"mean", "std", "ci95", "n", "n_missing", "values"}
     assert (tmp_path / "figures" / "toy_delta_maps.png").stat().st_size > 5000
     # one batched sub-run per (toy, alpha), each with its snapshot losses on the grid
     sub = json.loads((tmp_path / "toy" / "disk" / "alpha100" / "result.json").read_text())
@@ -121,8 +121,10 @@ def test_cifar10_mode_on_tiny_fake_data(tmp_path, monkeypatch):
     y = torch.arange(100) % 10
     x = torch.rand(100, 3, 8, 8, generator=g) * 0.5 + 0.05 * y[:, None, None, None]
     fake = Dataset(x, y, x[:10], y[:10], 10, "cifar10")
-    monkeypatch.setattr(rec, "_load_cifar", lambda root: fake)
-    monkeypatch.setattr(rec, "CIFAR_TRAIN", 80)
+    from deepscope.dynamics import lazy_vs_hasty as pipeline
+
+    monkeypatch.setattr(pipeline, "_load_cifar", lambda root: fake)
+    monkeypatch.setattr(pipeline, "CIFAR_TRAIN", 80)
     scores = np.linspace(0, 1, 50_000)
     np.savez(tmp_path / "cs.npz", scores=scores, labels=np.r_[y.numpy(), np.zeros(49_900, int)])
     (tmp_path / "data").mkdir()
@@ -173,8 +175,10 @@ def test_rowwise_correlations_equal_scipy_row_by_row():
     rows = g.normal(size=(5, 40))
     rows[2, :10] = rows[2, 10:20]  # ties: average ranks, as scipy
     v = np.round(g.normal(size=40), 1)
-    rho = rec._rowwise_corr(rows, v, rank=True)
-    r = rec._rowwise_corr(rows, v, rank=False)
+    from deepscope.dynamics.lazy_vs_hasty import _rowwise_corr
+
+    rho = _rowwise_corr(rows, v, rank=True)
+    r = _rowwise_corr(rows, v, rank=False)
     for i in range(5):
         assert rho[i] == pytest.approx(spearmanr(rows[i], v).statistic, abs=1e-12)
         assert r[i] == pytest.approx(pearsonr(rows[i], v).statistic, abs=1e-12)

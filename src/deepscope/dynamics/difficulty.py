@@ -1,22 +1,25 @@
-"""Example difficulty: consistency scores, label noise, spurious features, distance to a boundary.
+"""Example difficulty: consistency scores, spurious features, distance to a boundary.
 
-The four ways arXiv 2209.09658 (George, Lajoie & Baratin 2022) splits examples into easy and hard.
+The four ways arXiv 2209.09658 (George, Lajoie & Baratin 2022) splits examples into easy and hard
+(the fourth, label noise, is :func:`deepscope.data.noise.symmetric_noise`).
 
 Cookbook::
 
     import torch
     from deepscope.dynamics.difficulty import (
-        sample_toy, distance_to_boundary, inject_label_noise, spurious_patch, knn_agreement,
+        sample_toy, distance_to_boundary, spurious_patch, knn_agreement,
         holdout_consistency, quantile_groups, load_cscores,
     )
+    from deepscope.data.noise import symmetric_noise
     g = torch.Generator().manual_seed(0)
 
     # 2-D toys in [-1, 1]^2: the label and the exact distance to the decision boundary
     x, y = sample_toy("yinyang", 50, generator=g)            # (50, 2), (50,) in {0, 1}
     d = distance_to_boundary(x, "yinyang")                   # (50,) small = hard
 
-    # 15% of the labels moved to another class; flipped examples are hard
-    y_noisy, flipped = inject_label_noise(y_train, 10, fraction=0.15, generator=g)
+    # 15% of each class moved to another class; flipped examples are hard
+    noise = symmetric_noise(y_train, 0.15, num_classes=10, generator=g, include_true=False)
+    y_noisy, flipped = noise.labels, noise.corrupted
 
     # a class-coded patch that agrees with the label for 90% of the examples (the majority)
     x_sp, agrees = spurious_patch(x_train, y_train, 10, majority=0.9, size=8, generator=g)
@@ -53,7 +56,6 @@ __all__ = [
     "toy_labels",
     "distance_to_boundary",
     "sample_toy",
-    "inject_label_noise",
     "spurious_patch",
     "knn_agreement",
     "quantile_groups",
@@ -154,43 +156,8 @@ def sample_toy(name: str, n: int, *, generator: torch.Generator) -> tuple[torch.
 
 
 # --------------------------------------------------------------------------------------
-# Label noise and spurious features
+# Spurious features
 # --------------------------------------------------------------------------------------
-def inject_label_noise(y: torch.Tensor, num_classes: int, fraction: float = 0.15, *,
-                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move ``round(fraction * N)`` labels, chosen at random, to a different class (uniformly).
-
-    Parameters
-    ----------
-    y : (N,) int tensor
-    num_classes : int
-    fraction : float
-        In [0, 1]; the paper uses 0.15.
-    generator : torch.Generator
-
-    Returns
-    -------
-    y_noisy : (N,) int64 tensor
-    flipped : (N,) bool tensor
-        Exactly ``round(fraction * N)`` true; ``y_noisy != y`` exactly there.
-    """
-    if y.ndim != 1 or y.is_floating_point():
-        raise ValueError(f"y has shape {tuple(y.shape)} and dtype {y.dtype}; need (N,) class indices")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes == {num_classes!r}, must be an integer >= 2")
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction == {fraction!r}, must be in [0, 1], e.g. 0.15")
-    n = y.shape[0]
-    m = int(round(fraction * n))
-    idx = torch.randperm(n, generator=generator)[:m]
-    shift = torch.randint(1, num_classes, (m,), generator=generator)  # never 0: another class
-    y_noisy = y.clone().long()
-    y_noisy[idx] = (y_noisy[idx] + shift.to(y.device)) % num_classes
-    flipped = torch.zeros(n, dtype=torch.bool, device=y.device)
-    flipped[idx.to(y.device)] = True
-    return y_noisy, flipped
-
-
 def spurious_patch(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, majority: float = 0.9,
                    size: int = 8, values: tuple[float, float] = (-1.0, 1.0),
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

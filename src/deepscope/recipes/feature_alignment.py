@@ -26,35 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.dynamics.alignment_experiment import SETTINGS
 from deepscope.train.config import RunConfig, require
 
 SYSTEM = "Neural feature alignment"
 
 Setting = Literal["mnist1d-cnn1d", "mnist1d-mlp", "digits-small-cnn", "digits-mlp",
                   "cifar10-vgg19", "cifar10-resnet18"]
-
-#: Per setting: data, network and the training budget (fields left at 0 take these).
-#: CPU scale: SGD at 0.05; the MNIST-1D CNN with 64 channels (the MNIST-1D paper's 25 cannot
-#: fit random labels) and a small CNN on the 8x8 digits with (16, 32) channels (the tangent kernel
-#: of the default (32, 64), hidden 128, took ~20x longer to compute here; the factorised kernel's
-#: cost model now charges the Gram form's reduction, which made that kernel 3.7x faster:
-#: benchmarks/ntk_gram_cost.py). Paper scale: the authors' code
-#: (github.com/tfjgeorge/ntk_alignment: batch 128, momentum 0.9, weight decay 5e-4, crop + flip,
-#: networks without BatchNorm); their learning rate is a launch argument, 0.01 is ours.
-SETTINGS: dict[str, dict] = {
-    "mnist1d-cnn1d": dict(dataset="mnist1d", net="cnn1d", net_kwargs={"channels": 64},
-                          epochs=40, lr=0.05),
-    "mnist1d-mlp": dict(dataset="mnist1d", net="mlp", net_kwargs={"hidden": (256, 256)},
-                        epochs=60, lr=0.05),
-    "digits-small-cnn": dict(dataset="digits", net="small-cnn",
-                             net_kwargs={"channels": (16, 32), "hidden": 64}, epochs=60, lr=0.05),
-    "digits-mlp": dict(dataset="digits", net="mlp", net_kwargs={"hidden": (128,)}, epochs=20,
-                       lr=0.05),
-    "cifar10-vgg19": dict(dataset="cifar10", net="vgg19", net_kwargs={"norm": "none"},
-                          epochs=200, lr=0.01, augment=True),
-    "cifar10-resnet18": dict(dataset="cifar10", net="resnet18", net_kwargs={"norm": "none"},
-                             epochs=200, lr=0.01, augment=True),
-}
 
 LABELS = {"mnist1d-cnn1d": "MNIST-1D, 1-D CNN", "mnist1d-mlp": "MNIST-1D, MLP",
           "digits-small-cnn": "digits 8x8, small CNN", "digits-mlp": "digits 8x8, MLP",
@@ -148,185 +126,55 @@ class Config(RunConfig):
 
 def resolved(cfg: Config, setting: str) -> dict:
     """One setting's training options, the config's where set, else the setting's defaults."""
-    d = SETTINGS[setting]
-    return {"setting": setting, "dataset": d["dataset"], "net": d["net"],
-            "net_kwargs": dict(d["net_kwargs"]), "epochs": cfg.epochs or d["epochs"],
-            "lr": cfg.lr or d["lr"], "batch_size": cfg.batch_size, "momentum": cfg.momentum,
-            "weight_decay": cfg.weight_decay, "augment": d.get("augment", False),
-            "n_probe": cfg.n_probe, "data_seed": cfg.data_seed,
-            **({"n": cfg.n} if d["dataset"] == "mnist1d" else {})}
+    from deepscope.dynamics.alignment_experiment import setting_options
 
-
-def _load(cfg: Config, dataset: str, run) -> dict:
-    import torch
-
-    from deepscope.data import load_dataset
-
-    if dataset == "cifar10":
-        ds = load_dataset("cifar10", data_root=str(cfg.data_root))
-        mean = ds.x_train.mean((0, 2, 3), keepdim=True)
-        std = ds.x_train.std((0, 2, 3), keepdim=True)
-        return {"x": (ds.x_train - mean) / std, "y": ds.y_train,
-                "x_test": (ds.x_test - mean) / std, "y_test": ds.y_test}
-    name = f"{dataset}_n{cfg.n}_s{cfg.data_seed}.pt" if dataset == "mnist1d" else \
-        f"{dataset}_s{cfg.data_seed}.pt"
-    cache = run.dir / name if run.dir is not None else None
-    if cache is not None and cache.exists():
-        return torch.load(cache, weights_only=True)
-    # generating MNIST-1D takes ~10 s: once per run directory
-    ds = load_dataset(dataset, n=cfg.n, seed=cfg.data_seed) if dataset == "mnist1d" else \
-        load_dataset(dataset, seed=cfg.data_seed)
-    d = {"x": ds.x_train, "y": ds.y_train, "x_test": ds.x_test, "y_test": ds.y_test}
-    if cache is not None:
-        run.save_file(name, d)
-    return d
-
-
-def _sub_name(setting: str, fraction: float, seed: int) -> str:
-    return f"{setting}/random{round(100 * fraction):02d}/seed{seed}"
+    return setting_options(setting, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                           momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           n_probe=cfg.n_probe, n=cfg.n, data_seed=cfg.data_seed)
 
 
 def run(cfg: Config, run) -> dict:
-    import time
-
-    from deepscope.dynamics.feature_alignment import crop_flip, train_feature_alignment
-    from deepscope.nets.io import save_model
-    from deepscope.train.rng import make_generator
+    from deepscope.dynamics.alignment_experiment import (
+        cell_name,
+        setting_data,
+        summarise_setting,
+        train_cell,
+    )
+    from deepscope.train.grid import Grid, setting_path
     from deepscope.train.run import is_finished, read_result
 
-    subs: dict[str, dict] = {}
-    for setting in cfg.settings:
-        opts = resolved(cfg, setting)
-        if cfg.skip_missing:
-            for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-                for frac in cfg.fractions:
-                    name = _sub_name(setting, frac, seed)
-                    if is_finished(run.dir / name):
-                        subs[name] = read_result(run.dir / name)
-            continue
-        data = _load(cfg, opts["dataset"], run)
-        shape = tuple(data["x"].shape[1:])
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            for frac in cfg.fractions:
-                name = _sub_name(setting, frac, seed)
-                sub = run.child(name, config={**opts, "random_labels": frac, "seed": seed},
-                                seed=seed)
-                if sub.finished:
-                    subs[name] = sub.read_result()
-                    continue
-                t0 = time.time()
-                res = train_feature_alignment(
-                    data["x"], data["y"], data["x_test"], data["y_test"],
-                    generator=make_generator(seed, setting), net=opts["net"],
-                    net_kwargs=opts["net_kwargs"], num_classes=10, run=sub,
-                    random_labels=frac, epochs=opts["epochs"], batch_size=opts["batch_size"],
-                    lr=opts["lr"], momentum=opts["momentum"], weight_decay=opts["weight_decay"],
-                    augment=crop_flip if opts["augment"] else None, n_probe=opts["n_probe"],
-                    desc=f"{setting} random {frac:g} seed {seed}")
-                save_model(sub.dir / "model.pt", res.model, opts["net"],
-                           attrs={"input_bounds": (float(data["x"].min()), float(data["x"].max()))},
-                           input_shape=shape, num_classes=10, **opts["net_kwargs"])
-                out = {"setting": setting, "random_labels": frac, "seed": seed,
-                       "changed_fraction": float(res.changed.float().mean()),
-                       "final": res.final, "history": res.history,
-                       "seconds": round(time.time() - t0, 2)}
-                sub.write_result(out)
-                subs[name] = out
-    return summarise(cfg, run, subs)
-
-
-# -- aggregation, figures, verdict ------------------------------------------------------------
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else float("nan")
-
-
-def _per_run(r: dict) -> dict:
-    """The numbers of one sub-run that the summary aggregates."""
-    h = r["history"]
-    first, last = h[0], h[-1]
-    return {
-        "align_train_init": first["align_train"], "align_train_final": last["align_train"],
-        "align_test_init": first["align_test"], "align_test_final": last["align_test"],
-        "align_train_max": max(x["align_train"] for x in h),
-        "align_train_ratio": _ratio(last["align_train"], first["align_train"]),
-        "align_test_ratio": _ratio(last["align_test"], first["align_test"]),
-        "top_eig_growth": _ratio(last["top_eigenvalue"], first["top_eigenvalue"]),
-        "erank_init": first["effective_rank"], "erank_final": last["effective_rank"],
-        "erank_min": min(x["effective_rank"] for x in h),
-        "erank_change": last["effective_rank"] - first["effective_rank"],
-        "complexity": last["complexity"], "gap": r["final"]["gap"],
-        "loss_gap": r["final"]["loss_gap"], "train_acc": r["final"]["train_acc"],
-        "test_acc": r["final"]["test_acc"],
-        "layer_align_final": last.get("layer_align_train", {}),
-    }
-
-
-def _spearman(x, y) -> float:
-    import warnings
-
-    from scipy.stats import spearmanr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # constant input: NaN
-        return float(spearmanr(x, y).statistic)
-
-
-def summarise(cfg: Config, run, subs: dict[str, dict]) -> dict:
-    """Aggregate the config's grid of sub-run results into the headline numbers and figures."""
-    from deepscope.dynamics.feature_alignment import over_seeds
-
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    per = {k: _per_run(v) for k, v in subs.items()}
-    out: dict = {}
+    opts = {s: resolved(cfg, s) for s in cfg.settings}
+    cells = {cell_name(s, f): f for s in cfg.settings for f in cfg.fractions}
+    data: dict = {}  # per dataset, loaded when its first cell trains
+
+    def cell(sub, c, seed):
+        o = opts[c[0]]
+        if o["dataset"] not in data:
+            data[o["dataset"]] = setting_data(run, o["dataset"], n=cfg.n, data_seed=cfg.data_seed,
+                                              data_root=cfg.data_root)
+        return train_cell(sub, data[o["dataset"]], o, fraction=cells[c], seed=seed)
+
+    if cfg.skip_missing:  # read the finished cells only; create nothing
+        paths = {(c, sd): run.dir / setting_path(c) / f"seed{sd}" for c in cells for sd in seeds}
+        grid = Grid(list(cells), seeds, {k: read_result(p) for k, p in paths.items()
+                                         if is_finished(p)})
+    else:
+        grid = run.grid(cells, seeds, cell,
+                        config=lambda c, sd: {**opts[c[0]], "random_labels": cells[c], "seed": sd})
+    out = {}
     for setting in cfg.settings:
-        runs = {(f, s): per[_sub_name(setting, f, s)] for f in cfg.fractions for s in seeds
-                if _sub_name(setting, f, s) in per}  # all of them unless --skip-missing
-        fracs = [f for f in cfg.fractions if any((f, s) in runs for s in seeds)]
-        if not fracs:
-            continue
-        clean = [runs[(min(fracs), s)] for s in seeds if (min(fracs), s) in runs]
-        full = [s for s in seeds if all((f, s) in runs for f in fracs)]
-
-        def iv(key, rows):
-            return over_seeds([r[key] for r in rows])
-
-        by_frac = {}
-        for f in fracs:
-            rows = [runs[(f, s)] for s in seeds if (f, s) in runs]
-            by_frac[f"{f:g}"] = {k: iv(k, rows) for k in (
-                "align_train_final", "align_test_final", "align_train_max", "top_eig_growth",
-                "erank_change", "complexity", "gap", "train_acc", "test_acc")}
-        rho_seed = [_spearman([runs[(f, s)]["complexity"] for f in fracs],
-                              [runs[(f, s)]["gap"] for f in fracs]) for s in full]
-        allr = list(runs.values())
-        layers = list(clean[0]["layer_align_final"])
-        out[setting] = {
-            "clean_fraction": min(fracs),
-            "align_train": {"initial": iv("align_train_init", clean),
-                            "final": iv("align_train_final", clean),
-                            "final_over_initial": iv("align_train_ratio", clean),
-                            "max": iv("align_train_max", clean)},
-            "align_test": {"initial": iv("align_test_init", clean),
-                           "final": iv("align_test_final", clean),
-                           "final_over_initial": iv("align_test_ratio", clean)},
-            "top_eigenvalue_growth": iv("top_eig_growth", clean),
-            "effective_rank": {"initial": iv("erank_init", clean), "final": iv("erank_final", clean),
-                               "change": iv("erank_change", clean), "min": iv("erank_min", clean)},
-            "layer_align_final": {ly: iv(ly, [{ly: r["layer_align_final"][ly]} for r in clean])
-                                  for ly in layers},
-            "by_fraction": by_frac,
-            "complexity_gap_spearman": {
-                "per_seed": over_seeds(rho_seed),
-                "pooled": _spearman([r["complexity"] for r in allr], [r["gap"] for r in allr]),
-                "n_runs": len(allr)},
-        }
+        res = summarise_setting(grid, setting, fractions=cfg.fractions, seeds=seeds)
+        if res is not None:
+            out[setting] = res
     if out:
-        _figures(cfg, run, subs, out)
+        _figures(cfg, run, grid, out)
     return {"settings": {s: resolved(cfg, s) for s in cfg.settings},
             "fractions": list(cfg.fractions), "seeds": seeds, "results": out,
             "paper": PAPER, "summary": _table(cfg, out)}
+
+
+# -- figures, verdict ---------------------------------------------------------------------------
 
 
 def _table(cfg: Config, out: dict) -> str:
@@ -348,11 +196,12 @@ def _table(cfg: Config, out: dict) -> str:
     return "\n".join(rows)
 
 
-def _mean_curves(subs: dict, setting: str, frac: float, seeds: list[int], key: str):
+def _mean_curves(grid, setting: str, frac: float, key: str):
     import numpy as np
 
-    hs = [subs[_sub_name(setting, frac, s)]["history"] for s in seeds
-          if _sub_name(setting, frac, s) in subs]
+    from deepscope.dynamics.alignment_experiment import cell_name
+
+    hs = [r["history"] for r in grid.results(cell_name(setting, frac))]
     n = min(len(h) for h in hs)
     steps = np.array([x["step"] for x in hs[0][:n]])
     if key.startswith("layer:"):
@@ -363,18 +212,18 @@ def _mean_curves(subs: dict, setting: str, frac: float, seeds: list[int], key: s
     return steps, vals.mean(0), vals.min(0), vals.max(0)
 
 
-def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
+def _figures(cfg: Config, run, grid, out: dict) -> None:
     import numpy as np
 
+    from deepscope.dynamics.alignment_experiment import cell_name, per_run
     from deepscope.report.figures import plt, save
 
-    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     settings = list(out)
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(cfg.fractions)))
     ns = len(settings)
 
     def has(s, f):
-        return any(_sub_name(s, f, sd) in subs for sd in seeds)
+        return bool(grid.results(cell_name(s, f)))
 
     def curves_by_fraction(keys, ylabels, titles, name, log_y=(False, False)):
         """Two rows of panels (one per key), one column per setting; mean and min-max band."""
@@ -385,7 +234,7 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
                 for c, f in zip(colors, cfg.fractions):
                     if not has(s, f):
                         continue
-                    st, m, lo, hi = _mean_curves(subs, s, f, seeds, key)
+                    st, m, lo, hi = _mean_curves(grid, s, f, key)
                     ax.plot(st + 1, m, color=c, label=f"random {f:g}")
                     ax.fill_between(st + 1, lo, hi, color=c, alpha=0.2)
                 ax.set_xscale("log")
@@ -406,12 +255,12 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     fig, axes = plt.subplots(1, ns, figsize=(3.6 * ns, 3.0), squeeze=False)
     for j, s in enumerate(settings):
         clean = out[s]["clean_fraction"]
-        first = next(subs[_sub_name(s, clean, sd)] for sd in seeds if _sub_name(s, clean, sd) in subs)
+        first = grid.results(cell_name(s, clean))[0]
         layers = list(first["history"][0]["layer_align_train"])
         lc = plt.cm.plasma(np.linspace(0, 0.85, len(layers)))
         ax = axes[0][j]
         for c, (i, ly) in zip(lc, enumerate(layers)):
-            st, m, _, _ = _mean_curves(subs, s, clean, seeds, f"layer:{ly}")
+            st, m, _, _ = _mean_curves(grid, s, clean, f"layer:{ly}")
             ax.plot(st + 1, m, color=c, label=f"{i + 1}: {ly}")
         ax.set_xscale("log")
         ax.set_title(f"{LABELS[s]}, random {clean:g}", fontsize=9)
@@ -429,8 +278,7 @@ def _figures(cfg: Config, run, subs: dict, out: dict) -> None:
     for j, s in enumerate(settings):
         ax = axes[0][j]
         for c, f in zip(colors, cfg.fractions):
-            pts = [_per_run(subs[_sub_name(s, f, sd)]) for sd in seeds
-                   if _sub_name(s, f, sd) in subs]
+            pts = [per_run(r) for r in grid.results(cell_name(s, f))]
             if not pts:
                 continue
             ax.scatter([p["complexity"] for p in pts], [p["gap"] for p in pts], color=c,
