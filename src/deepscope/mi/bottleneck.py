@@ -397,7 +397,7 @@ def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Gen
         Draws the codes and MINE's ``random_state`` (unless given).
     **mine_params
         Passed to ``MINE`` (e.g. ``max_steps=1000``); ``device`` defaults to the model's. Unset
-        options come from ``PRESETS["issue7"]`` (concatenation critic, MINE bound, up to 10,000
+        options come from ``PRESETS["concat-mine"]`` (concatenation critic, MINE bound, up to 10,000
         steps), not from ``MINE``'s defaults: those are tuned for estimates on up to 25 + 25
         dimensions within seconds, while X and Z here have hundreds of dimensions, and the
         documented bottleneck results were measured with this configuration.
@@ -410,6 +410,6 @@ def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Gen
         z, _ = model.encode(x, generator=generator)
     mine_params.setdefault("random_state", spawn(generator))
     mine_params.setdefault("device", str(dev))
-    for key, value in PRESETS["issue7"].items():
+    for key, value in PRESETS["concat-mine"].items():
         mine_params.setdefault(key, value)
     return MINE(**mine_params).fit(_varying(x), _varying(z))
