@@ -7,10 +7,11 @@
    with transform='standardize' and transform='gaussianize': the measurement behind
    the estimator's default transform.
 
-    python benchmarks/mi_accuracy.py [--quick] [--seeds 2] [--bounds mine,smile] [--preset issue7] [--out ...]
+    python benchmarks/mi_accuracy.py [--quick] [--seeds 2] [--bounds mine,smile] [--preset concat-mine] [--out ...]
 
-The tables in docs/mine.md's "Benchmarks" section were measured before issue 12, i.e. with
-``--preset issue7``; issue 12's families and presets are in benchmarks/mi_speed.py.
+The tables in docs/mine.md's "Benchmarks" section were measured with ``--preset concat-mine``
+(the MINE paper's concatenation critic and bound); the hard task families and the comparison
+of the presets are in benchmarks/mi_speed.py.
 """
 
 from __future__ import annotations

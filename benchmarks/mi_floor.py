@@ -14,7 +14,7 @@ benchmarks/results/mi_floor.json.
     python benchmarks/mi_floor.py --quick    # 20 draws
 
 No training is involved: the numbers are what the best possible critic would score on the
-issue-12 accuracy table with the same split and read-out (docs/mine.md, "Read-out floor").
+task-family accuracy table (benchmarks/mi_speed.py) with the same split and read-out (docs/mine.md, "Read-out floor").
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     draws = 20 if args.quick else args.draws
     t0 = time.perf_counter()
     ratios = exact_ratios()
-    out = {"benchmark": "mi_floor (issue 12)", "n_test": N_TEST, "pairs": PAIRS, "tau": TAU,
+    out = {"benchmark": "mi_floor", "n_test": N_TEST, "pairs": PAIRS, "tau": TAU,
            "draws": draws, "command": "python benchmarks/mi_floor.py"
            + (" --quick" if args.quick else ""), "families": {}}
     for fam, sampler in tasks.FAMILIES.items():

@@ -1,5 +1,5 @@
 """MINE: time to an estimate, by stage and as a whole process, and accuracy on hard task
-families, for the defaults and the previous defaults (issue 12); writes
+families, for the defaults and the ``concat-mine`` preset (the MINE paper's estimator); writes
 benchmarks/results/mi_speed.json.
 
     OMP_NUM_THREADS=1 python benchmarks/mi_speed.py --threads 1     # the reported run
@@ -15,16 +15,16 @@ Measured in one run, in this order:
    time (start-up, and exit, which the command skips with ``os._exit`` as the child does).
 2. **Whole process**: wall time of ``deepscope mi estimate-csv PATH 25 25`` (and of a 5 + 5
    file) as a subprocess, the median over ``--reps`` calls, for the ``default`` and
-   ``issue7`` presets (``deepscope.mi.estimator.PRESETS``; issue7 is the estimator before
-   issue 12), with the children's CPU time (``resource.getrusage``) and the load average
+   ``concat-mine`` presets (``deepscope.mi.estimator.PRESETS``; concat-mine is the MINE
+   paper's concatenation critic and bound with long early-stopped training), with the children's CPU time (``resource.getrusage``) and the load average
    beside it: on a loaded machine wall time is not a benchmark. The 25 + 25 defaults are also
    timed at ``--also-threads`` (the command's own default is torch's thread count: 2 here).
    Each default call follows a bare ``import torch`` process (``os._exit`` like the command):
-   the median paired difference is the command's cost beyond the import, the part the issue's
+   the median paired difference is the command's cost beyond the import, the part the
    "about one second" budget covers, comparable across this VM's fast and slow phases.
 3. **Accuracy** on ``deepscope.mi.tasks.FAMILIES`` (N = 5,000, seeds ``--seeds``), bounds MINE
    and SMILE, for both presets: per-family estimates, the mean absolute error and the worst
-   ratio estimate / truth over families whose truth is below 2 nats (issue 12's targets: MAE
+   ratio estimate / truth over families whose truth is below 2 nats (the targets: MAE
    <= 0.08 nats, no family below 75%). The critic and budget were chosen on seeds 0, 3 and 4
    and the stopping rule on seeds 1-2, so the default estimator is also scored on
    ``--holdout-seeds`` (6, 7, 8), which chose nothing.
@@ -201,7 +201,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads in every measurement")
     ap.add_argument("--reps", type=int, default=5, help="whole-process calls per preset (median kept)")
     ap.add_argument("--seeds", default="1,2", help="task seeds for the accuracy table (default preset)")
-    ap.add_argument("--old-seeds", default="1", help="task seeds for the issue7 preset (it is ~10x slower)")
+    ap.add_argument("--old-seeds", default="1", help="task seeds for the concat-mine preset (it is ~10x slower)")
     ap.add_argument("--holdout-seeds", default="6,7,8",
                     help="task seeds never used to choose the defaults: the default estimator's "
                          "accuracy on them is reported apart ('' skips)")
@@ -216,7 +216,7 @@ def main() -> None:
     t_start = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
     reps = 1 if args.quick else args.reps
-    out: dict = {"benchmark": "mi_speed (issue 12)", "threads": args.threads, "torch": torch.__version__,
+    out: dict = {"benchmark": "mi_speed", "threads": args.threads, "torch": torch.__version__,
                  "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                  "load_avg_at_start": os.getloadavg(), "presets": {k: dict(v) for k, v in PRESETS.items()},
                  "command": " ".join(["python", "benchmarks/mi_speed.py", *sys.argv[1:]])}
@@ -229,7 +229,7 @@ def main() -> None:
         write_csv(csv5, x, y)
 
         # 1. stages (the first child also warms the file cache for the ones after it)
-        out["stages"] = {p: stages(csv25, 25, args.threads, p) for p in ("default", "issue7")}
+        out["stages"] = {p: stages(csv25, 25, args.threads, p) for p in ("default", "concat-mine")}
         for p, st in out["stages"].items():
             print(f"stages [{p}]: " + json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
                                                   for k, v in st.items() if k != "fit"})
@@ -238,7 +238,7 @@ def main() -> None:
         # 2. whole process, default first, then the previous defaults
         out["whole_process"] = {}
         for label, csv, dx, truth in (("25+25", csv25, 25, truth25), ("5+5", csv5, 5, truth5)):
-            for preset, n in (("default", reps), ("issue7", max(1, (reps + 1) // 2))):
+            for preset, n in (("default", reps), ("concat-mine", max(1, (reps + 1) // 2))):
                 if args.quick and label == "5+5":
                     continue
                 res = whole_process(csv, dx, dx, args.threads, preset, n, baseline=preset == "default")
@@ -264,26 +264,26 @@ def main() -> None:
     configs = {
         "default/mine": {**PRESETS["default"], "bound": "mine"},
         "default/smile": {**PRESETS["default"], "bound": "smile"},
-        "issue7/mine": {**PRESETS["issue7"], "bound": "mine"},
-        "issue7/smile": {**PRESETS["issue7"], "bound": "smile"},
+        "concat-mine/mine": {**PRESETS["concat-mine"], "bound": "mine"},
+        "concat-mine/smile": {**PRESETS["concat-mine"], "bound": "smile"},
     }
     old_seeds = [int(s) for s in args.old_seeds.split(",")][: 1 if args.quick else None]
     new = {k: v for k, v in configs.items() if k.startswith("default")}
-    old = {k: v for k, v in configs.items() if k.startswith("issue7")}
+    old = {k: v for k, v in configs.items() if k.startswith("concat-mine")}
     out["accuracy"] = accuracy(families, seeds, new)
     out["accuracy"]["seeds"], out["accuracy"]["n"] = seeds, 5000
-    out["accuracy_issue7"] = accuracy(families, old_seeds, old)
-    out["accuracy_issue7"]["seeds"] = old_seeds
-    # like for like: the defaults' error on the seeds the issue7 preset ran
+    out["accuracy_concat_mine"] = accuracy(families, old_seeds, old)
+    out["accuracy_concat_mine"]["seeds"] = old_seeds
+    # like for like: the defaults' error on the seeds the concat-mine preset ran
     for name in new:
         rows = [r for r in out["accuracy"]["rows"] if r["seed"] in old_seeds]
-        out["accuracy"]["summary"][name]["mean_abs_error_on_issue7_seeds"] = (
+        out["accuracy"]["summary"][name]["mean_abs_error_on_concat_mine_seeds"] = (
             float(np.mean([abs(r[name]["estimate"] - r["truth"]) for r in rows])) if rows else None)
     holdout = [int(v) for v in args.holdout_seeds.split(",") if v.strip()]
     if holdout and not args.quick:
         out["accuracy_holdout"] = accuracy(families, holdout, {"default/smile": new["default/smile"]})
         out["accuracy_holdout"]["seeds"] = holdout
-    summaries = {**out["accuracy"]["summary"], **out["accuracy_issue7"]["summary"],
+    summaries = {**out["accuracy"]["summary"], **out["accuracy_concat_mine"]["summary"],
                  **{f"{k} (held-out seeds)": v
                     for k, v in out.get("accuracy_holdout", {}).get("summary", {}).items()}}
     for name, s in summaries.items():

@@ -53,9 +53,10 @@ def ib(method: str, noise: str | None):
 
         x, y = _data(n=120)
         ds = Dataset(x[:96], y[:96], x[96:], y[96:], 3, "toy")
-        model, mi = train_ib(ds, generator=g, run=run, method=method, noise=noise, beta=1e-2,
-                             sigma=0.3, hidden=(16,), code_dim=4, critic_hidden=(16,), epochs=3,
-                             batch_size=32, eval_samples=2)
+        res = train_ib(ds, generator=g, run=run, method=method, noise=noise, beta=1e-2,
+                       sigma=0.3, hidden=(16,), code_dim=4, critic_hidden=(16,),
+                       options={"epochs": 3, "batch_size": 32}, eval_samples=2)
+        model, mi = res.model, res.info["mi_loss"]
         out = {f"model.{k}": v for k, v in model.state_dict().items()}
         if mi is not None:
             out |= {f"mi.{k}": v for k, v in mi.state_dict().items()}

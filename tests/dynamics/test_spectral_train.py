@@ -116,8 +116,10 @@ def test_loop_errors_name_the_argument():
         train_lockstep(X, TARGETS, generator=g, share_init=[["a"]])
     with pytest.raises(ValueError, match="x has no input for target 'b'"):
         train_lockstep({"a": X}, TARGETS, generator=g)
-    with pytest.raises(ValueError, match="lr == -1.0, must be a finite number > 0"):
+    with pytest.raises(ValueError, match="lr == -1.0, must be a number > 0"):
         train_lockstep(X, TARGETS, generator=g, lr=-1.0)
+    with pytest.raises(ValueError, match="lr == inf, must be a finite number > 0"):
+        train_lockstep(X, TARGETS, generator=g, lr=float("inf"))
 
 
 def test_load_lockstep_model_by_name(tmp_path):

@@ -112,6 +112,21 @@ def test_miloss_errors():
         MILoss(dim_x=1, dim_y=1)(torch.zeros(4), torch.zeros(3))
 
 
+def test_miloss_takes_float64_numpy_and_integer_inputs():
+    x, y, _ = tasks.correlated_gaussian(64, d=2, rho=0.5, seed=0)
+    mi = MILoss(dim_x=2, dim_y=2, hidden=(8,))
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    want = mi(torch.from_numpy(x), torch.from_numpy(y), generator=g())
+    # float64 tensors (cast, differentiably), numpy arrays, integer labels
+    x64 = torch.from_numpy(x).double().requires_grad_()
+    got = mi(x64, torch.from_numpy(y).double(), generator=g())
+    torch.testing.assert_close(got, want)
+    got.backward()
+    assert x64.grad is not None and x64.grad.dtype == torch.float64
+    torch.testing.assert_close(mi(x.astype("float64"), y, generator=g()), want)
+    assert torch.isfinite(mi((torch.arange(128) % 3).reshape(64, 2), y, generator=g()))
+
+
 def test_adaptive_gradient_clip_caps_mi_gradient():
     w = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
     main = (w * torch.tensor([1.0, 0.0])).sum()          # g_u = (1, 0), |g_u| = 1

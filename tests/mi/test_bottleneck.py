@@ -7,6 +7,7 @@ from torch.distributions import Normal, kl_divergence
 from deepscope.data import Dataset, load_dataset
 from deepscope.mi.bottleneck import IBClassifier, error_rate, estimate_mi_xz, train_ib, vib_kl
 from deepscope.train import Run
+from deepscope.train.loop import TrainOptions
 from deepscope.train.rng import make_generator
 
 
@@ -50,9 +51,11 @@ def test_bottleneck_learns_a_separable_task(tmp_path):
     for method in ("plain", "vib", "mine"):
         run = Run(tmp_path / method, seed=0, progress=False)
         g = make_generator(0, method)
-        model, mi = train_ib(ds, generator=g, run=run, method=method, beta=1e-3, hidden=(32, 32), code_dim=4,
-                             epochs=15, batch_size=20, lr=3e-3, critic_hidden=(16,))
-        assert (mi is not None) == (method == "mine")
+        res = train_ib(ds, generator=g, run=run, method=method, beta=1e-3, hidden=(32, 32), code_dim=4,
+                       options={"epochs": 15, "batch_size": 20, "lr": 3e-3}, critic_hidden=(16,))
+        model = res.model
+        assert (res.info["mi_loss"] is not None) == (method == "mine")
+        assert res.last_test_acc == 1 - res.history[-1]["test_error"] and len(res.history) == 15
         assert error_rate(model, ds.x_test, ds.y_test, generator=g) < 0.2
         rec = run.metrics()
         assert len(rec) == 15 and ("mi" in rec[-1]) == (method == "mine") and ("kl" in rec[-1]) == (method == "vib")
@@ -86,9 +89,9 @@ def test_mi_xz_by_mine_is_near_zero_for_a_code_that_ignores_x_and_high_for_one_t
 def test_killed_run_resumes_to_identical_numbers(tmp_path):
     ds = _tiny_data()
     kw = dict(method="mine", noise="propagated", sigma=0.3, beta=1e-2, hidden=(16, 16), code_dim=4,
-              epochs=5, batch_size=25, critic_hidden=(16,), checkpoint_every=2)
+              options=TrainOptions(epochs=5, batch_size=25, checkpoint_every=2), critic_hidden=(16,))
     full = Run(tmp_path / "a", config={"x": 1}, seed=2, progress=False)
-    m_full, _ = train_ib(ds, generator=make_generator(2, "ib"), run=full, **kw)
+    m_full = train_ib(ds, generator=make_generator(2, "ib"), run=full, **kw).model
 
     killed = Run(tmp_path / "b", config={"x": 1}, seed=2, progress=False)
     log = killed.log
@@ -104,7 +107,7 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
     blob = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert blob["step"] == 2 and set(blob["objects"]["models"]) == {"model", "mi"}
     resumed = Run(tmp_path / "b", config={"x": 1}, seed=2, progress=False)
-    m_res, _ = train_ib(ds, generator=make_generator(2, "ib"), run=resumed, **kw)
+    m_res = train_ib(ds, generator=make_generator(2, "ib"), run=resumed, **kw).model
     for a, b in zip(m_full.state_dict().values(), m_res.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
@@ -114,8 +117,31 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
 def test_without_a_run_the_global_rng_is_untouched():
     before = torch.get_rng_state()
     train_ib(_tiny_data(), generator=make_generator(0, "ib"), method="mine", hidden=(8,), code_dim=2,
-             epochs=1, batch_size=50, critic_hidden=(8,))
+             options={"epochs": 1, "batch_size": 50}, critic_hidden=(8,))
     assert torch.equal(before, torch.get_rng_state())
+
+
+def test_trains_a_users_own_encoder():
+    # a researcher's encoder (here a small CNN over the 10 features seen as a 1-D signal), as a
+    # module and as a factory; the stochastic code and the decoder go on top
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 4, 3)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x[:, None, :])).flatten(1)  # (K, 4 * 8)
+
+    ds = _tiny_data()
+    for net in (Conv(), Conv):
+        res = train_ib(ds, net=net, method="mine", noise="additive", sigma=0.3, code_dim=4,
+                       critic_hidden=(8,), options={"epochs": 3, "batch_size": 20, "lr": 3e-3},
+                       generator=make_generator(0, "ib"))
+        assert isinstance(res.model.encoder, Conv) and res.model.head.in_features == 32
+        assert len(res.history) == 3 and error_rate(res.model, ds.x_test.numpy(), ds.y_test.numpy()) < 0.7
+    assert estimate_mi_xz(res.model, ds.x_train.numpy(), max_steps=20, n_bootstrap=0, eval_pairs=100).mi_ > -1
+    # no generator: PyTorch's default one, as torch.randn does
+    assert train_ib(ds, method="plain", hidden=(8,), code_dim=2, options={"epochs": 1}).info["mi_loss"] is None
 
 
 def test_bad_inputs():
@@ -128,9 +154,13 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="noise == 'none', must be .* with method == 'mine' \\(a stochastic code\\)"):
         train_ib(ds, generator=g, method="mine", noise="none")
     with pytest.raises(ValueError, match="checkpoint_every == 0"):
-        train_ib(ds, generator=g, method="plain", checkpoint_every=0)
+        train_ib(ds, generator=g, method="plain", options={"checkpoint_every": 0})
     with pytest.raises(ValueError, match=r"batch_size == 1000, must be in \[2, 200\]"):
-        train_ib(ds, generator=g, method="plain", batch_size=1000)
+        train_ib(ds, generator=g, method="plain", options={"batch_size": 1000})
+    with pytest.raises(ValueError, match="options has 'epoch', must be among"):
+        train_ib(ds, generator=g, method="plain", options={"epoch": 3})
+    with pytest.raises(ValueError, match="noise == 'propagated' adds noise after every hidden layer"):
+        train_ib(ds, net=torch.nn.Linear(10, 8), method="mine", noise="propagated")
     with pytest.raises(ValueError, match="noise == 'dropout'"):
         IBClassifier(4, 2, noise="dropout")
 

@@ -192,7 +192,7 @@ def test_hybrid_critic_starts_at_the_gaussian_ratio_and_presets_select_the_old_e
     est = MINE(max_steps=1, eval_every=1, patience=1, random_state=0).fit(x, y)
     assert est.history_[0]["step"] == 0 and est.mi_ == pytest.approx(truth, abs=0.12)
     assert 0.0 <= est.shrinkage_ <= 1.0 and set(est.timings_) >= {"train", "validation", "test", "bootstrap"}
-    old = MINE(**PRESETS["issue7"])
+    old = MINE(**PRESETS["concat-mine"])
     assert old.critic == "concat" and old.bound == "mine" and old.batch_size == 256 and old.max_steps == 10_000
     assert repr(MINE(**PRESETS["default"])) == "MINE()"
     with pytest.raises(ValueError, match="shrinkage == 2, must be 'auto' or a number in \\[0, 1\\]"):
@@ -201,14 +201,15 @@ def test_hybrid_critic_starts_at_the_gaussian_ratio_and_presets_select_the_old_e
 
 def test_a_test_estimate_far_below_validation_warns():
     # the DV read-out of bound='mine' collapses on this sample (one outlying marginal score);
-    # SMILE's clipped read-out does not (measured in docs/mine.md, issue 12)
-    x, y, truth = tasks.mapped_gaussian(5000, d=5, mi=1.0, map="shear", seed=3)
+    # SMILE's clipped read-out does not (measured in docs/mine.md; this sample and split were
+    # found by searching data seeds 0-3 x random states 0-7: 1 collapse in 26)
+    x, y, truth = tasks.mapped_gaussian(5000, d=5, mi=1.0, map="shear", seed=1)
     with pytest.warns(MIWarning, match="far below the same critic's validation bound"):
-        bad = MINE(bound="mine", random_state=3).fit(x, y)
+        bad = MINE(bound="mine", random_state=1).fit(x, y)
     assert bad.mi_ < 0.5 * truth
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        good = MINE(random_state=3).fit(x, y)
+        good = MINE(random_state=1).fit(x, y)
     assert good.mi_ > 0.7 * truth
 
 

@@ -3,15 +3,17 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from deepscope.mi.gan import (
     Discriminator,
-    Generator,
+    GANGenerator,
     evaluate_generator,
     make_toy,
     mode_metrics,
     train_gan,
 )
+from deepscope.mi.loss import MILoss
 from deepscope.train import Run
 from deepscope.train.rng import make_generator
 from deepscope.train.run import to_jsonable
@@ -70,7 +72,7 @@ def test_true_data_covers_every_mode():
 
 
 def test_network_shapes():
-    g = Generator(3, code_dim=2, hidden=(8,))
+    g = GANGenerator(3, code_dim=2, hidden=(8,))
     z, c = g.noise(5, generator=torch.Generator().manual_seed(0))
     assert z.shape == (5, 3) and c.shape == (5, 2) and bool((c.abs() <= 1).all())
     assert g(z, c).shape == (5, 2) and g.sample(4, generator=torch.Generator()).shape == (4, 2)
@@ -81,7 +83,7 @@ def _train(run=None, seed=4, steps=30):
     return train_gan(
         make_toy("grid"), generator=make_generator(seed, "gan"), run=run, steps=steps, beta=1.0,
         hidden=(16, 16), critic_hidden=(16,), batch_size=32, checkpoint_every=10, log_every=5,
-    )
+    ).model
 
 
 def _records(run):
@@ -134,10 +136,32 @@ def test_mine_term_covers_at_least_the_plain_gans_modes():
     m = {}
     for beta in (0.0, 1.0):
         gen = train_gan(data, generator=make_generator(0, "gan"), steps=300, beta=beta, hidden=(32, 32),
-                        batch_size=64, checkpoint_every=300, log_every=300)
+                        batch_size=64, checkpoint_every=300, log_every=300).model
         m[beta] = evaluate_generator(gen, data, n=2000, seed=0)
     assert m[1.0]["modes"] >= max(m[0.0]["modes"], 6), m
     assert m[1.0]["kl"] < m[0.0]["kl"], m
+
+
+def test_trains_a_users_own_networks():
+    # a researcher's generator (z -> x, no code) and discriminator: plain nn.Modules
+    class MyGen(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+
+        def forward(self, z):
+            return self.body(z)
+
+    disc = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0))
+    data = make_toy("grid")
+    res = train_gan(data, net=MyGen, discriminator=disc, latent_dim=3, beta=1.0, steps=20,
+                    critic_hidden=(8,), batch_size=32, log_every=10, generator=make_generator(0, "gan"))
+    assert isinstance(res.model, MyGen) and res.models["disc"] is disc
+    assert isinstance(res.info["mi_loss"], MILoss) and [r["step"] for r in res.history] == [10, 20]
+    m = evaluate_generator(res.model, data, n=200, latent_dim=3)
+    assert 0 <= m["high_quality"] <= 1
+    # without a generator: PyTorch's default one, as torch.randn does
+    assert train_gan(data, steps=2, hidden=(4,), batch_size=8).info["mi_loss"] is None
 
 
 def test_bad_inputs():
@@ -153,10 +177,10 @@ def test_bad_inputs():
         train_gan(make_toy("grid"), generator=g, steps=1, beta=1.0, mi_target="code")
     with pytest.raises(ValueError, match="beta == -1.0, must be >= 0"):
         train_gan(make_toy("grid"), generator=g, steps=1, beta=-1.0)
-    with pytest.raises(ValueError, match="checkpoint_every == 0, must be >= 1"):
+    with pytest.raises(ValueError, match="checkpoint_every == 0, must be an integer >= 1"):
         train_gan(make_toy("grid"), generator=g, steps=1, checkpoint_every=0)
     with pytest.raises(ValueError, match="has no modes"):
-        evaluate_generator(Generator(2), make_toy("swissroll"))
+        evaluate_generator(GANGenerator(2), make_toy("swissroll"))
 
 
 def test_recipe_quick_end_to_end_and_reuses_finished_sub_runs(tmp_path):

@@ -60,5 +60,5 @@ def test_bad_arguments():
         train_staircase(generator=g, estimators=("mien",))
     with pytest.raises(ValueError, match=r"variants == \('log',\), must be a subset of"):
         train_staircase(generator=g, variants=("log",))
-    with pytest.raises(ValueError, match="steps_per_level == 0, must be >= 1"):
+    with pytest.raises(ValueError, match="steps_per_level == 0, must be an integer >= 1"):
         train_staircase(generator=g, steps_per_level=0)

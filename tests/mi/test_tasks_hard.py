@@ -1,4 +1,4 @@
-"""The issue-12 task families: each sampler's truth checked against an oracle."""
+"""The hard task families: each sampler's truth checked against an oracle."""
 
 import math
 

@@ -53,6 +53,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepscope.train.config import check_int
+
 __all__ = [
     "fourier_spectrum",
     "kernel_eigenbasis",
@@ -447,8 +449,7 @@ def perturbation_spectrum(
 
     if reduce not in ("mean", "none"):
         raise ValueError(f"reduce == {reduce!r}; choose 'mean' or 'none'")
-    if not isinstance(n_directions, int) or n_directions < 1:
-        raise ValueError(f"n_directions == {n_directions!r}, must be an integer >= 1")
+    check_int("n_directions", n_directions, 1)
     eps_t = torch.as_tensor(np.atleast_1d(np.asarray(eps, dtype=np.float64)))
     if eps_t.ndim != 1 or not torch.all(torch.isfinite(eps_t)) or torch.any(eps_t < 0):
         raise ValueError(f"eps == {eps!r}, must be a finite number >= 0 or a 1-D sequence of them")
@@ -579,8 +580,7 @@ class SpectrumRecorder:
         log: Callable[..., Any] | None = None,
         key: str = "spectrum",
     ) -> None:
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every == {every!r}, must be an integer >= 1 (record every n steps)")
+        check_int("every", every, 1)  # record every this many steps
         self.grid = _as_grid(grid)
         self.every = every
         self.freqs = None if freqs is None else [int(k) for k in _check_freqs(freqs, self.grid.shape[0])]

@@ -46,6 +46,8 @@ from torch import nn
 
 from deepscope.dynamics.spectral import SpectrumRecorder
 from deepscope.nets import MLP
+from deepscope.train.config import check_float, check_int, require
+from deepscope.train.loop import generator_or_default
 from deepscope.train.rng import fork_seeded
 from deepscope.train.run import NullRun, Run, as_run
 
@@ -57,25 +59,22 @@ __all__ = [
 Record = Callable[[int, Mapping[str, nn.Module]], Mapping[str, Any]]
 
 
-def build_mlp(dim_in: int, *, width: int, depth: int, generator: torch.Generator) -> nn.Module:
+def build_mlp(dim_in: int, *, width: int, depth: int, generator: torch.Generator | None = None) -> nn.Module:
     """The paper's ReLU MLP ``dim_in -> width x (depth - 1) -> 1``, initialised from ``generator``.
 
     ``depth`` counts linear layers (the paper: 6, width 256). Initialisation draws from a
     fork of the global RNG seeded by ``generator`` (:func:`deepscope.train.rng.fork_seeded`).
     """
-    with fork_seeded(generator):
+    with fork_seeded(generator_or_default(generator)):
         return MLP(dim_in, [width] * (depth - 1), 1)
 
 
 def _check_lockstep(xs: dict, ys: dict, groups: list, names: list, ints: dict, lr: float) -> None:
     for key, value in ints.items():
-        least = 2 if key == "depth" else 1  # depth counts linear layers
-        if not isinstance(value, int) or value < least:
-            raise ValueError(f"{key} == {value!r}, must be an integer >= {least}")
+        check_int(key, value, 2 if key == "depth" else 1)  # depth counts linear layers
     if not names:
         raise ValueError("targets == {}, must map at least one name to an (N,) tensor")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr == {lr!r}, must be a finite number > 0")
+    require(math.isfinite(check_float("lr", lr, 0.0, open_low=True)), "lr", lr, "a finite number > 0")
     dims = {x.shape[1] if x.ndim == 2 else None for x in xs.values()}
     if len(dims) != 1 or None in dims:
         raise ValueError(f"x has input dims {sorted(map(str, dims))}; "
@@ -115,7 +114,7 @@ def train_lockstep(
     x: torch.Tensor | Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     run: Run | NullRun | None = None,
     device: str | torch.device | None = None,
     width: int = 256,
@@ -141,8 +140,9 @@ def train_lockstep(
     targets : dict name -> (N,) tensor
         One network is trained per name; the names key the models, the checkpoint
         (``{"models": {name: ...}}``) and the metrics (``loss_<name>``).
-    generator : torch.Generator
-        Draws the initialisations (nothing else in the loop is random).
+    generator : torch.Generator, optional
+        Draws the initialisations (nothing else in the loop is random). Default: PyTorch's
+        default generator.
     run : Run, optional
         Metrics, checkpoints (resumed from when present), progress; ``None`` writes nothing.
     device : str or torch.device, optional
@@ -177,6 +177,7 @@ def train_lockstep(
     dev = run.device
     xs = {n: xs[n].to(dev) for n in names}
     ys = {n: targets[n].to(dev) for n in names}
+    generator = generator_or_default(generator)
     inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
     models = {n: copy.deepcopy(net).to(dev) for n, net in zip(names, inits)}
     opts = {n: torch.optim.Adam(models[n].parameters(), lr=lr) for n in names}
@@ -207,7 +208,7 @@ def train_batched(
     x: torch.Tensor | Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     run: Run | NullRun | None = None,
     device: str | torch.device | None = None,
     width: int = 256,
@@ -254,6 +255,7 @@ def train_batched(
     shared = isinstance(x, torch.Tensor)
     xb = (x if shared else torch.stack([xs[n] for n in names])).to(dev)   # (N, D) or (K, N, D)
     yb = torch.stack([targets[n] for n in names]).to(dev)                 # (K, N)
+    generator = generator_or_default(generator)
     inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
     stack = BatchedMLP.stack(inits).to(dev)
     models = dict(zip(names, stack.unstack(share=True)))   # live per-name views of the stack

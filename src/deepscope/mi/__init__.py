@@ -1,31 +1,56 @@
 """Mutual information: MINE and its applications.
 
->>> from deepscope.mi import MINE
+>>> from deepscope.mi import MINE, tasks
+>>> x, y, truth = tasks.correlated_gaussian(5000, d=2, mi=1.0, seed=0)
 >>> est = MINE(random_state=0).fit(x, y)          # doctest: +SKIP
 >>> est.mi_, est.ci_, est.mi_bits_                # doctest: +SKIP
 
+Inside a model: ``MILoss(dim_x=..., dim_y=...)(x, z)`` is a differentiable MI term; the loops
+``train_ib`` (information bottleneck), ``train_gan`` (MINE-regularised GAN) and
+``train_staircase`` take an optional ``generator`` and ``run`` and return a
+:class:`~deepscope.train.loop.TrainResult` (the staircase: its estimates).
+
 Modules: ``bounds`` (pure functions and the one dispatch by bound name), ``critics``,
 ``estimator`` (``MINE``, a scikit-learn estimator), ``loss`` (``MILoss``, ``bound_on_batch``),
-``knn`` (KSG, Gaussian closed forms), ``tasks`` (distributions with known MI), and the
-training loops, each taking an explicit ``generator`` and an optional ``run``: ``staircase``
-(``train_staircase``), ``gan`` (``train_gan``), ``bottleneck`` (``train_ib``); ``stats``
-(summaries over seeds). See docs/mine.md.
+``knn`` (KSG, Gaussian closed forms), ``tasks`` (distributions with known MI), ``staircase``,
+``gan``, ``bottleneck`` (the loops), ``io`` (reading .npy/.npz/.csv). Every name below is
+imported on first use, so ``import deepscope.mi`` stays cheap. See docs/mine.md.
 """
 
-__all__ = ["MINE", "MILoss", "adaptive_gradient_clip", "ksg", "gaussian_mi"]
+from importlib import import_module
+
+# name -> the submodule that defines it (a submodule itself maps to None)
+_HOME = {
+    "bounds": None, "critics": None, "estimator": None, "loss": None, "knn": None, "tasks": None,
+    "staircase": None, "gan": None, "bottleneck": None, "io": None,
+    "MINE": "estimator", "MIWarning": "estimator", "PRESETS": "estimator",
+    "prepare_inputs": "estimator",
+    "MILoss": "loss", "adaptive_gradient_clip": "loss", "bound_on_batch": "loss",
+    "Bound": "bounds", "BOUNDS": "bounds",
+    "ConcatCritic": "critics", "SeparableCritic": "critics", "HybridCritic": "critics",
+    "make_critic": "critics", "gaussian_log_ratio": "critics",
+    "ksg": "knn", "gaussian_mi": "knn", "gaussian_mi_estimate": "knn",
+    "train_staircase": "staircase",
+    "train_gan": "gan", "GANGenerator": "gan", "Discriminator": "gan", "Toy2D": "gan",
+    "make_toy": "gan", "mode_metrics": "gan", "evaluate_generator": "gan",
+    "train_ib": "bottleneck", "IBClassifier": "bottleneck", "vib_kl": "bottleneck",
+    "error_rate": "bottleneck", "estimate_mi_xz": "bottleneck",
+    "load_source": "io",
+}
+
+__all__ = list(_HOME)
 
 
 def __getattr__(name):
-    if name == "MINE":
-        from deepscope.mi.estimator import MINE
+    if name not in _HOME:
+        raise AttributeError(f"module 'deepscope.mi' has no attribute {name!r}")
+    home = _HOME[name]
+    value = import_module(f"deepscope.mi.{name if home is None else home}")
+    if home is not None:
+        value = getattr(value, name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-        return MINE
-    if name in ("MILoss", "adaptive_gradient_clip"):
-        from deepscope.mi import loss
 
-        return getattr(loss, name)
-    if name in ("ksg", "gaussian_mi"):
-        from deepscope.mi import knn
-
-        return getattr(knn, name)
-    raise AttributeError(f"module 'deepscope.mi' has no attribute {name!r}")
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -18,8 +18,10 @@ Training (an optional :class:`~deepscope.train.Run` adds checkpoints every epoch
 
     from deepscope.train.rng import make_generator
     g = make_generator(0, "ib")
-    model, mi = train_ib(ds, generator=g, method="mine", noise="gaussian", beta=1e-3, epochs=50)
+    res = train_ib(ds, method="mine", noise="gaussian", beta=1e-3, options={"epochs": 50}, generator=g)
+    model = res.model                                        # an IBClassifier
     error_rate(model, ds.x_test, ds.y_test, generator=g)   # in [0, 1]
+    train_ib(ds, net=my_encoder, method="vib")             # your own encoder under the code
     estimate_mi_xz(model, ds.x_test, generator=g).mi_       # held-out MINE estimate of I(X;Z), nats
 
 Encoders (``noise=``), our reading of the paper's three stochastic codes:
@@ -34,25 +36,36 @@ Encoders (``noise=``), our reading of the paper's three stochastic codes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from deepscope.mi.loss import MILoss
-from deepscope.train.config import require
+from deepscope.train.config import check_int, require
 from deepscope.train.distributed import (
     all_reduce_grads,
     all_reduce_mean,
     gather_rows,
-    init_distributed,
     shard,
     sharded_draws,
 )
+from deepscope.train.loop import (
+    TrainOptions,
+    TrainResult,
+    end_epoch,
+    evaluating,
+    generator_or_default,
+    make_optimizer,
+    optimiser_step,
+    resume,
+    setup,
+)
 from deepscope.train.rng import fork_seeded, spawn
-from deepscope.train.run import Run, as_run
+from deepscope.train.run import Run
 
 if TYPE_CHECKING:
     from deepscope.mi.estimator import MINE
@@ -65,6 +78,7 @@ __all__ = [
     "IBClassifier",
     "vib_kl",
     "train_ib",
+    "DEFAULTS",
     "error_rate",
     "estimate_mi_xz",
 ]
@@ -101,6 +115,11 @@ class IBClassifier(nn.Module):
         ``'none'``, ``'gaussian'``, ``'additive'`` or ``'propagated'`` (see the module docs).
     sigma : float
         Noise standard deviation of ``'additive'`` and ``'propagated'``.
+    encoder : nn.Module, optional
+        Your own encoder ``x (K, ...) -> (K, encoder_dim)`` in place of the MLP of ``hidden``
+        (any noise but ``'propagated'``); the code's head and the decoder are added on top.
+    encoder_dim : int, optional
+        The size of ``encoder``'s output (needed with ``encoder``).
 
     ``forward(x)`` returns ``(logits (K, C), z (K, code_dim), (mu, std))`` where ``mu`` and
     ``std`` are the Gaussian encoder's parameters, ``(None, None)`` for the other encoders.
@@ -118,21 +137,29 @@ class IBClassifier(nn.Module):
         code_dim: int = 256,
         noise: Noise = "gaussian",
         sigma: float = 1.0,
+        encoder: nn.Module | None = None,
+        encoder_dim: int | None = None,
     ) -> None:
         super().__init__()
         if noise not in NOISES:
             raise ValueError(f"noise == {noise!r}; choose one of {', '.join(NOISES)}")
-        if code_dim < 1:
-            raise ValueError(f"code_dim == {code_dim}, must be >= 1")
+        check_int("code_dim", code_dim, 1)
         if noise in ("additive", "propagated") and not sigma > 0:
             raise ValueError(f"sigma == {sigma}, must be > 0 for noise == {noise!r}")
+        if encoder is not None and noise == "propagated":
+            raise ValueError("noise == 'propagated' adds noise after every hidden layer of the built-in "
+                             "encoder; with your own encoder use 'gaussian' or 'additive'")
+        if encoder is not None and encoder_dim is None:
+            raise ValueError("encoder_dim is None with encoder given; pass the size of the encoder's output")
         self.noise, self.sigma, self.code_dim = noise, float(sigma), code_dim
         layers = []
         d = dim_in
-        for h in hidden:
+        for h in hidden if encoder is None else ():
             layers.append(nn.Linear(d, h))
             d = h
         self.hidden = nn.ModuleList(layers)
+        self.encoder = encoder
+        d = d if encoder is None else check_int("encoder_dim", encoder_dim, 1)
         self.head = nn.Linear(d, 2 * code_dim if noise == "gaussian" else code_dim)
         self.decoder = nn.Linear(code_dim, num_classes)
 
@@ -140,7 +167,7 @@ class IBClassifier(nn.Module):
         self, x: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, torch.Tensor | None]]:
         """``x (K, ...) -> z (K, code_dim), (mu, std)``; noise from ``generator``."""
-        h = x.flatten(1)
+        h = x.flatten(1) if self.encoder is None else self.encoder(x)
         for layer in self.hidden:
             h = F.relu(layer(h))
             if self.noise == "propagated":
@@ -186,7 +213,7 @@ def error_rate(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     n_samples: int = 12,
     batch_size: int = 2048,
 ) -> float:
@@ -195,17 +222,27 @@ def error_rate(
     Parameters
     ----------
     model : IBClassifier
-    x : (N, ...) tensor
-    y : (N,) int tensor
-    generator : torch.Generator
-        Draws the codes' noise.
+    x : (N, ...) tensor or array
+    y : (N,) int tensor or array
+    generator : torch.Generator, optional
+        Draws the codes' noise (default: torch's global RNG, as dropout does).
     """
+    x, y = _as_tensor(x, "x"), _as_tensor(y, "y").long()
     dev = next(model.parameters()).device
     wrong = 0
     for i in range(0, len(x), batch_size):
         p = model.predict_proba(x[i : i + batch_size].to(dev), n_samples=n_samples, generator=generator)
         wrong += int((p.argmax(1).cpu() != y[i : i + batch_size]).sum())
     return wrong / len(x)
+
+
+def _as_tensor(a, name: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a
+    t = torch.as_tensor(np.asarray(a))
+    if t.is_floating_point() and t.dtype != torch.float32:
+        t = t.float()  # the networks are float32
+    return t
 
 
 def _standardize(z: torch.Tensor) -> torch.Tensor:
@@ -226,41 +263,40 @@ def _noise_for(method: str, noise: str | None) -> str:
     return noise
 
 
+#: train_ib's own values of the shared options (Adam at a constant learning rate).
+DEFAULTS = TrainOptions(epochs=50, batch_size=100, lr=1e-3, optimizer="adam", schedule="constant",
+                        weight_decay=0.0, checkpoint_every=1)
+
+
 def train_ib(
     data,
     *,
-    generator: torch.Generator,
-    run: Run | None = None,
-    device: str | torch.device | None = None,
+    net: nn.Module | Callable[[], nn.Module] | None = None,
     method: Method = "mine",
     noise: Noise | None = None,
     beta: float = 1e-3,
     hidden: Sequence[int] = (1024, 1024),
     code_dim: int = 256,
     sigma: float = 1.0,
-    epochs: int = 50,
-    batch_size: int = 100,
-    lr: float = 1e-3,
     critic_lr: float = 1e-4,
     critic_hidden: Sequence[int] = (256, 256),
     standardize_code: bool = True,
-    checkpoint_every: int = 1,
     eval_samples: int = 12,
+    options: TrainOptions | dict | None = None,
+    generator: torch.Generator | None = None,
+    run: Run | None = None,
     desc: str = "",
-) -> tuple[IBClassifier, MILoss | None]:
+) -> TrainResult:
     """Train an information-bottleneck classifier (Belghazi et al. 2018, arXiv 1801.04062, sec. 5.3).
 
     Parameters
     ----------
     data : deepscope.data.Dataset
-        Train/test tensors (inputs are flattened).
-    generator : torch.Generator
-        The only source of randomness: initialisation, batches, the code's noise, MINE's
-        permutations. Checkpointed with the run.
-    run : deepscope.train.Run, optional
-        Metrics per epoch, checkpoints at epoch ends (``models={"model", "mi"}``), resume.
-    device : str or torch.device, optional
-        Default: the run's device, else the CPU.
+        Train/test tensors (inputs are flattened for the built-in encoder).
+    net : nn.Module or callable, optional
+        Your own encoder ``x (K, ...) -> (K, F)`` (or a function returning one) in place of the
+        built-in MLP of ``hidden``; the stochastic code's head and the linear decoder go on
+        top (:class:`IBClassifier`'s ``encoder``). ``noise='propagated'`` needs the built-in one.
     method : {'plain', 'vib', 'mine'}
         ``'plain'`` (cross-entropy, ``noise='none'``), ``'vib'`` (cross-entropy +
         beta * KL, ``noise='gaussian'``) or ``'mine'`` (cross-entropy + beta * I(X;Z) by MINE;
@@ -269,25 +305,30 @@ def train_ib(
         Encoder noise for ``'mine'``.
     beta : float
         Weight of the bottleneck term (ignored by ``'plain'``).
-    epochs : int
-        Passes over the training set; the budget is the same for every method.
-    lr, critic_lr : float
-        Adam learning rates of the classifier and of MINE's statistics network.
+    critic_lr : float
+        Adam learning rate of MINE's statistics network.
     standardize_code : bool
         For ``'mine'``: feed the critic the code standardised per dimension with batch
         statistics. I(X;Z) does not change under such an affine map, but without it the
         encoder can lower the *estimate* by inflating the code's scale until the critic
         cannot keep up, instead of lowering the information (observed on digits at beta=0.1).
-    checkpoint_every : int
-        Checkpoint period in epochs (the last epoch is always saved).
+    options : TrainOptions or dict, optional
+        The shared knobs; unset ones take :data:`DEFAULTS` (50 epochs, batch 100, Adam at a
+        constant lr 1e-3, a checkpoint every epoch). The budget is the same for every method;
+        the last partial batch of an epoch is dropped. ``amp`` is not supported.
+    generator : torch.Generator, optional
+        The only source of randomness: initialisation, batches, the code's noise, MINE's
+        permutations. Checkpointed with the run. Default: PyTorch's default generator.
+    run : deepscope.train.Run, optional
+        Metrics per epoch, checkpoints at epoch ends (``models={"model", "mi"}``), resume.
 
     Returns
     -------
-    (IBClassifier, MILoss or None)
-        The trained model (eval mode) and, for ``'mine'``, the MI term with its critic.
-
-    Each epoch logs the training cross-entropy, the bottleneck term (``mi`` for MINE, ``kl``
-    for VIB) and the test error.
+    TrainResult
+        ``models["net"]``: the trained :class:`IBClassifier` (eval mode); ``history``: per
+        epoch the training cross-entropy, the bottleneck term (``mi`` for MINE, ``kl`` for
+        VIB), the test error and accuracy; ``info["mi_loss"]``: for ``'mine'`` the MI term
+        with its critic (None otherwise).
 
     Under ``torchrun`` (``batch_size`` a multiple of the number of processes) every process
     draws the same global batch and encodes its slice with its rows of the global batch's
@@ -299,32 +340,34 @@ def train_ib(
     every process (the generator stays in step).
     """
     noise = _noise_for(method, noise)
-    n_train = data.x_train.shape[0]
+    opts = TrainOptions.resolve(options, DEFAULTS)
+    n_train, batch_size = data.x_train.shape[0], opts.batch_size
     require(beta >= 0, "beta", beta, ">= 0")
-    require(epochs >= 1, "epochs", epochs, ">= 1")
-    require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1 (epochs)")
     require(2 <= batch_size <= n_train, "batch_size", batch_size, f"in [2, {n_train}] (the training set size)")
-    run = as_run(run, device)
-    dist, dev = init_distributed(run.device)
+    require(not opts.amp, "amp", opts.amp, "False (train_ib trains in float32)")
+    run, dist, dev = setup(run, opts)
+    generator = generator_or_default(generator)
     require(batch_size % dist.world_size == 0, "batch_size", batch_size,
             f"a multiple of the {dist.world_size} processes")
-    x_train, y_train = data.x_train.flatten(1), data.y_train
-    dim_in = x_train.shape[1]
+    x_train, y_train = data.x_train.flatten(1) if net is None else data.x_train, data.y_train
+    dim_in = data.x_train.flatten(1).shape[1]
     with fork_seeded(generator):
+        encoder = _encoder(net, x_train[:2])
         model = IBClassifier(dim_in, data.num_classes, hidden=hidden, code_dim=code_dim, noise=noise,
-                             sigma=sigma).to(dev)
+                             sigma=sigma, encoder=encoder[0], encoder_dim=encoder[1]).to(dev)
         mi = MILoss(dim_x=dim_in, dim_y=code_dim, hidden=critic_hidden).to(dev) if method == "mine" else None
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    models, opts = {"model": model}, {"model": opt}
+    opt, sched = make_optimizer(model.parameters(), opts)
+    models, optims = {"model": model}, {"model": opt}
     if mi is not None:
-        models["mi"], opts["mi"] = mi, torch.optim.Adam(mi.parameters(), lr=critic_lr)
-    start = run.restore(models=models, opts=opts, generator=generator)["step"]
+        models["mi"], optims["mi"] = mi, torch.optim.Adam(mi.parameters(), lr=critic_lr)
+    ckpt = {"models": models, "opts": optims, "sched": sched, "generator": generator}
+    start, history = resume(run, **ckpt)
 
-    params = list(model.parameters())
     m_params = list(mi.parameters()) if mi is not None else []
+    x_flat = data.x_train.flatten(1)  # the critic reads the flattened input
     per_epoch = n_train // batch_size  # drop the last partial batch: every step sees batch_size rows
-    with run.progress(epochs, desc=desc, start=start) as advance:
-        for epoch in range(start + 1, epochs + 1):
+    with run.progress(opts.epochs, desc=desc, start=start) as advance:
+        for epoch in range(start + 1, opts.epochs + 1):
             model.train()
             perm = torch.randperm(n_train, generator=generator)
             sums = {"ce": 0.0, "term": 0.0}
@@ -337,40 +380,52 @@ def train_ib(
                 ce = F.cross_entropy(logits, yb)
                 if method == "mine":
                     z = gather_rows(z, dist)  # the estimate is not a mean over examples
-                    term = mi(x_train[idx].to(dev), _standardize(z) if standardize_code else z,
+                    term = mi(x_flat[idx].to(dev), _standardize(z) if standardize_code else z,
                               generator=generator)
-                    # The encoder descends beta * I(X;Z); the critic ascends the same estimate.
-                    grads = torch.autograd.grad(ce + beta * term, params, retain_graph=True)
-                    for p, g in zip(m_params, torch.autograd.grad(-term, m_params)):
-                        p.grad = g
-                    all_reduce_grads(m_params, dist)
-                    opts["mi"].step()
+                    # The critic ascends I(X;Z): its own gradient, taken before the encoder's step
+                    critic_grads = torch.autograd.grad(-term, m_params, retain_graph=True)
                 elif method == "vib":
                     term = vib_kl(mu, std).mean()
-                    grads = torch.autograd.grad(ce + beta * term, params)
                 else:
                     term = torch.zeros(())
-                    grads = torch.autograd.grad(ce, params)
-                for p, g in zip(params, grads):
-                    p.grad = g
-                all_reduce_grads(params, dist)
-                opt.step()
+                # the encoder and decoder descend ce + beta * term
+                optimiser_step(opt, None, ce + beta * term if method != "plain" else ce, dist)
+                if method == "mine":
+                    for p, g in zip(m_params, critic_grads):
+                        p.grad = g  # (replaces what the encoder's backward left there)
+                    all_reduce_grads(m_params, dist)
+                    optims["mi"].step()
                 sums["ce"] += ce.item()
                 sums["term"] += term.item()
             model.eval()
-            err = error_rate(model, data.x_test.flatten(1), data.y_test, generator=generator,
-                             n_samples=eval_samples)
+            err = error_rate(model, data.x_test.flatten(1) if net is None else data.x_test, data.y_test,
+                             generator=generator, n_samples=eval_samples)
             sums_t = torch.tensor([sums["ce"], sums["term"]], dtype=torch.float64)
             ce_mean, term_mean = all_reduce_mean(sums_t, dist).tolist()
-            rec = {"ce": ce_mean / per_epoch, "test_error": err}
+            rec = {"epoch": epoch, "ce": ce_mean / per_epoch, "test_error": err}
             if method != "plain":
                 rec["mi" if method == "mine" else "kl"] = term_mean / per_epoch
-            run.log(epoch, **rec)
-            if epoch % checkpoint_every == 0 or epoch == epochs:
-                run.save(epoch, models=models, opts=opts, generator=generator)
-            advance(1, test_error=err)
+            rec["test_acc"] = 1.0 - err
+            end_epoch(run, epoch, rec, history, scheds=[sched], options=opts, advance=advance, checkpoint=ckpt)
     model.eval()
-    return model, mi
+    return TrainResult(models={"net": model}, history=history, info={"mi_loss": mi})
+
+
+def _encoder(net, x_rows: torch.Tensor) -> tuple[nn.Module | None, int | None]:
+    """``(encoder, its output size)`` from ``net`` (a module, a factory or None: the built-in MLP)."""
+    if net is None:
+        return None, None
+    if isinstance(net, str):
+        raise TypeError(f"net == {net!r}: train_ib takes your own encoder (an nn.Module or a function "
+                        "returning one) or None for the built-in MLP encoder of `hidden`")
+    enc = net if isinstance(net, nn.Module) else net()
+    if not isinstance(enc, nn.Module):
+        raise TypeError(f"net() returned a {type(enc).__name__}, must return an nn.Module")
+    with evaluating(enc):
+        out = enc(x_rows)
+    if out.ndim != 2:
+        raise ValueError(f"the encoder's output has shape {tuple(out.shape)}, must be (K, F): flatten it")
+    return enc, out.shape[1]
 
 
 def _varying(t: torch.Tensor) -> torch.Tensor:
@@ -378,7 +433,8 @@ def _varying(t: torch.Tensor) -> torch.Tensor:
     return t[:, (t != t[:1]).any(0)]
 
 
-def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Generator, **mine_params) -> MINE:
+def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Generator | None = None,
+                   **mine_params) -> MINE:
     """MINE's held-out estimate of I(X;Z) for a trained (frozen) encoder: a fitted ``MINE``.
 
     One code z ~ p(z | x) is drawn per row of ``x`` (from ``generator``); constant columns of
@@ -391,25 +447,29 @@ def estimate_mi_xz(model: IBClassifier, x: torch.Tensor, *, generator: torch.Gen
     Parameters
     ----------
     model : IBClassifier
-    x : (N, ...) tensor
-        Inputs (N >= 50; flattened).
-    generator : torch.Generator
-        Draws the codes and MINE's ``random_state`` (unless given).
+    x : (N, ...) tensor or array
+        Inputs (N >= 50; flattened for the built-in encoder).
+    generator : torch.Generator, optional
+        Draws the codes and MINE's ``random_state`` (unless given). Default: PyTorch's
+        default generator.
     **mine_params
         Passed to ``MINE`` (e.g. ``max_steps=1000``); ``device`` defaults to the model's. Unset
-        options come from ``PRESETS["issue7"]`` (concatenation critic, MINE bound, up to 10,000
-        steps), not from ``MINE``'s defaults: those are tuned for estimates on up to 25 + 25
+        options come from ``PRESETS["concat-mine"]`` (the MINE paper's concatenation critic and
+        bound, up to 10,000 steps), not from ``MINE``'s defaults: those are tuned for estimates on up to 25 + 25
         dimensions within seconds, while X and Z here have hundreds of dimensions, and the
         documented bottleneck results were measured with this configuration.
     """
     from deepscope.mi.estimator import MINE, PRESETS
 
+    generator = generator_or_default(generator)
     dev = next(model.parameters()).device
-    x = x.flatten(1).to(dev)
+    x = _as_tensor(x, "x").to(dev)
+    x = x.flatten(1) if model.encoder is None else x
     with torch.no_grad():
         z, _ = model.encode(x, generator=generator)
+    x = x.flatten(1)
     mine_params.setdefault("random_state", spawn(generator))
     mine_params.setdefault("device", str(dev))
-    for key, value in PRESETS["issue7"].items():
+    for key, value in PRESETS["concat-mine"].items():
         mine_params.setdefault(key, value)
     return MINE(**mine_params).fit(_varying(x), _varying(z))

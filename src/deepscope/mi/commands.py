@@ -26,9 +26,9 @@ class EstimateArgs:
     y: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="Y")]
     """Y: .npy, .npz[:KEY] or .csv[:COLUMNS]."""
     bound: Literal["mine", "dv", "nwj", "infonce", "smile"] | None = None
-    """Lower bound trained and reported (default: the preset's; smile for default, mine for issue7)."""
-    preset: Literal["default", "issue7"] = "default"
-    """Named configuration (deepscope.mi.estimator.PRESETS): issue7 is the estimator before issue 12; options below override it."""
+    """Lower bound trained and reported (default: the preset's; smile for default, mine for concat-mine)."""
+    preset: Literal["default", "concat-mine"] = "default"
+    """Named configuration (deepscope.mi.estimator.PRESETS): concat-mine is the MINE paper's concatenation critic and bound with long early-stopped training; options below override it."""
     critic: Literal["auto", "hybrid", "concat", "separable"] | None = None
     """Statistics network: hybrid (Gaussian ratio + MLP residual), concat MLP on [x, y], or separable g(x)^T h(y) (default: the preset's; auto: separable for infonce, hybrid otherwise)."""
     hidden: tuple[int, ...] | None = None
@@ -79,11 +79,11 @@ class EstimateCsvArgs:
     seed: int = 0
     """Seed of the split, the initialisation and the batches."""
     bound: Literal["mine", "dv", "nwj", "infonce", "smile"] | None = None
-    """Lower bound trained and reported (default: the preset's; smile for default, mine for issue7)."""
+    """Lower bound trained and reported (default: the preset's; smile for default, mine for concat-mine)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
     """Per-column preprocessing fitted on the training split."""
-    preset: Literal["default", "issue7"] = "default"
-    """Named configuration (deepscope.mi.estimator.PRESETS): issue7 is the estimator before issue 12."""
+    preset: Literal["default", "concat-mine"] = "default"
+    """Named configuration (deepscope.mi.estimator.PRESETS): concat-mine is the MINE paper's concatenation critic and bound with long early-stopped training."""
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
 

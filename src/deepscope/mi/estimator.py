@@ -46,16 +46,18 @@ from deepscope.mi.critics import (
     shrink_covariance,
 )
 from deepscope.mi.loss import bound_on_batch
+from deepscope.train.rng import derive_seed, make_generator
 
 __all__ = ["MINE", "MIWarning", "PRESETS", "prepare_inputs"]  # and NotFittedError, lazily
 
 
-#: Named configurations: ``MINE(**PRESETS["issue7"])`` is the estimator as it was before
-#: issue 12 (concat critic, small steps, long early-stopped training), kept so benchmarks can
-#: compare it with the defaults in one run; ``"default"`` is the current defaults.
+#: Named configurations: ``"default"`` is the defaults; ``MINE(**PRESETS["concat-mine"])`` is the
+#: MINE paper's estimator: the concatenation critic with the MINE bound (moving-average gradient),
+#: small steps and long early-stopped training; benchmarks compare the two in one run, and the
+#: paper-reproduction recipes use it.
 PRESETS: dict[str, dict] = {
     "default": {},
-    "issue7": {
+    "concat-mine": {
         "bound": "mine", "critic": "concat", "hidden": (100, 100), "batch_size": 256, "lr": 1e-3,
         "radial": False,
         "max_steps": 10_000, "eval_every": 100, "patience": 10, "lr_decay": True,
@@ -230,7 +232,7 @@ class _Gaussianizer:
     def __init__(self, train: torch.Tensor, max_ref: int = 20000, seed: int = 0):
         n = train.shape[0]
         if n > max_ref:  # quantiles from a subsample: the CDF is smooth at this size
-            g = torch.Generator().manual_seed(seed)
+            g = make_generator(seed, "gaussianize")
             train = train[torch.randperm(n, generator=g)[:max_ref]]
             n = max_ref
         self.ref = torch.sort(train.double(), dim=0).values.numpy()
@@ -261,18 +263,18 @@ class MINE(_Params):
     ----------
     bound : {'mine', 'dv', 'nwj', 'infonce', 'smile'}
         Training objective and reported value (:data:`deepscope.mi.bounds.Bound`): ``'smile'``
-        (default since issue 12: JS-trained critic, DV read-out with the marginal scores
+        (default: JS-trained critic, DV read-out with the marginal scores
         clipped to [-tau, tau]; robust to the outlying marginal scores that can sink a DV
         read-out on heavy-tailed or warped data, and as accurate or better on every task
         family of ``benchmarks/mi_speed.py``), ``'mine'`` (Donsker-Varadhan value,
-        bias-corrected moving-average gradient; the default before), ``'dv'`` (plain DV
+        bias-corrected moving-average gradient; the ``'concat-mine'`` preset's), ``'dv'`` (plain DV
         gradient), ``'nwj'`` (MINE-f), ``'infonce'`` (capped at log batch_size).
     critic : str or nn.Module
         ``'auto'`` (default: ``'separable'`` for InfoNCE, which scores all K^2 pairs of a
         batch, ``'hybrid'`` otherwise), ``'hybrid'``
         (:class:`~deepscope.mi.critics.HybridCritic`: the log density ratio of the Gaussian
         fitted to the training rows plus an MLP residual that starts at zero),
-        ``'concat'`` (MLP on [x, y], the MINE paper's; the default before issue 12),
+        ``'concat'`` (MLP on [x, y], the MINE paper's and the ``'concat-mine'`` preset's),
         ``'separable'`` (g(x)^T h(y)), or any module with ``forward(x, y) -> (K,)``.
         A module is copied per restart.
     hidden : sequence of int
@@ -335,14 +337,18 @@ class MINE(_Params):
         the families that do improve: measured in docs/mine.md, "Stopping rule"); on for
         every other critic, which starts from nothing and needs the fine steps.
     n_restarts : int
-        Independent critics (seeds ``random_state + r``); the one with the best
+        Independent critics (restart r initialised and batched from the streams
+        ``restart<r>/init`` and ``restart<r>/batches`` derived from ``random_state``,
+        :func:`deepscope.train.rng.derive_seed`); the one with the best
         validation bound gives ``mi_``; all test values are in ``restarts_``.
     n_bootstrap : int
         Bootstrap resamples for ``ci_``.
     device : str
         ``'auto'``, ``'cpu'``, ``'cuda'``...
-    random_state : int or None
-        Seed of the split, the critic initialisation and the batches.
+    random_state : int >= 0 or None
+        Seed of the split, the critic initialisation and the batches: each is a named stream
+        derived from it (``split``, ``restart<r>/init``, ``restart<r>/batches``, ``val-pairs``,
+        ``test-pairs``, ``bootstrap``), so no two coincide. None: 0.
     verbose : bool
         Show a progress bar.
 
@@ -358,7 +364,7 @@ class MINE(_Params):
         critic scores of the selected critic. It covers the sampling noise of the
         test split, not the variation between training runs (see ``restarts_``).
     restarts_ : list of dict
-        Per restart: seed, steps, best validation value, test value, whether training
+        Per restart: its index (``restart``), steps, best validation value, test value, whether training
         diverged, and the seconds spent in the training loop (validation included).
     history_ : list of dict
         Training curve of the selected restart: step, mean training bound since the
@@ -477,6 +483,9 @@ class MINE(_Params):
             raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
         if self.transform not in _TRANSFORMS:
             raise ValueError(f"transform == {self.transform!r}; choose one of {_TRANSFORMS}")
+        rs = self.random_state
+        if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or rs < 0):
+            raise ValueError(f"random_state == {rs!r}, must be None or an integer >= 0")
         if self.lr_decay not in (True, False, "auto"):
             raise ValueError(f"lr_decay == {self.lr_decay!r}; choose True, False or 'auto'")
         checks = [
@@ -538,7 +547,7 @@ class MINE(_Params):
         self.n_train_, self.n_val_, self.n_test_ = n_train, n_val, n_test
 
         # One shuffled float32 copy of each input on the device; the splits are views of it.
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed, "split")
         order = torch.randperm(n, generator=g)
         xs, ys = self._shuffled_copy(tx, order, dev), self._shuffled_copy(ty, order, dev)
         self._fit_transform(xs, n_train, seed)
@@ -559,14 +568,15 @@ class MINE(_Params):
         timings["gaussian_part"] = time.perf_counter() - t
         runs = []
         for r in range(self.n_restarts):
-            runs.append(self._train_one(splits, dims, bs, seed + r, dev))
+            runs.append(self._train_one(splits, dims, bs, seed, r, dev))
         timings["train"] = sum(rr["train_seconds"] - rr["val_seconds"] for rr in runs)
         timings["validation"] = sum(rr["val_seconds"] for rr in runs)
         best = max(runs, key=lambda rr: rr["val"])
         t = time.perf_counter()
         test_values = []
         for rr in runs:
-            value, per_row = self._evaluate(rr["critic"], *splits["test"], seed=seed + 7919, bs=bs)
+            value, per_row = self._evaluate(rr["critic"], *splits["test"], seed=derive_seed(seed, "test-pairs"),
+                                            bs=bs)
             rr["test"] = value
             rr["per_row"] = per_row
             test_values.append(value)
@@ -576,10 +586,10 @@ class MINE(_Params):
         self.mi_ = float(best["test"])
         self.mi_bits_ = self.mi_ / math.log(2)
         t = time.perf_counter()
-        self.ci_ = self._bootstrap(best["per_row"], seed)
+        self.ci_ = self._bootstrap(best["per_row"], derive_seed(seed, "bootstrap"))
         timings["bootstrap"] = time.perf_counter() - t
         self.restarts_ = [
-            {"seed": rr["seed"], "steps": rr["steps"], "val": rr["val"], "test": rr["test"],
+            {"restart": rr["restart"], "steps": rr["steps"], "val": rr["val"], "test": rr["test"],
              "diverged": rr["diverged"], "train_seconds": rr["train_seconds"]}
             for rr in runs
         ]
@@ -655,7 +665,7 @@ class MINE(_Params):
             # nothing to choose (InfoNCE's K x K read-out is not scored here: full rank)
             self.shrinkage_, self.gaussian_rank_ = grid[0], k_max if fixed_rank is None else fixed_rank
             return gaussian_log_ratio(xtr, ytr, shrinkage=grid[0], rank=fixed_rank, moments=moments)
-        rows, cols = _shuffle_pairs(xv.shape[0], self._val_pairs(), seed + 104729, xv.device)
+        rows, cols = _shuffle_pairs(xv.shape[0], self._val_pairs(), derive_seed(seed, "val-pairs"), xv.device)
         xc, yc = (xv - mu[:dx].to(xv)).double(), (yv - mu[dx:].to(yv)).double()
         best_val, choice = -math.inf, (grid[0], 0)
         for lam in grid:
@@ -695,11 +705,15 @@ class MINE(_Params):
                 c = make_critic(self._critic_kind(), *dims, hidden=self.hidden, embed=self.embed)
         return c.to(dev)
 
-    def _train_one(self, splits, dims, bs, seed, dev) -> dict:
+    def _train_one(self, splits, dims, bs, seed: int, restart: int, dev) -> dict:
+        """Train restart ``restart``: its critic's initialisation and batches are the named
+        streams ``restart<r>/init`` and ``restart<r>/batches`` of ``seed``; every restart is
+        validated on the same pairs (``val-pairs``, as the Gaussian part's choice is)."""
         from contextlib import nullcontext
 
-        critic = self._new_critic(dims, seed, dev)
-        gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+        critic = self._new_critic(dims, derive_seed(seed, f"restart{restart}/init"), dev)
+        gen = make_generator(seed, f"restart{restart}/batches")
+        val_seed = derive_seed(seed, "val-pairs")
         opt = _Adam(critic.parameters(), lr=self.lr)
         xtr, ytr = splits["train"]
         n_train = xtr.shape[0]
@@ -711,7 +725,7 @@ class MINE(_Params):
         def validate(step: int) -> float:
             nonlocal running, n_running, val_seconds
             t = time.perf_counter()
-            val, _ = self._evaluate(critic, *splits["val"], seed=seed + 104729, bs=bs, pairs=self._val_pairs())
+            val, _ = self._evaluate(critic, *splits["val"], seed=val_seed, bs=bs, pairs=self._val_pairs())
             val_seconds += time.perf_counter() - t
             history.append({"step": step, "train": running / n_running if n_running else math.nan, "val": val})
             running, n_running = 0.0, 0
@@ -729,7 +743,7 @@ class MINE(_Params):
         steps_done = 0
         amp = _autocast(self.precision, dev)
         decay = self.lr_decay if self.lr_decay != "auto" else self._critic_kind() != "hybrid"
-        bar = _progress(self.verbose, self.max_steps, f"MINE seed {seed}")
+        bar = _progress(self.verbose, self.max_steps, f"MINE restart {restart}")
         with bar if bar is not None else nullcontext():
             task = bar.add_task("train", total=self.max_steps) if bar is not None else None
             for step in range(1, self.max_steps + 1):
@@ -778,10 +792,10 @@ class MINE(_Params):
         critic.eval()
         if diverged:
             self._warn(
-                f"training of restart seed {seed} diverged (non-finite bound at step {steps_done}); "
+                f"training of restart {restart} diverged (non-finite bound at step {steps_done}); "
                 "the best critic before that is used. Try a smaller lr, bound='smile' or bound='nwj'"
             )
-        return {"critic": critic, "val": best_val, "history": history, "seed": seed,
+        return {"critic": critic, "val": best_val, "history": history, "restart": restart,
                 "steps": steps_done, "diverged": diverged, "train_seconds": train_seconds,
                 "val_seconds": val_seconds}
 
@@ -904,7 +918,8 @@ class MINE(_Params):
     def score(self, x, y) -> float:
         """The fitted critic's bound on new paired data (nats), with the fitted transform."""
         tx, ty = self.transform_inputs(x, y)
-        return self._evaluate(self.critic_, tx, ty, seed=0, bs=min(self.batch_size_, tx.shape[0]))[0]
+        seed = derive_seed(0 if self.random_state is None else int(self.random_state), "score-pairs")
+        return self._evaluate(self.critic_, tx, ty, seed=seed, bs=min(self.batch_size_, tx.shape[0]))[0]
 
 
 def _shuffle_pairs(n: int, pairs: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,8 +16,9 @@ clipping, keeps a GAN from collapsing onto a few modes.
 Training (one flat loop; an optional ``run`` gives checkpoints, metrics and resume)::
 
     from deepscope.train.rng import make_generator
-    gen = train_gan(data, generator=make_generator(0, "gan"), beta=1.0, steps=5000)  # beta=0: plain GAN
-    evaluate_generator(gen, data, n=10_000, seed=0)      # {'modes': 25, 'high_quality': ..., 'kl': ...}
+    res = train_gan(data, generator=make_generator(0, "gan"), beta=1.0, steps=5000)  # beta=0: plain GAN
+    evaluate_generator(res.model, data, n=10_000, seed=0)   # {'modes': 25, 'high_quality': ..., 'kl': ...}
+    train_gan(data, net=my_generator, discriminator=my_discriminator)   # your own networks
 
 The toy sets: ``'grid'`` (25 Gaussians at {-4, -2, 0, 2, 4}^2, sigma 0.05), ``'ring'``
 (8 Gaussians on a circle of radius 2, sigma 0.05), ``'swissroll'`` (no modes; for pictures).
@@ -26,7 +27,7 @@ The toy sets: ``'grid'`` (25 Gaussians at {-4, -2, 0, 2, 4}^2, sigma 0.05), ``'r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -36,9 +37,18 @@ from torch import nn
 
 from deepscope.mi.loss import MILoss, adaptive_gradient_clip
 from deepscope.nets import MLP
-from deepscope.train.config import require
+from deepscope.train.config import check_int, require
+from deepscope.train.loop import (
+    TrainOptions,
+    TrainResult,
+    evaluating,
+    generator_or_default,
+    optimiser_step,
+    resume,
+    setup,
+)
 from deepscope.train.rng import fork_seeded, spawn
-from deepscope.train.run import Run, as_run
+from deepscope.train.run import Run
 
 #: The 2-D toy sets: 25 Gaussians on a grid, 8 on a ring, the Swiss roll (no modes).
 Toy = Literal["grid", "ring", "swissroll"]
@@ -56,8 +66,9 @@ __all__ = [
     "Toy2D",
     "make_toy",
     "mode_metrics",
-    "Generator",
+    "GANGenerator",
     "Discriminator",
+    "draw_noise",
     "train_gan",
     "evaluate_generator",
 ]
@@ -183,8 +194,22 @@ def mode_metrics(
     }
 
 
-class Generator(nn.Module):
-    """MLP generator ``[z, c] -> x``: z ~ N(0, I) of ``latent_dim``, optional code c ~ U(-1, 1)^code_dim.
+def draw_noise(n: int, latent_dim: int, code_dim: int, *, generator: torch.Generator | None = None,
+               device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """A generator network's inputs: ``z (n, latent_dim)`` ~ N(0, I) and ``c (n, code_dim)`` ~ U(-1, 1).
+
+    Drawn on the CPU from ``generator`` (PyTorch's default generator when None), then moved to
+    ``device``.
+    """
+    generator = generator_or_default(generator)
+    z = torch.randn(n, latent_dim, generator=generator).to(device)
+    c = (2 * torch.rand(n, code_dim, generator=generator) - 1).to(device)
+    return z, c
+
+
+class GANGenerator(nn.Module):
+    """The GAN's generator network, an MLP ``[z, c] -> x``: z ~ N(0, I) of ``latent_dim``,
+    optional code c ~ U(-1, 1)^code_dim.
 
     Parameters
     ----------
@@ -200,28 +225,21 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, *, code_dim: int = 0, hidden: Sequence[int] = (128, 128, 128), dim_out: int = 2):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim == {latent_dim}, must be >= 1")
-        if code_dim < 0:
-            raise ValueError(f"code_dim == {code_dim}, must be >= 0")
+        check_int("latent_dim", latent_dim, 1)
+        check_int("code_dim", code_dim, 0)
         self.latent_dim, self.code_dim = latent_dim, code_dim
         self.net = MLP(latent_dim + code_dim, hidden, dim_out)
 
-    def noise(self, n: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``(z, c)``: ``(n, latent_dim)`` Gaussian and ``(n, code_dim)`` uniform tensors.
-
-        Drawn on the CPU from ``generator``, then moved to the network's device.
-        """
+    def noise(self, n: int, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(z, c)`` (:func:`draw_noise`) on the network's device."""
         dev = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator).to(dev)
-        c = (2 * torch.rand(n, self.code_dim, generator=generator) - 1).to(dev)
-        return z, c
+        return draw_noise(n, self.latent_dim, self.code_dim, generator=generator, device=dev)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z if c is None or c.shape[1] == 0 else torch.cat([z, c], dim=1))
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` generated points, ``(n, dim_out)``, on the CPU."""
         z, c = self.noise(n, generator=generator)
         return self(z, c).cpu()
@@ -238,33 +256,49 @@ class Discriminator(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def evaluate_generator(gen: Generator, data: Toy2D, *, n: int = 10_000, seed: int = 0) -> dict[str, float]:
-    """:func:`mode_metrics` on ``n`` samples drawn with a private seed (the global RNG is untouched)."""
+def evaluate_generator(gen: nn.Module, data: Toy2D, *, n: int = 10_000, seed: int = 0,
+                       latent_dim: int | None = None, code_dim: int | None = None) -> dict[str, float]:
+    """:func:`mode_metrics` on ``n`` samples drawn with a private seed (the global RNG is untouched).
+
+    ``gen`` is a :class:`GANGenerator` or any generator network trained by :func:`train_gan`
+    (give its ``latent_dim`` and ``code_dim`` when it has no such attributes).
+    """
     if data.centers is None:
         raise ValueError(f"dataset {data.name!r} has no modes; mode metrics need 'grid' or 'ring'")
-    was = gen.training
-    gen.eval()
-    x = gen.sample(n, generator=torch.Generator().manual_seed(seed))
-    gen.train(was)
+    x = _sample(gen, n, torch.Generator().manual_seed(seed), latent_dim, code_dim)
     return mode_metrics(x, data.centers, data.sigma)
 
 
-def _check_gan_args(steps, beta, mi_target, code_dim, d_steps, batch_size, checkpoint_every, log_every):
-    require(steps >= 1, "steps", steps, ">= 1")
-    require(beta >= 0, "beta", beta, ">= 0 (beta = 0 is the plain GAN)")
-    require(mi_target in MI_TARGETS, "mi_target", mi_target, f"one of {MI_TARGETS}")
-    require(mi_target == "z" or code_dim >= 1, "code_dim", code_dim,
-            ">= 1 with mi_target == 'code' (the code whose MI with G's output is maximised)")
-    require(d_steps >= 1, "d_steps", d_steps, ">= 1")
-    require(batch_size >= 2, "batch_size", batch_size, ">= 2")
-    require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1")
-    require(log_every >= 1, "log_every", log_every, ">= 1")
+def _sample(gen: nn.Module, n: int, generator: torch.Generator, latent_dim: int | None = None,
+            code_dim: int | None = None) -> torch.Tensor:
+    latent_dim = getattr(gen, "latent_dim", latent_dim)
+    code_dim = getattr(gen, "code_dim", code_dim or 0)
+    if latent_dim is None:
+        raise ValueError("latent_dim is None and the network has no latent_dim attribute; pass latent_dim=")
+    dev = next(gen.parameters()).device
+    with evaluating(gen):
+        z, c = draw_noise(n, latent_dim, code_dim, generator=generator, device=dev)
+        return (gen(z) if code_dim == 0 else gen(z, c)).cpu()
+
+
+def _network(spec, default):
+    """``spec`` (a module, or a function returning one) or ``default()`` when None."""
+    if spec is None:
+        return default()
+    if isinstance(spec, nn.Module):
+        return spec
+    if callable(spec):
+        m = spec()
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"the network factory returned a {type(m).__name__}, must return an nn.Module")
+        return m
+    raise TypeError(f"network is a {type(spec).__name__}, must be an nn.Module, a function returning one, or None")
 
 
 def train_gan(
     data: Toy2D,
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     run: Run | None = None,
     device: str | torch.device | None = None,
     steps: int = 5000,
@@ -273,6 +307,8 @@ def train_gan(
     latent_dim: int = 2,
     code_dim: int = 0,
     hidden: Sequence[int] = (128, 128, 128),
+    net: nn.Module | Callable[[], nn.Module] | None = None,
+    discriminator: nn.Module | Callable[[], nn.Module] | None = None,
     d_steps: int = 1,
     batch_size: int = 256,
     lr: float = 1e-3,
@@ -282,7 +318,7 @@ def train_gan(
     checkpoint_every: int = 1000,
     log_every: int = 100,
     desc: str = "",
-) -> Generator:
+) -> TrainResult:
     """Train a (MINE-regularised) GAN on a 2-D toy set (Belghazi et al. 2018, arXiv 1801.04062, sec. 5.1).
 
     The discriminator takes ``d_steps`` steps of the usual cross-entropy loss per
@@ -298,20 +334,29 @@ def train_gan(
     ----------
     data : Toy2D
         From :func:`make_toy`.
-    generator : torch.Generator
+    generator : torch.Generator, optional
         The only source of randomness: network initialisation, real batches and noise,
         and the seed of a second stream for MINE's permutations (so the plain GAN and
         GAN+MINE with the same generator see the same batches). Checkpointed with the run,
-        so a killed run resumes to the same numbers.
+        so a killed run resumes to the same numbers. Default: PyTorch's default generator.
     run : deepscope.train.Run, optional
         Metrics, checkpoints (``models={"gen", "disc", "mi"}``, their optimizers, the
-        generator) and resume. ``None``: nothing is written.
+        generators) and resume. ``None``: nothing is written.
     device : str or torch.device, optional
         Default: the run's device, else the CPU.
     steps : int
         Generator steps.
     beta : float
         Weight of the MI term (>= 0).
+    latent_dim, code_dim : int
+        Sizes of the noise z ~ N(0, I) and of the code c ~ U(-1, 1) the generator network reads.
+    hidden : sequence of int
+        Hidden widths of the built-in generator and discriminator.
+    net : nn.Module or callable, optional
+        Your own generator network (or a function returning one), ``net(z) -> (K, 2)`` when
+        ``code_dim == 0``, else ``net(z, c)``. Default: :class:`GANGenerator`.
+    discriminator : nn.Module or callable, optional
+        Your own discriminator, ``(K, 2) -> (K,)`` logits. Default: :class:`Discriminator`.
     lr_decay : bool
         Decay the generator's and discriminator's learning rate linearly from ``lr`` to 0
         over the run (it sharpens the modes at the end; the critic keeps ``critic_lr``).
@@ -320,16 +365,26 @@ def train_gan(
 
     Returns
     -------
-    Generator
-        In eval mode, on the run's device.
+    TrainResult
+        ``models``: ``{"gen": generator network, "disc": discriminator}`` (eval mode, on the
+        run's device); ``history``: the logged records (every ``log_every`` steps);
+        ``info["mi_loss"]``: the trained :class:`~deepscope.mi.loss.MILoss` with its critic
+        (None when ``beta == 0``).
     """
-    _check_gan_args(steps, beta, mi_target, code_dim, d_steps, batch_size, checkpoint_every, log_every)
-    run = as_run(run, device)
-    dev = run.device
+    check_int("steps", steps, 1)
+    require(beta >= 0, "beta", beta, ">= 0 (beta = 0 is the plain GAN)")
+    require(mi_target in MI_TARGETS, "mi_target", mi_target, f"one of {MI_TARGETS}")
+    require(mi_target == "z" or code_dim >= 1, "code_dim", code_dim,
+            ">= 1 with mi_target == 'code' (the code whose MI with G's output is maximised)")
+    for name, value, low in (("latent_dim", latent_dim, 1), ("d_steps", d_steps, 1), ("batch_size", batch_size, 2),
+                             ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
+        check_int(name, value, low)
+    run, _, dev = setup(run, TrainOptions(device=device))
+    generator = generator_or_default(generator)
     dim_t = latent_dim if mi_target == "z" else code_dim
-    with fork_seeded(generator):
-        gen = Generator(latent_dim, code_dim=code_dim, hidden=hidden).to(dev)
-        disc = Discriminator(hidden=hidden).to(dev)
+    with fork_seeded(generator):  # one fork for the three networks (their initialisations follow)
+        gen = _network(net, lambda: GANGenerator(latent_dim, code_dim=code_dim, hidden=hidden)).to(dev)
+        disc = _network(discriminator, lambda: Discriminator(hidden=hidden)).to(dev)
         mi = MILoss(dim_x=2, dim_y=dim_t, hidden=critic_hidden).to(dev)
     # Adam with beta1 = 0.5, the usual GAN setting.
     g_opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -339,7 +394,11 @@ def train_gan(
     models = {"gen": gen, "disc": disc, "mi": mi}
     opts = {"gen": g_opt, "disc": d_opt, "mi": m_opt}
     gens = {"data": generator, "mi": mi_gen}
-    start = run.restore(models=models, opts=opts, generators=gens)["step"]
+    start, history = resume(run, models=models, opts=opts, generators=gens)
+
+    def generate(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z, c = draw_noise(n, latent_dim, code_dim, generator=generator, device=dev)
+        return (gen(z) if code_dim == 0 else gen(z, c)), z, c
 
     g_params = list(gen.parameters())
     m_params = list(mi.parameters())
@@ -352,14 +411,11 @@ def train_gan(
             for _ in range(d_steps):
                 real = data.sample(batch_size, generator=generator).to(dev)
                 with torch.no_grad():
-                    fake = gen(*gen.noise(batch_size, generator=generator))
+                    fake = generate(batch_size)[0]
                 d_loss = F.softplus(-disc(real)).mean() + F.softplus(disc(fake)).mean()
-                d_opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                d_opt.step()
+                optimiser_step(d_opt, None, d_loss)
 
-            z, c = gen.noise(batch_size, generator=generator)
-            fake = gen(z, c)
+            fake, z, c = generate(batch_size)
             g_loss = F.softplus(-disc(fake)).mean()  # non-saturating: -log D(G(z))
             if beta > 0:
                 mi_value = mi(fake, z if mi_target == "z" else c, generator=mi_gen)
@@ -368,13 +424,12 @@ def train_gan(
                 for p, g in zip(m_params, torch.autograd.grad(-mi_value, m_params)):
                     p.grad = g
                 m_opt.step()
+                g_opt.step()
             else:
                 mi_value = torch.tensor(math.nan)
                 norms = {}
-                g_opt.zero_grad(set_to_none=True)
-                for p, g in zip(g_params, torch.autograd.grad(g_loss, g_params)):
-                    p.grad = g
-            g_opt.step()
+                # (the discriminator's gradients it leaves are cleared by its next step)
+                optimiser_step(g_opt, None, g_loss)
 
             if step % log_every == 0 or step == steps:
                 rec = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "mi": mi_value.item(), **norms}
@@ -383,9 +438,12 @@ def train_gan(
                         m = mode_metrics(fake, data.centers, data.sigma)
                     rec.update(modes=m["modes"], high_quality=m["high_quality"])
                 run.log(step, **rec)
+                history.append({"step": step, **rec})
                 advance(0, **{k: v for k, v in rec.items() if k in ("modes", "mi", "g_loss")})
             if step % checkpoint_every == 0 or step == steps:
-                run.save(step, models=models, opts=opts, generators=gens)
+                run.save(step, models=models, opts=opts, generators=gens, history=history)
             advance(1)
     gen.eval()
-    return gen
+    disc.eval()
+    return TrainResult(models={"gen": gen, "disc": disc}, history=history,
+                       info={"mi_loss": mi if beta > 0 else None})

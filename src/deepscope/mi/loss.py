@@ -100,7 +100,9 @@ class MILoss(nn.Module):
     tau : float
         Clipping for ``'smile'``.
 
-    Inputs are ``(K, dx)`` and ``(K, dy)`` float tensors; 1-D inputs are taken as (K, 1).
+    Inputs are ``(K, dx)`` and ``(K, dy)`` tensors or numpy arrays, cast to the critic's dtype
+    and device (float64 or integer input works with the float32 default critic); 1-D inputs are
+    taken as (K, 1).
     Marginal pairs come from a fresh random permutation of ``y`` each call (all K x K
     pairs for ``'infonce'``), drawn from ``forward``'s ``generator`` argument, or from
     torch's global RNG when it is omitted (PyTorch's convention, as for dropout).
@@ -136,6 +138,7 @@ class MILoss(nn.Module):
 
         ``generator`` draws the permutation that forms marginal pairs (None: the global RNG).
         """
+        x, y = self._as_input(x), self._as_input(y)
         x = x[:, None] if x.ndim == 1 else x
         y = y[:, None] if y.ndim == 1 else y
         if x.shape[0] != y.shape[0]:
@@ -149,6 +152,17 @@ class MILoss(nn.Module):
         if new is not None and self.training and torch.is_grad_enabled():
             self.log_ema.copy_(new)
         return value
+
+    def _as_input(self, t) -> torch.Tensor:
+        # numpy arrays and other dtypes are cast to the critic's (a float64 batch into a float32
+        # critic would fail inside a matmul); the cast is differentiable
+        t = torch.as_tensor(t)
+        p = next((q for q in self.critic.parameters() if q.is_floating_point()), None)
+        if p is not None and (t.dtype != p.dtype or t.device != p.device):
+            t = t.to(device=p.device, dtype=p.dtype)
+        elif not t.is_floating_point():
+            t = t.float()
+        return t
 
     def extra_repr(self) -> str:
         return f"bound={self.bound!r}, alpha={self.alpha}"

@@ -26,9 +26,10 @@ import torch
 from deepscope.mi import bounds, tasks
 from deepscope.mi.critics import make_critic
 from deepscope.mi.loss import bound_on_batch
-from deepscope.train.config import require
+from deepscope.train.config import check_int, require
+from deepscope.train.loop import TrainOptions, generator_or_default, optimiser_step, setup
 from deepscope.train.rng import fork_seeded
-from deepscope.train.run import Run, as_run
+from deepscope.train.run import Run
 
 __all__ = ["Variant", "VARIANTS", "train_staircase"]
 
@@ -39,7 +40,7 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 
 def train_staircase(
     *,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     run: Run | None = None,
     device: str | torch.device | None = None,
     estimators: Sequence[bounds.Bound] = ("mine", "nwj", "infonce", "smile"),
@@ -61,8 +62,9 @@ def train_staircase(
 
     Parameters
     ----------
-    generator : torch.Generator
+    generator : torch.Generator, optional
         The only source of randomness (critic initialisation, the batches); checkpointed.
+        Default: PyTorch's default generator.
     run : deepscope.train.Run, optional
         Metrics every ``log_every`` steps (the mean estimate since the last line and the
         truth), checkpoints (critics named ``'<variant>/<bound>'``), resume.
@@ -91,11 +93,11 @@ def train_staircase(
         bounds.check_bound(e)
     require(set(variants) <= set(VARIANTS), "variants", tuple(variants), f"a subset of {VARIANTS}")
     require(len(levels) >= 1 and min(levels) >= 0, "levels", tuple(levels), "non-empty, every level >= 0 nats")
-    require(steps_per_level >= 1, "steps_per_level", steps_per_level, ">= 1")
-    require(batch_size >= 2, "batch_size", batch_size, ">= 2")
-    require(checkpoint_every >= 1, "checkpoint_every", checkpoint_every, ">= 1")
-    run = as_run(run, device)
-    dev = run.device
+    check_int("steps_per_level", steps_per_level, 1)
+    check_int("batch_size", batch_size, 2)
+    check_int("checkpoint_every", checkpoint_every, 1)
+    run, _, dev = setup(run, TrainOptions(device=device))
+    generator = generator_or_default(generator)
     total = len(levels) * steps_per_level
     _, truth = tasks.staircase_schedule(tuple(levels), steps_per_level)
     rhos = [tasks.rho_for_mi(m, d) for m in levels]
@@ -120,9 +122,7 @@ def train_staircase(
                 value, log_ema[n] = bound_on_batch(
                     critics[n], x, y**3 if variant == "cubic" else y, bound=bound, pairs="all",
                     log_ema=log_ema[n], alpha=ema_alpha, tau=tau)
-                opts[n].zero_grad(set_to_none=True)
-                (-value).backward()
-                opts[n].step()
+                optimiser_step(opts[n], None, -value)
                 estimates[n][step] = value.item()
             done = step + 1
             if done % log_every == 0:

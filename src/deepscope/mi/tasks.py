@@ -126,7 +126,7 @@ def staircase_schedule(
     return np.arange(len(truth)), truth
 
 
-# -- hard families (issue 12) ------------------------------------------------------------
+# -- hard families -----------------------------------------------------------------------
 # Each sampler returns float32 x (N, dx), y (N, dy) and the true MI in nats, from its seed.
 
 
@@ -262,7 +262,7 @@ def student_t(
     return (x / w).astype(np.float32), (y / w).astype(np.float32), truth
 
 
-#: The task families of benchmarks/mi_speed.py (issue 12): name -> sampler(n, seed) -> (x, y, mi).
+#: The task families of benchmarks/mi_speed.py: name -> sampler(n, seed) -> (x, y, mi).
 #: Chosen to be hard for a critic, with dimensions up to 25 + 25 and MI mostly below 2 nats.
 FAMILIES = {
     "gaussian-5d": lambda n, seed: correlated_gaussian(n, d=5, mi=1.0, seed=seed),

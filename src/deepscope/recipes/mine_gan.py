@@ -84,7 +84,7 @@ class Config(RunConfig):
         require(len(self.hidden) >= 1 and min(self.hidden) >= 1, "hidden", self.hidden, "non-empty, each >= 1")
         require(min(self.lr, self.critic_lr) > 0, "lr, critic_lr", (self.lr, self.critic_lr), "> 0")
 
-def _train_one(cfg: Config, sub, data, beta: float, seed: int) -> dict:
+def _train_one(cfg: Config, sub, data, beta: float, seed: int) -> tuple[dict, object]:
     """One (beta, seed) sub-run: train, keep 2,000 samples for the figure, mode metrics."""
     import torch
 
@@ -96,38 +96,46 @@ def _train_one(cfg: Config, sub, data, beta: float, seed: int) -> dict:
         d_steps=cfg.d_steps, batch_size=cfg.batch_size, lr=cfg.lr, critic_lr=cfg.critic_lr,
         lr_decay=cfg.lr_decay, checkpoint_every=cfg.checkpoint_every or max(1, cfg.steps // 10),
         log_every=max(1, cfg.steps // 50), desc=f"beta={beta:g} seed={seed}",
-    )
-    sub.save_file("samples.pt", gen.sample(2000, generator=torch.Generator().manual_seed(seed)))
+    ).model
+    samples = gen.sample(2000, generator=torch.Generator().manual_seed(seed))
+    sub.save_file("samples.pt", samples)
     metrics = {"beta": beta, "seed": seed}
     if data.centers is not None:
         metrics.update(evaluate_generator(gen, data, n=cfg.n_eval, seed=seed))
-    return metrics
+    return metrics, samples
 
 
 def run(cfg: Config, run) -> dict:
     import torch
 
     from deepscope.mi.gan import make_toy
-    from deepscope.mi.stats import over_seeds
+    from deepscope.train.grid import setting_path
 
     data = make_toy(cfg.dataset)
     sub_cfg = {k: v for k, v in vars(cfg).items() if k not in ("out", "seed", "seeds", "betas", "quick")}
-    per_run: dict[float, list[dict]] = {}
-    for beta in cfg.betas:
-        per_run[beta] = []
-        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            sub = run.child(f"beta{beta:g}/seed{seed}", config={**sub_cfg, "beta": beta, "seed": seed}, seed=seed)
-            if not sub.finished:  # finished sub-runs of an interrupted sweep are reused
-                sub.write_result(_train_one(cfg, sub, data, beta, seed))
-            per_run[beta].append(sub.read_result())
-    samples = {b: torch.load(run.dir / f"beta{b:g}" / f"seed{cfg.seed}" / "samples.pt") for b in cfg.betas}
+    beta_of = {f"beta{b:g}": b for b in cfg.betas}  # setting (sub-run folder) -> beta
+    samples = {}  # the first seed's samples per beta, for the figure
+
+    def one(sub, setting, seed):
+        metrics, x = _train_one(cfg, sub, data, beta_of[setting], seed)
+        if seed == cfg.seed:
+            samples[beta_of[setting]] = x
+        return metrics
+
+    grid = run.grid(beta_of, range(cfg.seed, cfg.seed + cfg.seeds), one,
+                    config=lambda setting, seed: {**sub_cfg, "beta": beta_of[setting], "seed": seed})
+    for setting, beta in beta_of.items():  # sub-runs finished by an earlier, interrupted run
+        if beta not in samples:
+            samples[beta] = torch.load(run.dir / setting_path(setting) / f"seed{cfg.seed}" / "samples.pt")
+    samples = {b: samples[b] for b in cfg.betas}
+    per_run = {beta: grid.results(setting) for setting, beta in beta_of.items()}
 
     table = []
-    for beta, rows in per_run.items():
-        entry = {"beta": beta, "runs": len(rows)}
+    for setting, beta in beta_of.items():
+        entry = {"beta": beta, "runs": len(per_run[beta])}
         for key in ("modes", "high_quality", "kl") if data.centers is not None else ():
-            s = over_seeds([r[key] for r in rows])
-            entry.update({key: s["mean"], f"{key}_std": s["std"], f"{key}_ci95": s["ci95"]})
+            st = grid.summary(key)[setting]
+            entry.update({key: st["mean"], f"{key}_std": st["std"], f"{key}_ci95": st["ci95"]})
         table.append(entry)
     fig_path = _figure(cfg, run, data, samples, per_run)
 

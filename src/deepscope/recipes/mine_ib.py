@@ -117,13 +117,14 @@ def _train_one(cfg: Config, sub, ds, method: str, beta: float, seed: int) -> dic
 
     from deepscope.mi.bottleneck import error_rate, estimate_mi_xz, train_ib
 
-    model, _ = train_ib(
+    model = train_ib(
         ds, generator=sub.generator("ib"), run=sub, method=method,
         noise=cfg.noise if method == "mine" else None, beta=beta, hidden=cfg.hidden,
-        code_dim=cfg.code_dim, sigma=cfg.sigma, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        lr=cfg.lr, critic_lr=cfg.critic_lr, standardize_code=cfg.standardize_code,
-        checkpoint_every=cfg.checkpoint_every or 1, desc=f"{method} beta={beta:g} seed={seed}",
-    )
+        code_dim=cfg.code_dim, sigma=cfg.sigma, critic_lr=cfg.critic_lr,
+        options={"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                 "checkpoint_every": cfg.checkpoint_every or 1},
+        standardize_code=cfg.standardize_code, desc=f"{method} beta={beta:g} seed={seed}",
+    ).model
     g = sub.generator("evaluate")
     res = {"method": method, "noise": model.noise, "beta": beta, "seed": seed,
            "test_error": error_rate(model, ds.x_test, ds.y_test, generator=g)}
@@ -135,7 +136,6 @@ def _train_one(cfg: Config, sub, ds, method: str, beta: float, seed: int) -> dic
 
 def run(cfg: Config, run) -> dict:
     from deepscope.data import load_dataset
-    from deepscope.mi.stats import over_seeds
 
     extra = {"n": cfg.mnist1d_samples} if cfg.dataset == "mnist1d" else {"data_root": cfg.data_root}
     ds = load_dataset(cfg.dataset, seed=0, **extra)
@@ -143,32 +143,31 @@ def run(cfg: Config, run) -> dict:
     sub_cfg = {k: v for k, v in vars(cfg).items()
                if k not in ("out", "seed", "seeds", "methods", "sweep_betas", "sweep_methods", "quick")}
 
-    def one(method: str, beta: float, seed: int) -> dict:
-        sub = run.child(f"{method}/beta{beta:g}/seed{seed}",
-                        config={**sub_cfg, "method": method, "beta": beta, "seed": seed}, seed=seed)
-        if not sub.finished:  # finished sub-runs of an interrupted run are reused
-            sub.write_result(_train_one(cfg, sub, ds, method, beta, seed))
-        return sub.read_result()
+    def grid(settings, seeds):
+        """Sub-runs ``<method>/beta<b>/seed<s>`` for (method, beta) settings."""
+        keys = {(m, f"beta{b:g}"): (m, b) for m, b in settings}
+        return run.grid(keys, seeds, lambda sub, key, seed: _train_one(cfg, sub, ds, *keys[key], seed),
+                        config=lambda key, seed: {**sub_cfg, "method": keys[key][0], "beta": keys[key][1],
+                                                  "seed": seed}), keys
 
     table = []
     runs: dict[str, list[dict]] = {}
-    for method in cfg.methods:
-        beta = beta_of[method]
-        rows = runs[method] = [one(method, beta, s) for s in range(cfg.seed, cfg.seed + cfg.seeds)]
-        err = over_seeds([100 * r["test_error"] for r in rows])
+    main, keys = grid([(m, beta_of[m]) for m in cfg.methods], range(cfg.seed, cfg.seed + cfg.seeds))
+    err = main.summary("test_error", scale=100)
+    mi = main.summary("mi_xz") if cfg.probe_steps > 0 else {}
+    for key, (method, beta) in keys.items():
+        rows = runs[method] = main.results(key)
         entry = {"method": method, "noise": rows[0]["noise"], "beta": beta, "runs": len(rows),
-                 "test_error_pct": err["mean"], "test_error_pct_std": err["std"],
-                 "test_error_pct_ci95": err["ci95"]}
+                 "test_error_pct": err[key]["mean"], "test_error_pct_std": err[key]["std"],
+                 "test_error_pct_ci95": err[key]["ci95"]}
         if "mi_xz" in rows[0]:
-            mi = over_seeds([r["mi_xz"] for r in rows])
-            entry.update(mi_xz=mi["mean"], mi_xz_std=mi["std"], mi_xz_ci95=mi["ci95"])
+            entry.update(mi_xz=mi[key]["mean"], mi_xz_std=mi[key]["std"], mi_xz_ci95=mi[key]["ci95"])
         table.append(entry)
 
     sweep = []
-    for method in cfg.sweep_methods:
-        for beta in cfg.sweep_betas:
-            r = one(method, beta, cfg.seed)
-            sweep.append({"method": method, "beta": beta, "test_error": r["test_error"], "mi_xz": r.get("mi_xz")})
+    swept, _ = grid([(m, b) for m in cfg.sweep_methods for b in cfg.sweep_betas], [cfg.seed])
+    for (method, _), r in zip(swept.settings, (swept.results(k)[0] for k in swept.settings)):
+        sweep.append({"method": method, "beta": r["beta"], "test_error": r["test_error"], "mi_xz": r.get("mi_xz")})
     fig = _figure(cfg, run, sweep, runs) if sweep else None
 
     lines = [f"Information bottleneck on {cfg.dataset}: {cfg.seeds} seeds x {cfg.epochs} epochs, "

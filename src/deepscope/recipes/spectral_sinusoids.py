@@ -160,12 +160,12 @@ def verdict(result: dict) -> dict:
         per_seed = (result.get("learning_step_per_seed") or {}).get(c) or []
         if len(per_seed) >= 2 and "steps" in st and "record_every" in st:
             from deepscope.dynamics.spectral import spearman
-            from deepscope.mi.stats import over_seeds
+            from deepscope.train.stats import summarise
 
             miss = st["steps"] + st["record_every"]
             rhos = [spearman(freqs, [math.nan if s is None else s for s in ls], missing=miss)["rho"]
                     for ls in per_seed]
-            iv = over_seeds([r for r in rhos if r == r] or [math.nan])
+            iv = summarise(rhos)  # a seed without a rho (NaN) is dropped and not counted
             text += (f", per seed {iv['mean']:.3f} [95% CI {iv['ci95'][0]:.3f}, "
                      f"{iv['ci95'][1]:.3f}], n={iv['n']}")
         parts.append(text)
