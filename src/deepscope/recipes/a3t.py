@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import RunConfig, require
 
 Dataset = Literal["digits", "mnist1d", "mnist"]
@@ -48,8 +49,15 @@ PAPER = (
 )
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "A3T"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("a3t", "A3T", order=6)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
+           "--epochs", "20"),
+    paper=("--datasets", "mnist"),
+    paper_needs_data_root=True,
+)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

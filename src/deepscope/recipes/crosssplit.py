@@ -30,9 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import RunConfig, require
 
-SYSTEM = "CrossSplit"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("crosssplit", "CrossSplit", order=5)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
+           "--seeds", "2", "--epochs", "40"),
+    paper=("--dataset", "cifar10"),
+    paper_needs_data_root=True,
+)
 
 METHODS = ("crosssplit", "ce", "ce-es", "coteaching", "dividemix", "cleanlab",
            "crosssplit-all", "crosssplit-no-clc", "crosssplit-no-ssl")
