@@ -258,7 +258,8 @@ def _sweep_sections(roots) -> list[str]:
             rows = _read_json(summary)
             if not isinstance(rows, list) or not rows:
                 continue
-            keys = [k for k in rows[0] if k not in ("metric", "mean", "std", "count")]
+            stats = ("metric", "mean", "std", "ci95_low", "ci95_high", "count", "missing")
+            keys = [k for k in rows[0] if k not in stats]
             out.append(f"<h2>Sweep {_e(summary.parent)}</h2><table><tr>"
                        + "".join(f"<th>{_e(k)}</th>" for k in keys)
                        + "<th>metric</th><th>mean ± std (n)</th></tr>")

@@ -23,7 +23,12 @@ an uninterrupted run's::
 
 Sub-runs (one per seed, per setting) are ``run.child(name, config=...)``: a child whose
 ``result.json`` exists is finished (``child.finished``) and is skipped by recipes and
-``deepscope sweep`` alike. Loops called without a run get :class:`NullRun` (``as_run``).
+``deepscope sweep`` alike. Loops called without a run get :class:`NullRun` (from
+:func:`deepscope.train.loop.setup`, or ``as_run``).
+
+A ``Run`` decides its device with the torchrun process group
+(:func:`deepscope.train.distributed.init_distributed`) and never touches the global random
+generators: the command boundary seeds them once (:func:`deepscope.train.rng.seed_globals`).
 """
 
 from __future__ import annotations
