@@ -520,15 +520,16 @@ class Run:
 class NullRun:
     """A run that writes nothing: what a loop gets when it is called without a :class:`Run`.
 
-    It has the device, ``log``, ``save``, ``restore`` (always a fresh start), ``progress``
-    (silent) and ``child`` (another ``NullRun``), so loops need no ``if run is not None``.
+    It has the device and process group (as :class:`Run`), ``log``, ``save``, ``restore``
+    (always a fresh start), ``progress`` (silent) and ``child`` (another ``NullRun``), so loops
+    need no ``if run is not None``.
     """
 
     dir = None
     finished = False
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        self.device = resolve_device(device)
+        self.dist, self.device = init_distributed(device)
         self.show_progress = False
         self.started = time.time()
 
