@@ -1,14 +1,48 @@
 from deepscope.cli import main
-from deepscope.reproduce import PLAN, SYSTEMS, ReproduceArgs, reproduce
+from deepscope.reproduce import ReproduceArgs, reproduce, reproduce_plan, systems
+
+# What `deepscope reproduce` ran before its plan moved into the recipes: the registry must give
+# exactly this (same systems, same order, same options, same --data-root rule).
+EXPECTED_PLAN = {
+    "mine": [("mine-gaussians", {
+        "smoke": ["--quick"], "quick": ["--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9"], "paper": []})],
+    "spectral": [("spectral-sinusoids", {
+        "smoke": ["--quick"], "quick": ["--steps", "10000", "--n-seeds", "1"], "paper": []})],
+    "alignment": [("feature-alignment", {
+        "smoke": ["--quick"],
+        "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"],
+        "paper": ["--settings", "cifar10-vgg19", "cifar10-resnet18"]})],
+    "lazy": [("lazy-vs-hasty", {"smoke": ["--quick"], "quick": ["--mode", "toy"], "paper": ["--mode", "cifar10"]})],
+    "crosssplit": [("crosssplit", {
+        "smoke": ["--quick"],
+        "quick": ["--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
+                  "--seeds", "2", "--epochs", "40"],
+        "paper": ["--dataset", "cifar10"]})],
+    "a3t": [("a3t", {
+        "smoke": ["--quick"],
+        "quick": ["--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
+                  "--epochs", "20"],
+        "paper": ["--datasets", "mnist"]})],
+}
 
 
-def test_plan_names_known_systems_and_recipes():
-    from deepscope.runner import recipe_modules
+def test_the_registry_gives_the_six_systems_plans_in_order():
+    assert systems() == {"mine": "MINE", "spectral": "Spectral bias", "alignment": "Neural feature alignment",
+                         "lazy": "Lazy vs hasty", "crosssplit": "CrossSplit", "a3t": "A3T"}
+    assert list(systems()) == list(EXPECTED_PLAN)
+    assert reproduce_plan() == EXPECTED_PLAN
 
-    assert set(PLAN) <= set(SYSTEMS)
-    for steps in PLAN.values():
-        for recipe, scales in steps:
-            assert recipe in recipe_modules() and set(scales) <= {"smoke", "quick", "paper"}
+
+def test_paper_scale_passes_data_root_to_the_image_systems_only(tmp_path, monkeypatch):
+    from deepscope import reproduce as mod
+
+    seen = {}
+    monkeypatch.setattr(mod, "_submit", lambda args, recipe, argv, out: seen.setdefault(recipe, argv))
+    args = ReproduceArgs(systems=("all",), scale="paper", out=tmp_path, executor="local",
+                         data_root=tmp_path / "data")
+    assert all(o["status"] == "done" for o in reproduce(args).values())
+    with_root = {r for r, argv in seen.items() if "--data-root" in argv}
+    assert with_root == {"feature-alignment", "lazy-vs-hasty", "crosssplit", "a3t"}
 
 
 def test_reproduce_runs_resumes_and_isolates_failures(tmp_path, capsys):
@@ -35,7 +69,7 @@ def test_reproduce_cli_rejects_unknown_system(capsys):
 def test_every_smoke_and_quick_plan_entry_is_a_valid_config():
     from deepscope.runner import load_recipe, parse_config
 
-    for steps in PLAN.values():
+    for steps in reproduce_plan().values():
         for recipe, scales in steps:
             for scale in ("smoke", "quick"):
                 parse_config(load_recipe(recipe).Config, scales[scale], prog=recipe).with_preset().validate()

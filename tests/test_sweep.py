@@ -50,7 +50,7 @@ def test_aggregate_mean_std_count_over_seeds(tmp_path):
     from deepscope.sweep import aggregate
 
     pts = []
-    for lr, seed, acc in (("0.1", "0", 0.8), ("0.1", "1", 0.9), ("0.2", "0", 0.5)):
+    for lr, seed, acc in (("0.1", "0", 0.8), ("0.1", "1", 0.9), ("0.2", "0", 0.5), ("0.2", "1", float("nan"))):
         d = tmp_path / f"lr={lr},seed={seed}"
         d.mkdir()
         (d / "result.json").write_text(json.dumps({"acc": acc, "nested": {"kl": "inf"}, "seed": int(seed)}))
@@ -59,7 +59,9 @@ def test_aggregate_mean_std_count_over_seeds(tmp_path):
     acc = {r["lr"]: r for r in rows if r["metric"] == "acc"}
     assert acc["0.1"]["mean"] == pytest.approx(0.85) and acc["0.1"]["count"] == 2
     assert acc["0.1"]["std"] == pytest.approx(math.sqrt(0.005))
-    assert acc["0.2"]["count"] == 1 and math.isnan(acc["0.2"]["std"])
+    assert acc["0.1"]["ci95_low"] < 0.85 < acc["0.1"]["ci95_high"]
+    # one rule (train.stats.summarise): a NaN (null) is dropped and counted; one value has std 0
+    assert acc["0.2"]["count"] == 1 and acc["0.2"]["missing"] == 1 and acc["0.2"]["std"] == 0.0
     kl = [r for r in rows if r["metric"] == "nested.kl"][0]
     assert kl["mean"] == math.inf
     assert len(list(csv.DictReader(open(tmp_path / "summary.csv")))) == len(rows)

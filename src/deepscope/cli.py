@@ -20,7 +20,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from deepscope.runner import recipe_modules, run_recipe_cli
+from deepscope.recipes import recipe_modules
+from deepscope.runner import run_recipe_cli
 
 # command words -> "module:function"; the function parses its own arguments with tyro.
 COMMANDS = {

@@ -6,9 +6,10 @@
     deepscope reproduce mine crosssplit --scale quick --out runs/repro
     deepscope reproduce all --scale paper --executor slurm --slurm-partition gpu --gpus-per-node 1
 
-Each system's recipes run one after the other into ``OUT/<system>/<recipe>/``. Rerunning
-skips the finished ones (``result.json`` exists) and resumes unfinished ones from their
-checkpoints. A failing system does not stop the others: it is reported as failed, with the
+What runs is declared by the recipes themselves (``SYSTEM`` and ``REPRODUCE``, see
+:mod:`deepscope.recipes`). Each system's recipes run one after the other into
+``OUT/<system>/<recipe>/``. Rerunning skips the finished ones (``result.json`` exists) and
+resumes unfinished ones from their checkpoints. A failing system does not stop the others: it is reported as failed, with the
 first line of its error, in the summary and in the report (``OUT/report.html``; its verdict
 table also as Markdown in ``OUT/verdicts.md``).
 
@@ -29,70 +30,38 @@ from typing import Annotated, Literal
 
 import tyro
 
-__all__ = ["SYSTEMS", "PLAN", "ReproduceArgs", "reproduce", "reproduce_main"]
+from deepscope.recipes import SCALES, load_recipe, registry
+
+__all__ = ["systems", "reproduce_plan", "ReproduceArgs", "reproduce", "reproduce_main"]
 
 Scale = Literal["smoke", "quick", "paper"]
 
-#: Short names on the command line -> the system names the report uses.
-SYSTEMS = {
-    "mine": "MINE",
-    "spectral": "Spectral bias",
-    "alignment": "Neural feature alignment",
-    "lazy": "Lazy vs hasty",
-    "crosssplit": "CrossSplit",
-    "a3t": "A3T",
-}
+#: A plan: system key -> [(recipe, {scale: options})], in the order the systems run.
+Plan = dict[str, list[tuple[str, dict[str, list[str]]]]]
 
-#: system -> [(recipe, {scale: options})]: the headline experiment of each paper at each scale.
-PLAN: dict[str, list[tuple[str, dict[str, list[str]]]]] = {
-    "mine": [
-        ("mine-gaussians", {
-            "smoke": ["--quick"],
-            "quick": ["--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9"],  # N = 10,000 as in Fig. 1
-            "paper": [],
-        }),
-    ],
-    "spectral": [
-        ("spectral-sinusoids", {
-            "smoke": ["--quick"],
-            "quick": ["--steps", "10000", "--n-seeds", "1"],
-            "paper": [],
-        }),
-    ],
-    "alignment": [
-        ("feature-alignment", {
-            "smoke": ["--quick"],
-            "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"],
-            "paper": ["--settings", "cifar10-vgg19", "cifar10-resnet18"],
-        }),
-    ],
-    "lazy": [
-        ("lazy-vs-hasty", {
-            "smoke": ["--quick"],
-            "quick": ["--mode", "toy"],
-            "paper": ["--mode", "cifar10"],
-        }),
-    ],
-    "crosssplit": [
-        ("crosssplit", {
-            "smoke": ["--quick"],
-            "quick": ["--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
-                      "--seeds", "2", "--epochs", "40"],
-            "paper": ["--dataset", "cifar10"],
-        }),
-    ],
-    "a3t": [
-        ("a3t", {
-            "smoke": ["--quick"],
-            "quick": ["--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
-                      "--epochs", "20"],
-            "paper": ["--datasets", "mnist"],
-        }),
-    ],
-}
 
-#: Options every paper-scale run needs from the user (the image datasets' folder).
-NEEDS_DATA_ROOT = {"alignment", "lazy", "crosssplit", "a3t"}
+def systems() -> dict[str, str]:
+    """System keys (the words on the command line) -> the names the report uses, in order.
+
+    Read from the recipes' ``SYSTEM`` declarations (:func:`deepscope.recipes.registry`).
+    """
+    return {key: s.name for key, s in registry().systems.items()}
+
+
+def reproduce_plan() -> Plan:
+    """Each system's headline recipe(s) with their options per scale, from the recipes'
+    ``REPRODUCE`` declarations; a scale a recipe has no run at is left out."""
+    out: Plan = {}
+    for key, steps in registry().plans.items():
+        out[key] = [(recipe, {scale: list(r.options(scale)) for scale in SCALES
+                              if r.options(scale) is not None})
+                    for recipe, r in steps]
+    return out
+
+
+def _needs_data_root(recipe: str) -> bool:
+    r = getattr(load_recipe(recipe), "REPRODUCE", None)
+    return bool(getattr(r, "paper_needs_data_root", False))
 
 
 @dataclass(frozen=True)
@@ -100,7 +69,7 @@ class ReproduceArgs:
     """Run each paper's headline experiment at a scale, then write one report over all of them."""
 
     systems: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="SYSTEM")] = ("all",)
-    """'all' or any of: mine, spectral, alignment, lazy, crosssplit, a3t."""
+    """'all' or system keys (the recipes' SYSTEM declarations: mine, spectral, alignment, lazy, crosssplit, a3t, ...)."""
     scale: Scale = "smoke"
     """smoke: minutes on a laptop; quick: the CPU-scale settings with seeds (~30 min on 2 cores); paper: the papers' sizes."""
     out: Path = Path("runs/reproduce")
@@ -123,13 +92,14 @@ class ReproduceArgs:
     """Per-run time limit in minutes (executors local and slurm)."""
 
 
-def _selected(systems: tuple[str, ...]) -> list[str]:
-    if not systems or "all" in systems:
-        return list(SYSTEMS)
-    unknown = [s for s in systems if s not in SYSTEMS]
+def _selected(chosen: tuple[str, ...]) -> list[str]:
+    known = systems()
+    if not chosen or "all" in chosen:
+        return list(known)
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        raise ValueError(f"system == {unknown[0]!r} is unknown; choose 'all' or any of {', '.join(SYSTEMS)}")
-    return list(dict.fromkeys(systems))
+        raise ValueError(f"system == {unknown[0]!r} is unknown; choose 'all' or any of {', '.join(known)}")
+    return list(dict.fromkeys(chosen))
 
 
 def _common(args: ReproduceArgs) -> list[str]:
@@ -139,8 +109,9 @@ def _common(args: ReproduceArgs) -> list[str]:
     return opts + ([] if args.progress else ["--no-progress"])
 
 
-def reproduce(args: ReproduceArgs, *, plan: dict | None = None) -> dict[str, dict]:
-    """Run the plan; return ``{system: {"status": ..., "runs": [...], "error": ...}}``.
+def reproduce(args: ReproduceArgs, *, plan: Plan | None = None) -> dict[str, dict]:
+    """Run the plan (default: :func:`reproduce_plan`, read from the recipes); return
+    ``{system: {"status": ..., "runs": [...], "error": ...}}``.
 
     Statuses: 'done' (every recipe finished), 'failed' (one raised; the first error line is
     kept), 'not available' (the system has no recipe at this scale yet).
@@ -148,10 +119,10 @@ def reproduce(args: ReproduceArgs, *, plan: dict | None = None) -> dict[str, dic
     from deepscope.runner import execute_recipe, load_recipe, parse_config
     from deepscope.train.run import is_finished
 
-    plan = PLAN if plan is None else plan
+    steps_of = reproduce_plan() if plan is None else plan
     outcome: dict[str, dict] = {}
     for system in _selected(args.systems):
-        steps = [(r, opts[args.scale]) for r, opts in plan.get(system, []) if args.scale in opts]
+        steps = [(r, opts[args.scale]) for r, opts in steps_of.get(system, []) if args.scale in opts]
         if not steps:
             outcome[system] = {"status": "not available", "runs": [], "error": None}
             continue
@@ -163,7 +134,7 @@ def reproduce(args: ReproduceArgs, *, plan: dict | None = None) -> dict[str, dic
                 print(f"  {system:11s} {recipe:22s} already done ({out})")
                 continue
             argv = [*opts, *_common(args), "--out", str(out)]
-            if args.scale == "paper" and system in NEEDS_DATA_ROOT and args.data_root is not None:
+            if args.scale == "paper" and args.data_root is not None and _needs_data_root(recipe):
                 argv += ["--data-root", str(args.data_root)]
             t0 = time.time()
             try:

@@ -2,15 +2,15 @@
 
 A recipe module ``deepscope/recipes/<name>.py`` defines ``Config`` (a frozen dataclass
 subclassing :class:`deepscope.train.RunConfig`) and ``run(cfg, run) -> dict``; see
-``deepscope/recipes/__init__.py``. :func:`execute_recipe` applies the ``--quick`` preset,
+``deepscope/recipes/__init__.py`` (discovery and the registry live there).
+:func:`execute_recipe` applies the ``--quick`` preset, seeds the process's global random
+generators once (:func:`deepscope.train.rng.seed_globals`; library code never reseeds them),
 creates the :class:`~deepscope.train.Run`, calls ``run`` and writes ``result.json``. A crash
 writes the traceback to ``error.txt`` in the run directory and re-raises.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 import time
 import traceback
@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from deepscope.recipes import System, load_recipe, recipe_modules
 from deepscope.train.config import deferred_validation
 
 __all__ = [
@@ -32,25 +33,6 @@ class RecipeError(Exception):
     def __init__(self, message: str, run_dir: Path):
         super().__init__(message)
         self.run_dir = run_dir
-
-
-def recipe_modules() -> dict[str, str]:
-    """Map recipe name ('mine-gaussians') to module ('deepscope.recipes.mine_gaussians')."""
-    import deepscope.recipes as pkg
-
-    out = {}
-    for m in pkgutil.iter_modules(pkg.__path__):
-        if not m.name.startswith("_"):
-            out[m.name.replace("_", "-")] = f"deepscope.recipes.{m.name}"
-    return dict(sorted(out.items()))
-
-
-def load_recipe(name: str):
-    """Import a recipe module by its CLI name; unknown names list the known ones."""
-    mods = recipe_modules()
-    if name not in mods:
-        raise ValueError(f"recipe == {name!r} is unknown; known: {', '.join(mods) or '(none)'}")
-    return importlib.import_module(mods[name])
 
 
 def default_run_dir(recipe: str, seed: int) -> Path:
@@ -105,12 +87,18 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
     a crash inside the run after writing its traceback to ``<run_dir>/error.txt``.
     """
     from deepscope.train import Run
+    from deepscope.train.rng import seed_globals
 
     mod = load_recipe(name)
     cfg = cfg.with_preset()
     cfg.validate()
     out = cfg.out if cfg.out is not None else default_run_dir(name, cfg.seed)
     cfg = replace(cfg, out=Path(out))
+    # The command boundary: the one place a run seeds Python's, numpy's and torch's global
+    # generators (for third-party code that draws from them; deepscope's own code takes
+    # explicit generators). Every recipe run starts from the same global state, whatever ran
+    # before it in this process (reproduce, an inline sweep).
+    seed_globals(cfg.seed)
     run = Run(
         cfg.out, config={"recipe": name, **_fields(cfg)}, seed=cfg.seed,
         device=cfg.device, threads=cfg.threads, progress=cfg.progress, loggers=cfg.logger,
@@ -125,7 +113,8 @@ def execute_recipe(name: str, cfg, *, quiet: bool = False) -> dict:
         run.close()
     if run.writes:  # a resumed run that finished is not failed
         (run.dir / "error.txt").unlink(missing_ok=True)
-    result = {"recipe": name, "system": getattr(mod, "SYSTEM", None), **result,
+    system = getattr(mod, "SYSTEM", None)
+    result = {"recipe": name, "system": system.name if isinstance(system, System) else None, **result,
               "run_dir": str(run.dir), "command": command_line(name, cfg),
               "seconds": round(time.time() - run.started, 2)}
     if callable(getattr(mod, "verdict", None)):  # computed from the numbers, never by hand

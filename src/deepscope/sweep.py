@@ -169,16 +169,19 @@ def _numbers(result: dict, prefix: str = "") -> dict[str, float]:
 
 
 def aggregate(points: list[tuple[dict[str, str], Path]], root: Path) -> list[dict]:
-    """Mean, std (ddof=1) and count of every numeric result across seeds, per grid setting.
+    """Every numeric result summarised across seeds, per grid setting, by the one rule of
+    :func:`deepscope.train.stats.summarise` (mean, std with ddof=1, the 95% interval; NaN
+    values dropped and counted).
 
     Points that differ only in ``seed`` form one setting. Writes ``root/summary.csv`` and
-    ``root/summary.json`` (one row per setting and metric) and returns the rows.
+    ``root/summary.json`` (one row per setting and metric: ``mean``, ``std``, ``ci95_low``,
+    ``ci95_high``, ``count``, ``missing``) and returns the rows.
     """
     import csv
     import json
-    import math
 
     from deepscope.train.run import is_finished, read_result
+    from deepscope.train.stats import summarise
 
     groups: dict[tuple, list[dict[str, float]]] = {}
     for p, d in points:
@@ -189,12 +192,10 @@ def aggregate(points: list[tuple[dict[str, str], Path]], root: Path) -> list[dic
     rows = []
     for key, results in groups.items():
         for metric in sorted({m for r in results for m in r}):
-            vals = [r[metric] for r in results if metric in r]
-            n = len(vals)
-            mean = sum(vals) / n
-            std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-                   if n > 1 and all(math.isfinite(v) for v in vals) else math.nan)
-            rows.append({**dict(key), "metric": metric, "mean": mean, "std": std, "count": n})
+            s = summarise(r[metric] for r in results if metric in r)
+            rows.append({**dict(key), "metric": metric, "mean": s["mean"], "std": s["std"],
+                         "ci95_low": s["ci95"][0], "ci95_high": s["ci95"][1], "count": s["n"],
+                         "missing": s["n_missing"]})
     if not rows:
         return rows
     cols = list(dict.fromkeys(k for r in rows for k in r))

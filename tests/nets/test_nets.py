@@ -251,6 +251,10 @@ def test_construction_draws_only_from_the_forked_global_rng():
      r"width == 0, must be an integer >= 1"),
     (lambda: build_net("preact-resnet18", input_shape=(3, 32, 32), num_classes=10, stem_norm="yes"),
      r"stem_norm == 'yes', must be True or False"),
+    (lambda: build_net("mlp", input_shape=(40,), num_classes=10, hiden=(3,)),
+     r"^build_net\('mlp'\) has no option 'hiden' \(net_kwargs\); its options: hidden, activation$"),
+    (lambda: build_net("vgg11", input_shape=(3, 32, 32), num_classes=10, widht=8),
+     r"build_net\('vgg11'\) has no option 'widht' \(net_kwargs\); its options: width, conv_bias"),
     (lambda: split_mlp(MLP(4, [8, 8], 2), 3), r"layer == 3, must be an int in 1..2"),
     (lambda: split_mlp(MLP(4, [], 2), 1), r"layer == 1, but this MLP has no hidden layer to split at"),
     (lambda: Reshape((1, 8, 8))(torch.randn(2, 63)), r"input.shape == \(2, 63\), must be \(N, 1, 8, 8\) or flat \(N, 64\)"),
@@ -263,3 +267,18 @@ def test_errors(call, match):
 def test_split_mlp_type_error():
     with pytest.raises(TypeError, match="mlp is a Sequential, must be a deepscope.nets.MLP"):
         split_mlp(nn.Sequential(nn.Linear(2, 2)), 1)
+
+
+def test_norm_layers_name_the_normalisation_choices():
+    from deepscope.nets import NORM_LAYERS
+
+    assert NORM_LAYERS == ("batch", "group", "none")
+
+
+def test_a_bad_net_kwarg_through_the_loop_kit_names_the_options():
+    from deepscope.train.loop import make_models
+
+    with pytest.raises(ValueError, match=r"has no option 'hiden' \(net_kwargs\); its options: hidden, activation"):
+        make_models(["net"], "mlp", input_shape=(4,), num_classes=2,
+                    generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                    net_kwargs={"hiden": (3,)})

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from deepscope.train import Run, RunConfig
-from deepscope.train.run import resolve_device
+from deepscope.train.distributed import resolve_device
+from deepscope.train.rng import fork_seeded, seed_globals
 
 
 def _loop(run, steps, every, kill_at=None):
@@ -28,10 +29,14 @@ def _loop(run, steps, every, kill_at=None):
 
 def test_killed_run_resumes_to_identical_numbers(tmp_path):
     cfg = {"lr": 0.1}
+    seed_globals(3)  # what the runner does once per recipe run (the command boundary)
     w_full = _loop(Run(tmp_path / "a", config=cfg, seed=3, progress=False), 20, 5)
     # killed at step 13: steps 11..13 were logged after the last checkpoint (10)
+    seed_globals(3)
     _loop(Run(tmp_path / "b", config=cfg, seed=3, progress=False), 20, 5, kill_at=13)
+    seed_globals(3)
     run_b = Run(tmp_path / "b", config=cfg, seed=3, progress=False)
+    torch.randn(100)  # the restored checkpoint puts the global RNG back where it was
     w_resumed = _loop(run_b, 20, 5)
     torch.testing.assert_close(w_full, w_resumed, rtol=0, atol=0)
     la = [r["loss"] for r in Run(tmp_path / "a", config=cfg, seed=3).metrics()]
@@ -95,7 +100,8 @@ def test_concurrent_writers_do_not_share_temporaries(tmp_path):
 def _gen_loop(run, steps, every, kill_at=None):
     """A loop in the house style: explicit generator, run.save / run.restore."""
     g = run.generator("data")
-    model = torch.nn.Linear(3, 1)
+    with fork_seeded(run.generator("init")):
+        model = torch.nn.Linear(3, 1)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
     start = run.restore(models={"lin": model}, opt=opt)["step"]
     for step in range(start + 1, steps + 1):
@@ -217,8 +223,6 @@ def test_tensorboard_and_wandb_loggers(tmp_path):
 def test_under_torchrun_cuda_means_this_process_gpu(monkeypatch):
     import torch
 
-    from deepscope.train.run import resolve_device
-
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
@@ -257,3 +261,58 @@ def test_save_file_is_atomic_and_reads_back(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.arange(3))
     assert sorted(p.name for p in run.dir.iterdir() if p.name.startswith("cache")) == ["cache.pt"]
+
+
+def test_runs_leave_the_global_generators_alone(tmp_path):
+    """Library code never seeds the global RNGs; only the command boundary does (seed_globals)."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    run = Run(tmp_path, config={}, seed=7, progress=False)
+    run.child("seed1", config={}, seed=1).generator("data")
+    run.generator("init")
+    after = (torch.get_rng_state(), np.random.get_state()[1], random.getstate())
+    assert torch.equal(before[0], after[0]) and (before[1] == after[1]).all() and before[2] == after[2]
+
+
+def test_seed_globals_seeds_all_three_and_checks_its_argument():
+    import random
+
+    import numpy as np
+
+    seed_globals(4)
+    a = (torch.rand(2), np.random.rand(2), random.random())
+    seed_globals(4)
+    b = (torch.rand(2), np.random.rand(2), random.random())
+    assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
+    with pytest.raises(ValueError, match="seed == -1"):
+        seed_globals(-1)
+
+
+def test_one_list_of_fields_that_may_change_on_resume(tmp_path):
+    run = Run(tmp_path, config={"lr": 0.1, **{k: "a" for k in RunConfig.RESUMABLE_CHANGES}}, progress=False)
+    run.save(1)
+    Run(tmp_path, config={"lr": 0.1, **{k: "b" for k in RunConfig.RESUMABLE_CHANGES}}, progress=False)
+    with pytest.raises(ValueError, match=r"differs in \['seed'\]"):
+        Run(tmp_path, config={"lr": 0.1, "seed": 1}, progress=False)
+
+
+def test_as_run_never_changes_the_callers_run(tmp_path):
+    from deepscope.train.loop import TrainOptions, setup
+    from deepscope.train.run import NullRun, as_run
+
+    run = Run(tmp_path, config={}, device="cpu", progress=False)
+    assert as_run(run) is run and as_run(run, "cpu") is run
+    assert isinstance(as_run(None, "cpu"), NullRun)
+    same, dist, device = setup(run, TrainOptions(device="cpu"))
+    assert same is run and run.device == device == torch.device("cpu") and not dist.enabled
+    null, _, device = setup(None, TrainOptions())
+    assert isinstance(null, NullRun) and null.device == device == torch.device("cpu")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="the run is on cpu"):
+            as_run(run, "cuda")

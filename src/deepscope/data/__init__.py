@@ -10,7 +10,8 @@
 Every loader returns a :class:`Dataset` of float32 inputs and int64 labels on the CPU.
 Nothing here downloads: image datasets load from ``data_root`` through
 torchvision (the ``vision`` extra), and a missing file gets an error that says
-which files to put where.
+which files to put where. ``cached(run, name, build)`` (:mod:`deepscope.data.cache`) builds a
+dataset once per run directory.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Dataset", "load_dataset", "DATASETS"]
+__all__ = ["Dataset", "load_dataset", "DATASETS", "cached"]
+
+
+def __getattr__(name):  # the rest of the package, on first use
+    if name == "cached":
+        from deepscope.data.cache import cached
+
+        return cached
+    raise AttributeError(f"module 'deepscope.data' has no attribute {name!r}")
 
 DATASETS = ("digits", "mnist1d", "mnist", "fashion-mnist", "cifar10", "cifar100")
 

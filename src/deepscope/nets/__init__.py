@@ -26,12 +26,13 @@ build inside ``deepscope.train.rng.fork_seeded(generator)`` for a reproducible n
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from deepscope.nets.cnn import CNN1D, NORMS, Norm, SmallCNN, check_norm, check_shape
+from deepscope.nets.cnn import CNN1D, NORM_LAYERS, Norm, SmallCNN, check_norm, check_shape
 from deepscope.nets.resnet import ResNet, preact_resnet18, resnet18
 from deepscope.nets.vgg import VGG, vgg11, vgg13, vgg16, vgg19
 
@@ -39,8 +40,26 @@ __all__ = [
     "MLP", "ACTIVATIONS", "make_activation", "split_mlp",
     "CNN1D", "SmallCNN", "ResNet", "resnet18", "preact_resnet18",
     "VGG", "vgg11", "vgg13", "vgg16", "vgg19",
-    "NORMS", "NETS", "build_net",
+    "NORM_LAYERS", "NETS", "build_net",
+    # deepscope.nets.batched: K same-shaped networks as one model
+    "BatchedLinear", "BatchedMLP", "VmapStack", "stack_models", "STACK_IMPLEMENTATIONS",
+    # deepscope.nets.io: trained networks on disk
+    "save_model", "load_model", "load",
 ]
+
+_LAZY = {
+    **{n: "deepscope.nets.batched" for n in (
+        "BatchedLinear", "BatchedMLP", "VmapStack", "stack_models", "STACK_IMPLEMENTATIONS")},
+    **{n: "deepscope.nets.io" for n in ("save_model", "load_model", "load")},
+}
+
+
+def __getattr__(name):  # batched and io import this package: load them on first use
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'deepscope.nets' has no attribute {name!r}")
 
 #: Activations accepted by name wherever deepscope builds a network.
 ACTIVATIONS = {
@@ -185,4 +204,20 @@ def build_net(name: str, *, input_shape: Sequence[int], num_classes: int, norm: 
     """
     if name not in NETS:
         raise ValueError(f"name == {name!r}, must be one of {sorted(NETS)}")
-    return NETS[name](input_shape=input_shape, num_classes=num_classes, norm=norm, **kwargs)
+    builder = NETS[name]
+    options = _options(builder)
+    bad = sorted(set(kwargs) - set(options)) if options is not None else []
+    if bad:
+        raise ValueError(f"build_net({name!r}) has no option {bad[0]!r} (net_kwargs); "
+                         f"its options: {', '.join(options) or '(none)'}")
+    return builder(input_shape=input_shape, num_classes=num_classes, norm=norm, **kwargs)
+
+
+def _options(builder: Callable[..., nn.Module]) -> list[str] | None:
+    """The keyword options of a :data:`NETS` builder beyond ``input_shape``, ``num_classes`` and
+    ``norm`` (None when it takes ``**kwargs``: anything goes)."""
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("input_shape", "num_classes", "norm")
+            and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]

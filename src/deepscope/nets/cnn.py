@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "NORMS",
+    "NORM_LAYERS",
     "Norm",
     "GROUP_NORM_GROUPS",
     "check_norm",
@@ -36,8 +36,8 @@ __all__ = [
     "SmallCNN",
 ]
 
-#: Values accepted for ``norm`` by every convolutional network.
-NORMS = ("batch", "group", "none")
+#: Normalisation layers accepted for ``norm`` by every convolutional network.
+NORM_LAYERS = ("batch", "group", "none")
 Norm = Literal["batch", "group", "none"]
 
 #: GroupNorm uses ``gcd(channels, GROUP_NORM_GROUPS)`` groups: 32 (Wu & He 2018, arXiv
@@ -46,9 +46,9 @@ GROUP_NORM_GROUPS = 32
 
 
 def check_norm(norm: str) -> str:
-    """Return ``norm`` if it is one of :data:`NORMS`, else raise a ValueError naming the choices."""
-    if norm not in NORMS:
-        raise ValueError(f"norm == {norm!r}, must be one of {list(NORMS)}")
+    """Return ``norm`` if it is one of :data:`NORM_LAYERS`, else raise a ValueError naming the choices."""
+    if norm not in NORM_LAYERS:
+        raise ValueError(f"norm == {norm!r}, must be one of {list(NORM_LAYERS)}")
     return norm
 
 

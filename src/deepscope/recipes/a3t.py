@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.recipes import Reproduce, System
 from deepscope.robust.methods import AdversarialMethod as Method
 from deepscope.train.config import RunConfig, require
-
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "A3T"
 
 Dataset = Literal["digits", "mnist1d", "mnist"]
 AttackName = Literal["fgsm", "pgd20", "pgd100", "foolbox-pgd", "autoattack", "square", "transfer"]
@@ -50,6 +48,16 @@ PAPER = (
     "undefended 37.5%, FGSM-AT 82.1%, untuned minimal A3T 78.1%, PGD-AT 85.1%."
 )
 
+
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("a3t", "A3T", order=6)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
+           "--epochs", "20"),
+    paper=("--datasets", "mnist"),
+    paper_needs_data_root=True,
+)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

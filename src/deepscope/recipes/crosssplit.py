@@ -31,12 +31,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.recipes import Reproduce, System
 from deepscope.robust.methods import NOISY_METHOD_NAMES as LABELS
 from deepscope.robust.methods import NOISY_METHODS as METHODS
 from deepscope.robust.methods import NoisyMethod as Method
 from deepscope.train.config import RunConfig, require
 
-SYSTEM = "CrossSplit"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("crosssplit", "CrossSplit", order=5)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",
+           "--seeds", "2", "--epochs", "40"),
+    paper=("--dataset", "cifar10"),
+    paper_needs_data_root=True,
+)
 
 #: Per-dataset defaults (fields left at 0 / -1 take these).
 DATASETS = {

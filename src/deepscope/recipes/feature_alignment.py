@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from deepscope.dynamics.alignment_experiment import SETTINGS
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import RunConfig, require
 
-SYSTEM = "Neural feature alignment"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("alignment", "Neural feature alignment", order=3)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"),
+    paper=("--settings", "cifar10-vgg19", "cifar10-resnet18"),
+    paper_needs_data_root=True,
+)
 
 Setting = Literal["mnist1d-cnn1d", "mnist1d-mlp", "digits-small-cnn", "digits-mlp",
                   "cifar10-vgg19", "cifar10-resnet18"]

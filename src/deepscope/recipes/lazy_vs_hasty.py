@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import RunConfig, require
 
 PAPER = (
@@ -56,8 +57,14 @@ QUICK_SIZES = {  # --quick: per mode
 }
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "Lazy vs hasty"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("lazy", "Lazy vs hasty", order=4)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--mode", "toy"),
+    paper=("--mode", "cifar10"),
+    paper_needs_data_root=True,
+)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

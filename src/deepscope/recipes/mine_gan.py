@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
+from deepscope.recipes import System
 from deepscope.train.config import RunConfig, require
 
 ToyName = Literal["grid", "ring", "swissroll"]
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "MINE"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("mine", "MINE", order=1)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

@@ -13,14 +13,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
 
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import RunConfig, require
 
 RHOS = (-0.99, -0.9, -0.7, -0.5, -0.3, -0.1, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
 MethodName = Literal["mine", "nwj", "ksg", "smile", "infonce", "dv"]
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "MINE"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("mine", "MINE", order=1)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--dims", "2", "20", "--rhos", "0.3", "0.5", "0.9"),  # N = 10,000 as in Fig. 1
+    paper=(),
+)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

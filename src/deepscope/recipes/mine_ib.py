@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
+from deepscope.recipes import System
 from deepscope.train.config import RunConfig, require
 
 MethodName = Literal["plain", "vib", "mine"]
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "MINE"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("mine", "MINE", order=1)
 
 @dataclass(frozen=True)
 class Config(RunConfig):

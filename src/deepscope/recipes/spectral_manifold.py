@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from deepscope.dynamics.spectral_config import SinusoidsConfig
+from deepscope.recipes import System
 from deepscope.train.config import require
 
 PAPER = (
@@ -27,8 +28,8 @@ PAPER = (
 )
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "Spectral bias"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("spectral", "Spectral bias", order=2)
 
 @dataclass(frozen=True)
 class Config(SinusoidsConfig):

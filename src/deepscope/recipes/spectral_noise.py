@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from deepscope.dynamics.spectral_config import LockstepConfig
+from deepscope.recipes import System
 from deepscope.train.config import require
 
 PAPER = (
@@ -40,8 +41,8 @@ NOISE_LABEL = {"low_freq": "noise on top eigenvectors (smooth)",
 DIGITS_TRAIN = 1437  # sklearn's 1797 digits less the 20 % that load_dataset holds out
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "Spectral bias"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("spectral", "Spectral bias", order=2)
 
 @dataclass(frozen=True)
 class Config(LockstepConfig):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from deepscope.dynamics.spectral_config import SinusoidsConfig
+from deepscope.recipes import System
 from deepscope.train.config import require
 
 PAPER = (
@@ -29,8 +30,8 @@ PAPER = (
 FROM_RUN_MODEL = "equal_s0"  # the seed-0 equal-amplitude network of a spectral-sinusoids run
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "Spectral bias"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("spectral", "Spectral bias", order=2)
 
 @dataclass(frozen=True)
 class Config(SinusoidsConfig):

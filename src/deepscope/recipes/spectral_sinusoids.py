@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from deepscope.dynamics.spectral_config import SinusoidsConfig
+from deepscope.recipes import Reproduce, System
 from deepscope.train.config import require
 
 PAPER = (
@@ -29,8 +30,13 @@ PAPER = (
 )
 
 
-#: The system this recipe belongs to (groups its runs in the report).
-SYSTEM = "Spectral bias"
+#: Where this recipe belongs (deepscope.recipes: the registry that reproduce and report read).
+SYSTEM = System("spectral", "Spectral bias", order=2)
+REPRODUCE = Reproduce(
+    smoke=("--quick",),
+    quick=("--steps", "10000", "--n-seeds", "1"),
+    paper=(),
+)
 
 @dataclass(frozen=True)
 class Config(SinusoidsConfig):

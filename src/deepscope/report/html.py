@@ -2,7 +2,8 @@
 
 The page opens with the **verdict table**: one row per system, the paper's claim, our
 measurement with its interval, and a verdict (reproduced / partly / not reproduced / not run)
-computed from each run's ``result.json`` by its recipe's ``verdict(result)`` function as the code
+computed from each run's ``result.json`` by its recipe's ``verdict(result)`` function (read from
+the recipe registry, :mod:`deepscope.recipes`, like the systems and their order) as the code
 stands when the page is written (so a run judged by an older rule is judged again; nothing is
 written by hand). Then one section per system: each
 top-level run with its summary, headline numbers, figures (embedded as base64 PNG, so the page
@@ -28,10 +29,16 @@ from typing import Annotated
 
 import tyro
 
-__all__ = ["ReportArgs", "SYSTEMS", "collect_runs", "write_report", "verdict_markdown", "report_main"]
+from deepscope.recipes import load_recipe, registry
 
-#: The six systems, in the order the page shows them.
-SYSTEMS = ("MINE", "Spectral bias", "Neural feature alignment", "Lazy vs hasty", "CrossSplit", "A3T")
+__all__ = ["ReportArgs", "system_names", "collect_runs", "write_report", "verdict_markdown",
+           "report_main"]
+
+
+def system_names() -> tuple[str, ...]:
+    """The systems' names in the order the page shows them, read from the recipes' ``SYSTEM``
+    declarations (:func:`deepscope.recipes.registry`)."""
+    return tuple(s.name for s in registry().systems.values())
 
 VERDICTS = ("reproduced", "partly", "not reproduced", "no verdict", "not run", "failed")
 
@@ -98,8 +105,6 @@ def _refresh_verdict(result):
     if not isinstance(result, dict) or not isinstance(result.get("recipe"), str):
         return result
     try:
-        from deepscope.runner import load_recipe
-
         rule = getattr(load_recipe(result["recipe"]), "verdict", None)
         if callable(rule):
             v = rule(result)
@@ -157,7 +162,7 @@ def _system_of(run: dict) -> str | None:
 def _verdict_rows(top: list[dict]) -> list[dict]:
     """One row per system: the best-informed top-level run (done beats failed beats incomplete)."""
     rows = []
-    for system in SYSTEMS:
+    for system in system_names():
         mine = [r for r in top if _system_of(r) == system]
         done = [r for r in mine if r["status"] == "done"
                 and isinstance((r["result"] or {}).get("verdict"), dict)]
@@ -253,7 +258,8 @@ def _sweep_sections(roots) -> list[str]:
             rows = _read_json(summary)
             if not isinstance(rows, list) or not rows:
                 continue
-            keys = [k for k in rows[0] if k not in ("metric", "mean", "std", "count")]
+            stats = ("metric", "mean", "std", "ci95_low", "ci95_high", "count", "missing")
+            keys = [k for k in rows[0] if k not in stats]
             out.append(f"<h2>Sweep {_e(summary.parent)}</h2><table><tr>"
                        + "".join(f"<th>{_e(k)}</th>" for k in keys)
                        + "<th>metric</th><th>mean ± std (n)</th></tr>")
@@ -292,8 +298,9 @@ def write_report(roots, out: Path) -> Path:
                      f"<td>{_e(row['measured'])}</td><td class='{cls}'>{_e(row['verdict'])}</td>"
                      f"<td>{link}</td></tr>")
     parts.append("</table>")
-    groups = [(s, [r for r in top if _system_of(r) == s]) for s in SYSTEMS]
-    groups.append(("Other runs", [r for r in top if _system_of(r) not in SYSTEMS]))
+    names = system_names()
+    groups = [(s, [r for r in top if _system_of(r) == s]) for s in names]
+    groups.append(("Other runs", [r for r in top if _system_of(r) not in names]))
     for system, members in groups:
         if not members:
             continue

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Dist", "env_rank", "init_distributed", "current", "shard", "wrap", "unwrap",
+__all__ = ["Dist", "env_rank", "resolve_device", "init_distributed", "current", "shard", "wrap", "unwrap",
            "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows",
            "forward_sharded", "Sharded", "sharded_draws", "barrier"]
 
@@ -75,23 +75,47 @@ def current() -> Dist:
     return Dist()
 
 
-def init_distributed(device: str | torch.device = "auto") -> tuple[Dist, torch.device]:
-    """Join the ``torchrun`` process group if there is one; return it and this process's device.
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """This process's ``torch.device`` for ``'auto'``/``'cpu'``/``'cuda[:N]'``: the one place it is decided.
 
-    Outside torchrun (no ``WORLD_SIZE`` > 1 in the environment) nothing happens. Under
-    torchrun the backend is NCCL when the device is CUDA and gloo otherwise, and a CUDA
-    device becomes ``cuda:LOCAL_RANK``.
+    ``'auto'`` is CUDA when available, else the CPU. Under torchrun (``WORLD_SIZE`` > 1) a
+    bare ``'cuda'`` (or ``'auto'`` on a GPU machine) is this process's GPU, ``cuda:LOCAL_RANK``,
+    made the current device at once (so what a recipe moves to ``'cuda'`` lands on its own GPU,
+    not on GPU 0 of every process); an explicit ``'cuda:N'`` is kept. A ``torch.device`` is
+    returned as it is. Unknown or absent devices raise ``ValueError`` naming the fix.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
     """
-    from deepscope.train.run import resolve_device
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device == {device!r} is not a device; use 'auto', 'cpu' or 'cuda:N'") from e
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device == {device!r} but CUDA is not available; use device='cpu' or 'auto'")
+    if dev.type != "cuda" or dev.index is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return dev
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(dev)
+    return dev
 
+
+def init_distributed(device: str | torch.device = "auto") -> tuple[Dist, torch.device]:
+    """This process's device (:func:`resolve_device`) and the torchrun process group, joined once.
+
+    Outside torchrun (no ``WORLD_SIZE`` > 1 in the environment) there is no group to join.
+    Under torchrun the first call joins it (NCCL when the device is CUDA, gloo otherwise);
+    later calls find it joined. ``Run`` calls this when it is made; loops call it through
+    :func:`deepscope.train.loop.setup`.
+    """
     dev = resolve_device(device)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist(), dev
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return current(), dev

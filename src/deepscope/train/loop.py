@@ -44,7 +44,7 @@ from torch import nn
 from deepscope.train.config import check_float, check_int, require
 from deepscope.train.distributed import Dist, all_reduce_grads, init_distributed
 from deepscope.train.rng import fork_seeded
-from deepscope.train.run import NullRun, Run, as_run
+from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "TrainOptions", "TrainResult", "NetSpec", "setup", "make_models", "make_optimizer",
@@ -209,10 +209,14 @@ class TrainResult:
 # -- set-up ------------------------------------------------------------------------------------
 
 def setup(run: Run | NullRun | None, options: TrainOptions) -> tuple[Run | NullRun, Dist, torch.device]:
-    """``(run, dist, device)``: the run (a :class:`NullRun` when None), the torchrun process
-    group and this process's device, decided once; ``amp`` checked against the device."""
-    run = as_run(run, options.device)
-    dist, device = init_distributed(run.device)
+    """``(run, dist, device)`` for a loop: the run (a :class:`NullRun` when None; the caller's run
+    is never changed), the torchrun process group and this process's device, ``options.device``
+    when set, else the run's (the CPU without a run), decided by
+    :func:`~deepscope.train.distributed.init_distributed`; ``amp`` checked against the device."""
+    spec = options.device if options.device is not None else (run.device if run is not None else "cpu")
+    dist, device = init_distributed(spec)
+    if run is None:
+        run = NullRun(device)
     if options.amp and device.type != "cuda":
         raise ValueError(f"amp == True needs a CUDA device, got {device}; use amp=False on the CPU")
     return run, dist, device

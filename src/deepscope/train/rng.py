@@ -1,7 +1,8 @@
 """Explicit randomness: seeded generators, and network initialisation without the global RNG.
 
 deepscope's loops, estimators and data code draw only from a ``torch.Generator`` they are
-given. PyTorch's layers initialise their weights from the *global* RNG, so building a network
+given, and never seed the global generators: :func:`seed_globals` is called once per recipe
+run, by the runner (the command boundary). PyTorch's layers initialise their weights from the *global* RNG, so building a network
 reproducibly from a generator goes through :func:`fork_seeded`, which seeds a private fork of
 the global RNG from the generator and leaves the caller's global state exactly as it was.
 
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["derive_seed", "make_generator", "fork_seeded", "spawn"]
+__all__ = ["derive_seed", "make_generator", "fork_seeded", "spawn", "seed_globals"]
 
 
 def derive_seed(seed: int, name: str = "") -> int:
@@ -59,3 +60,21 @@ def fork_seeded(generator: torch.Generator) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def seed_globals(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators from ``seed``.
+
+    Called by the command boundary only (``deepscope run``, ``reproduce``, ``sweep``, through
+    :func:`deepscope.runner.execute_recipe`), once per recipe run, for third-party code that
+    draws from the global generators. Library code never calls it: a user's global RNG is theirs.
+    """
+    import random
+
+    import numpy as np
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed == {seed!r}, must be an integer >= 0")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

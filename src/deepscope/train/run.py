@@ -23,7 +23,12 @@ an uninterrupted run's::
 
 Sub-runs (one per seed, per setting) are ``run.child(name, config=...)``: a child whose
 ``result.json`` exists is finished (``child.finished``) and is skipped by recipes and
-``deepscope sweep`` alike. Loops called without a run get :class:`NullRun` (``as_run``).
+``deepscope sweep`` alike. Loops called without a run get :class:`NullRun` (from
+:func:`deepscope.train.loop.setup`, or ``as_run``).
+
+A ``Run`` decides its device with the torchrun process group
+(:func:`deepscope.train.distributed.init_distributed`) and never touches the global random
+generators: the command boundary seeds them once (:func:`deepscope.train.rng.seed_globals`).
 """
 
 from __future__ import annotations
@@ -43,44 +48,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepscope.train.distributed import barrier, env_rank
+from deepscope.train.config import RunConfig
+from deepscope.train.distributed import barrier, env_rank, init_distributed, resolve_device
 from deepscope.train.rng import make_generator
 
 __all__ = [
-    "Run", "NullRun", "as_run", "resolve_device", "atomic_write_text", "to_jsonable",
-    "is_finished", "read_result", "from_json",
+    "Run", "NullRun", "as_run", "atomic_write_text", "to_jsonable", "is_finished",
+    "read_result", "from_json",
 ]
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``'auto'``/``'cpu'``/``'cuda[:N]'`` into a ``torch.device``; fail clearly if absent."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return _per_process(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device == {device!r} is not a device; use 'auto', 'cpu' or 'cuda:N'") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device == {device!r} but CUDA is not available; use device='cpu' or 'auto'")
-    return _per_process(dev)
-
-
-def _per_process(dev: torch.device) -> torch.device:
-    """Under torchrun, a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``.
-
-    Set as the current device at once, so that what a recipe moves to ``'cuda'`` before its
-    training loop starts lands on its own GPU, not on GPU 0 of every process.
-    """
-    if dev.type != "cuda" or dev.index is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return dev
-    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    torch.cuda.set_device(dev)
-    return dev
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -266,9 +244,11 @@ class Run:
         Written to ``config.json``. On resume the stored config must match, so a
         run is never silently continued with other settings.
     seed : int
-        Seeds python, numpy and torch (a run owns its process's global RNGs).
-    device : str
-        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'``.
+        The seed of the run's named generators (:meth:`generator`). The global RNGs are not
+        touched: the command boundary seeds them once (:func:`deepscope.train.rng.seed_globals`).
+    device : str or torch.device
+        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'``: decided, with the torchrun process group,
+        by :func:`deepscope.train.distributed.init_distributed` (``run.device``, ``run.dist``).
     threads : int
         ``torch.set_num_threads`` when > 0.
     progress : bool
@@ -305,15 +285,12 @@ class Run:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "figures").mkdir(exist_ok=True)
         self.seed = seed
-        self.device = resolve_device(device)
+        self.dist, self.device = init_distributed(device)
         self.show_progress = progress
         if threads > 0:
             torch.set_num_threads(threads)
         self.config = to_jsonable(config) if config is not None else {}
         self._check_or_write_config()
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
         self.started = time.time()
         self._generators: dict[str, torch.Generator] = {}
         bad = [name for name in loggers if name not in LOGGERS]
@@ -380,10 +357,9 @@ class Run:
             old = json.loads(path.read_text())
             # Where and how fast a run executes may change between a run and its resume
             # (a preempted job restarts elsewhere); what it computes may not.
-            ignore = {"out", "progress", "threads", "device", "debug", "logger"}
             diff = sorted(
                 k for k in set(old) | set(self.config)
-                if k not in ignore and old.get(k) != self.config.get(k)
+                if k not in RunConfig.RESUMABLE_CHANGES and old.get(k) != self.config.get(k)
             )
             if diff:
                 raise ValueError(
@@ -544,15 +520,16 @@ class Run:
 class NullRun:
     """A run that writes nothing: what a loop gets when it is called without a :class:`Run`.
 
-    It has the device, ``log``, ``save``, ``restore`` (always a fresh start), ``progress``
-    (silent) and ``child`` (another ``NullRun``), so loops need no ``if run is not None``.
+    It has the device and process group (as :class:`Run`), ``log``, ``save``, ``restore``
+    (always a fresh start), ``progress`` (silent) and ``child`` (another ``NullRun``), so loops
+    need no ``if run is not None``.
     """
 
     dir = None
     finished = False
 
     def __init__(self, device: str | torch.device = "cpu") -> None:
-        self.device = resolve_device(device)
+        self.dist, self.device = init_distributed(device)
         self.show_progress = False
         self.started = time.time()
 
@@ -588,12 +565,17 @@ class NullRun:
 
 
 def as_run(run: Run | NullRun | None, device: str | torch.device | None = None) -> Run | NullRun:
-    """``run`` itself, or a :class:`NullRun` on ``device`` (default CPU) when ``run`` is None.
+    """``run`` itself (never changed), or a :class:`NullRun` on ``device`` (default CPU) when None.
 
-    A loop's ``device`` argument wins over the run's when both are given.
+    A loop that takes both a run and its own device gets its device from
+    :func:`deepscope.train.loop.setup` instead; here a ``device`` other than the run's is refused
+    rather than written into the caller's run.
     """
     if run is None:
         return NullRun("cpu" if device is None else device)
     if device is not None and resolve_device(device) != run.device:
-        run.device = resolve_device(device)
+        raise ValueError(
+            f"device == {str(device)!r} but the run is on {run.device}; make the Run on that device, "
+            "or let the loop take its device from deepscope.train.loop.setup(run, options)"
+        )
     return run
