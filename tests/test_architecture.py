@@ -164,10 +164,7 @@ _COMMANDS = {"deepscope.cli", "deepscope.runner", "deepscope.sweep", "deepscope.
 _METHODS = ("mi", "dynamics", "robust")
 
 #: Circles that other branches remove; empty this when they have (strict: a stale entry fails).
-KNOWN_CIRCLES = {
-    ("deepscope.robust.a3t", "deepscope.robust.adversarial"),
-    ("deepscope.train.grid", "deepscope.train.run"),
-}
+KNOWN_CIRCLES: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:

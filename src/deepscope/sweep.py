@@ -203,7 +203,8 @@ def aggregate(points: list[tuple[dict[str, str], Path]], root: Path) -> list[dic
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    from deepscope.train.run import atomic_write_text, to_jsonable
+    from deepscope.train.jsonio import to_jsonable
+    from deepscope.train.run import atomic_write_text
 
     atomic_write_text(root / "summary.json", json.dumps(to_jsonable(rows), indent=1) + "\n")
     return rows

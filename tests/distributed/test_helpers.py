@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepscope.train.loop import evaluating
 from deepscope.train.distributed import Dist, Sharded, shard, sharded_draws
+from deepscope.train.loop import evaluating
 
 
 def test_sharded_draws_give_each_process_its_rows_of_the_global_draw():

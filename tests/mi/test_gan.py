@@ -15,8 +15,8 @@ from deepscope.mi.gan import (
 )
 from deepscope.mi.loss import MILoss
 from deepscope.train import Run
+from deepscope.train.jsonio import to_jsonable
 from deepscope.train.rng import make_generator
-from deepscope.train.run import to_jsonable
 
 
 def test_toy_sets_shapes():

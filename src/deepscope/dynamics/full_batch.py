@@ -34,7 +34,8 @@ from torch.nn import functional as F
 from deepscope.dynamics.alpha_scaling import AlphaScaled
 from deepscope.dynamics.ladder import example_losses
 from deepscope.train.config import check_float, check_int, require
-from deepscope.train.run import Run, as_run
+from deepscope.train.loop import TrainOptions, setup
+from deepscope.train.run import Run
 
 __all__ = ["train_full_batch", "FullBatchResult", "snapshot_outputs", "full_batch_step",
            "STEP_BLOCK"]
@@ -258,8 +259,7 @@ def train_full_batch(
         check_int(name, v, 1)
     check_float("lr", lr, 0.0, open_low=True)
     grad = full_batch_step(model, implementation)
-    run = as_run(run, device)
-    dev = run.device
+    run, _, dev = setup(run, TrainOptions(device=device))
     model.to(dev)
     params = dict(model.model.named_parameters())
     names = list(params)

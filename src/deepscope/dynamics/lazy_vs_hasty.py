@@ -489,6 +489,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     -------
     RealComparison
     """
+    from deepscope.data.noise import symmetric_noise
     from deepscope.dynamics.alpha_scaling import AlphaScaled
     from deepscope.dynamics.difficulty import knn_agreement, quantile_groups, spurious_patch
     from deepscope.dynamics.ladder import (
@@ -497,7 +498,6 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
         learning_times,
         regime_delta,
     )
-    from deepscope.data.noise import symmetric_noise
 
     alphas = sorted(alphas)
     options = TrainOptions.resolve(options, REAL_DEFAULTS)

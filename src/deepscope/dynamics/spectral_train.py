@@ -47,9 +47,9 @@ from torch import nn
 from deepscope.dynamics.spectral import SpectrumRecorder
 from deepscope.nets import MLP
 from deepscope.train.config import check_float, check_int, require
-from deepscope.train.loop import generator_or_default
+from deepscope.train.loop import TrainOptions, generator_or_default, setup
 from deepscope.train.rng import fork_seeded
-from deepscope.train.run import NullRun, Run, as_run
+from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "train_lockstep", "train_batched", "log_spectra", "read_spectra", "load_lockstep_model",
@@ -173,8 +173,7 @@ def train_lockstep(
     names, xs, groups = _lockstep_inputs(x, targets, share_init, lr, width=width, depth=depth,
                                          steps=steps, record_every=record_every,
                                          checkpoint_every=checkpoint_every)
-    run = as_run(run, device)
-    dev = run.device
+    run, _, dev = setup(run, TrainOptions(device=device))
     xs = {n: xs[n].to(dev) for n in names}
     ys = {n: targets[n].to(dev) for n in names}
     generator = generator_or_default(generator)
@@ -250,8 +249,7 @@ def train_batched(
     if len(rows) != 1:
         raise ValueError(f"x has {sorted(rows)} rows across the targets; train_batched needs one "
                          "N for all networks (use train_lockstep for inputs of different sizes)")
-    run = as_run(run, device)
-    dev = run.device
+    run, _, dev = setup(run, TrainOptions(device=device))
     shared = isinstance(x, torch.Tensor)
     xb = (x if shared else torch.stack([xs[n] for n in names])).to(dev)   # (N, D) or (K, N, D)
     yb = torch.stack([targets[n] for n in names]).to(dev)                 # (K, N)

@@ -525,7 +525,7 @@ class MINE(_Params):
         -------
         self
         """
-        from deepscope.train.run import resolve_device
+        from deepscope.train.distributed import resolve_device
 
         t_fit = time.perf_counter()
         timings: dict[str, float] = {}

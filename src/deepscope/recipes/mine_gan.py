@@ -110,7 +110,6 @@ def run(cfg: Config, run) -> dict:
     import torch
 
     from deepscope.mi.gan import make_toy
-    from deepscope.train.grid import setting_path
 
     data = make_toy(cfg.dataset)
     sub_cfg = {k: v for k, v in vars(cfg).items() if k not in ("out", "seed", "seeds", "betas", "quick")}
@@ -127,7 +126,7 @@ def run(cfg: Config, run) -> dict:
                     config=lambda setting, seed: {**sub_cfg, "beta": beta_of[setting], "seed": seed})
     for setting, beta in beta_of.items():  # sub-runs finished by an earlier, interrupted run
         if beta not in samples:
-            samples[beta] = torch.load(run.dir / setting_path(setting) / f"seed{cfg.seed}" / "samples.pt")
+            samples[beta] = torch.load(grid.dirs[(setting, cfg.seed)] / "samples.pt")
     samples = {b: samples[b] for b in cfg.betas}
     per_run = {beta: grid.results(setting) for setting, beta in beta_of.items()}
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepscope.train.run import from_json, to_jsonable
+from deepscope.train.jsonio import from_json, to_jsonable
 from deepscope.train.stats import summarise
 
 __all__ = ["Grid", "run_grid", "setting_path"]
@@ -53,11 +53,14 @@ class Grid:
         The seeds, in the order given.
     cells : dict of (setting, seed) -> dict
         Each sub-run's result (what ``fn`` returned, or its stored ``result.json``).
+    dirs : dict of (setting, seed) -> Path or None
+        Each sub-run's directory (None without a run directory), to read its side files.
     """
 
     settings: list = field(default_factory=list)
     seeds: list = field(default_factory=list)
     cells: dict = field(default_factory=dict)
+    dirs: dict = field(default_factory=dict)
 
     def results(self, setting: Setting) -> list[dict]:
         """The results of ``setting``, one per seed, in seed order (missing seeds left out)."""
@@ -120,6 +123,7 @@ def run_grid(run: Any, settings: Iterable[Setting], seeds: Sequence[int],
         for seed in seeds:
             sub = run.child(f"{setting_path(setting)}/seed{seed}",
                             config=None if config is None else config(setting, seed), seed=seed)
+            grid.dirs[(setting, seed)] = sub.dir
             if sub.finished:
                 grid.cells[(setting, seed)] = sub.read_result()
                 continue

@@ -34,9 +34,7 @@ generators: the command boundary seeds them once (:func:`deepscope.train.rng.see
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import os
 import random
 import tempfile
@@ -50,6 +48,7 @@ import torch
 
 from deepscope.train.config import RunConfig
 from deepscope.train.distributed import barrier, env_rank, init_distributed, resolve_device
+from deepscope.train.jsonio import from_json, to_jsonable
 from deepscope.train.rng import make_generator
 
 __all__ = [
@@ -59,27 +58,6 @@ __all__ = [
 
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, paths, tensors, numpy values and non-finite floats to JSON types."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
 
 
 def _unique_tmp(path: Path) -> Path:
@@ -149,19 +127,6 @@ def _set_rng_state(state: dict) -> None:
 def is_finished(path: str | os.PathLike) -> bool:
     """A run (or sub-run, or sweep point) directory is finished when it holds ``result.json``."""
     return (Path(path) / RESULT).exists()
-
-
-def from_json(obj: Any) -> Any:
-    """Undo :func:`to_jsonable`'s encoding of infinities: ``"inf"``/``"-inf"`` become floats."""
-    if isinstance(obj, dict):
-        return {k: from_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [from_json(v) for v in obj]
-    if obj == "inf":
-        return math.inf
-    if obj == "-inf":
-        return -math.inf
-    return obj
 
 
 def read_result(path: str | os.PathLike) -> dict:
