@@ -68,6 +68,15 @@ def _env_step(device: str) -> dict:
             "numbers": info, "command": "", "tail": ""}
 
 
+def _procs(cpu: bool) -> int:
+    """One process per GPU (a one-process NCCL group on one GPU); two gloo processes on the CPU."""
+    if cpu:
+        return 2
+    import torch
+
+    return max(torch.cuda.device_count(), 1)
+
+
 def _recipes() -> list[str]:
     sys.path.insert(0, str(ROOT / "src"))
     from deepscope.runner import recipe_modules
@@ -99,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                         "tests/cuda"], timeout=limit, env=dev_env)
         elif step == "torchrun":
             rec = _run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "distributed",
-                        "tests/distributed/test_loops.py", "-k", "test_every_loop_matches"],
-                       timeout=limit, env=dev_env)
+                        "tests/distributed/test_loops.py", "-k", "test_two_processes_equal_one"],
+                       timeout=limit, env={**dev_env, "DEEPSCOPE_TORCHRUN_PROCS": str(_procs(cpu))})
         elif step == "timings":
             timings = args.out / "timings.json"
             cmd = [py, "benchmarks/device_timings.py", "--device", args.device, "--out", str(timings)]

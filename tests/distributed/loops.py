@@ -8,6 +8,7 @@ every process runs the same code with the same seed; the global batch is the sam
 KILL_AT: raise SystemExit(3) from run.log at that step (after a checkpoint), to test resume.
 """
 
+import os
 import sys
 
 import torch
@@ -163,7 +164,8 @@ class _Kill:
 
 def main(out: str, names: str, kill_at: int | None) -> None:
     torch.set_num_threads(1)
-    dist, dev = init_distributed("cpu")
+    # DEEPSCOPE_CHECK_DEVICE=cuda (make gpu-check): one GPU per process, NCCL; default: CPU, gloo
+    dist, dev = init_distributed(os.environ.get("DEEPSCOPE_CHECK_DEVICE", "cpu"))
     for name in names.split(","):
         run = Run(f"{out}/{name}", config={"loop": name}, seed=0, device=dev, progress=False)
         if kill_at is not None:

@@ -34,7 +34,9 @@ def _env():
 
 
 def _torchrun(out, names, kill_at=None):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+    # make gpu-check sets one process per GPU (NCCL); the CPU default is two gloo processes
+    procs = os.environ.get("DEEPSCOPE_TORCHRUN_PROCS", "2")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", procs,
            "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            str(SCRIPT), str(out), ",".join(names)] + ([str(kill_at)] if kill_at else [])
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
