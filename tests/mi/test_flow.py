@@ -146,3 +146,41 @@ def test_stay_a_bound_is_the_clipped_dv_and_smile_reads_it():
     # past tau but under log(N_test): heavy tails, not a deterministic pair; SMILE stands
     same, none, readout = stay_a_bound(per_row, tau=5.0, ceiling=20.0)
     assert readout == "smile" and none is None
+
+
+def test_estimate_csv_takes_the_flow_critic(tmp_path, capsys):
+    # the BMI external-estimator path: `deepscope mi estimate-csv PATH 2 2 --critic flow`
+    from deepscope.cli import main
+
+    x, y, truth = tasks.mapped_gaussian(400, d=2, mi=0.7, map="shear", seed=0)
+    path = tmp_path / "t.csv"
+    np.savetxt(path, np.hstack([x, y]), delimiter=",", header="X0,X1,Y0,Y1", comments="")
+    assert main(["mi", "estimate-csv", str(path), "2", "2", "--critic", "flow", "--threads", "1"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert abs(float(out) - truth) < 0.5 and len(out.splitlines()) == 1
+
+
+def test_run_directory_records_the_selection(tmp_path, capsys):
+    import json
+
+    from deepscope.cli import main
+
+    x, y, _ = tasks.mapped_gaussian(400, d=2, mi=0.7, map="shear", seed=0)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "run"
+    assert main(["mi", "estimate", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--critic", "select",
+                 "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["selection"]["chosen"] in ("hybrid", "flow") and res["readout"] == "smile"
+
+
+def test_zuko_is_imported_only_for_a_flow():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; import deepscope.mi; from deepscope.mi import MINE, tasks; "
+            "x, y, _ = tasks.correlated_gaussian(300, d=2, mi=0.5, seed=0); MINE(max_steps=10).fit(x, y); "
+            "print('zuko' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "False", p.stdout + p.stderr
