@@ -184,3 +184,14 @@ def test_zuko_is_imported_only_for_a_flow():
             "print('zuko' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "False", p.stdout + p.stderr
+
+
+def test_rows_beyond_the_training_range_are_clamped_to_it():
+    x, y, _ = tasks.mapped_gaussian(600, d=2, mi=0.5, map="shear", seed=0)
+    t = torch.from_numpy
+    splits = {"train": (t(x[:400]), t(y[:400])), "val": (t(x[400:]), t(y[400:]))}
+    pair, _ = fit_flow_pair(splits, **TINY)
+    far = torch.full((1, 2), 50.0)
+    mx, my = pair(far, -far)
+    assert torch.all((mx >= pair.lo[:2]) & (mx <= pair.hi[:2])) and torch.isfinite(pair.lo).all()
+    assert torch.all((my >= pair.lo[2:]) & (my <= pair.hi[2:]))

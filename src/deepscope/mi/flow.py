@@ -226,8 +226,10 @@ def fit_flow_pair(
         with torch.no_grad():
             z = torch.cat([torch.cat([pair.map_x(xtr[s : s + _BLOCK]), pair.map_y(ytr[s : s + _BLOCK])], 1)
                            for s in range(0, n, _BLOCK)])
-            pair.lo.copy_(z.min(0).values)
-            pair.hi.copy_(z.max(0).values)
+            mapped = torch.tensor([pair.fx is not None] * pair.dim_x + [pair.fy is not None] * pair.dim_y,
+                                  device=z.device)
+            pair.lo.copy_(torch.where(mapped, z.min(0).values, -torch.inf))
+            pair.hi.copy_(torch.where(mapped, z.max(0).values, torch.inf))
     return pair, history
 
 
