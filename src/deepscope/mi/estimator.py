@@ -274,7 +274,7 @@ class MINE(_Params):
         fitted to the training rows plus an MLP residual that starts at zero),
         ``'concat'`` (MLP on [x, y], the MINE paper's; the default before issue 12),
         ``'separable'`` (g(x)^T h(y)), or any module with ``forward(x, y) -> (K,)``.
-        A module is copied per restart. Issue 24: ``'flow'`` (:mod:`deepscope.mi.flow`: flows
+        A module is copied per restart. ``'flow'`` (:mod:`deepscope.mi.flow`: flows
         f_x, f_y fitted by maximum likelihood on the training rows map X and Y towards a
         joint Gaussian, then the hybrid critic is fitted and read out on the mapped rows; the
         estimate is unchanged by invertible maps the flows can undo, Butakov et al. 2024,
@@ -353,7 +353,7 @@ class MINE(_Params):
     flow_options : dict or None
         Keyword arguments of :func:`deepscope.mi.flow.fit_flow_pair` for ``critic='flow'``
         (``transforms``, ``hidden``, ``lr``, ``batch_size``, ``max_steps``, ``eval_every``,
-        ``patience``); None: its defaults.
+        ``patience``, ``clamp``); None: its defaults.
 
     Attributes
     ----------
@@ -618,7 +618,8 @@ class MINE(_Params):
                 per_row, value, readout = stay_a_bound(rr["per_row"], tau=self.tau, ceiling=math.log(n_test))
                 if readout != "smile":
                     rr["per_row"], rr["test"] = per_row, value
-                    self.readout_ = readout if rr is best else self.readout_
+                    if rr is best:
+                        self.readout_ = readout
             if self.readout_ != "smile":
                 self._warn(
                     f"joint scores above tau = {self.tau} (near-deterministic pairs): SMILE's clipped "

@@ -3,8 +3,10 @@
 >>> import torch
 >>> from deepscope.mi import readout
 >>> tj, tm = torch.full((750,), 40.0), torch.full((750, 66), -1e4)   # a near-deterministic pair
->>> readout.smile_excess(tj, tau=5.0)          # mean joint score above tau: 35 nats nobody pays for
->>> readout.clipped_dv(tj, tm, tau=5.0)        # DV bound of the critic clip(T, -tau, tau): 10 nats
+>>> readout.smile_excess(tj, tau=5.0)          # mean joint score above tau: nats nobody pays for
+35.0
+>>> readout.clipped_dv(tj, tm, tau=5.0)        # DV bound of the critic clip(T, -tau, tau): 2 tau
+10.0
 
 SMILE (Song & Ermon 2020, arXiv 1910.06222) reads E_P[T] - log E_Q[exp(clip(T, -tau, tau))]:
 the joint scores enter unclipped, the marginal ones clipped. Clipping a marginal score from
