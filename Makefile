@@ -17,7 +17,7 @@ $(BIN)/deepscope: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,cluster,attacks,tracking]"
+	$(BIN)/pip install -q -e ".[dev,cluster,attacks,tracking,flow]"
 	$(BIN)/pip install -q --no-deps "torchattacks==3.5.1"
 	touch $@
 

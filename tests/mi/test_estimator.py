@@ -259,7 +259,9 @@ def test_deterministic_pairs_warn_that_the_number_is_not_a_measurement():
     x = np.random.default_rng(0).standard_normal((2000, 3)).astype(np.float32)
     with pytest.warns(MIWarning, match="exceeds log\\(N_test\\) = 5.70.*not a measurement"):
         est = MINE(n_bootstrap=0).fit(x, x.copy())
-    assert est.mi_ > math.log(est.n_test_) and len(est.warnings_) == 1
+    # the read-out falls back to the clipped critic's DV bound (at most 2 tau) and says so
+    assert math.log(est.n_test_) < est.mi_ <= 2 * est.tau and est.readout_ == "dv-clipped"
+    assert len(est.warnings_) == 2 and "SMILE's clipped read-out is not a bound" in est.warnings_[0]
 
 
 def test_validate_refuses_bad_options_before_any_work():

@@ -13,7 +13,8 @@ Inside a model: ``MILoss(dim_x=..., dim_y=...)(x, z)`` is a differentiable MI te
 Modules: ``bounds`` (pure functions and the one dispatch by bound name), ``critics``,
 ``estimator`` (``MINE``, a scikit-learn estimator), ``loss`` (``MILoss``, ``bound_on_batch``),
 ``knn`` (KSG, Gaussian closed forms), ``tasks`` (distributions with known MI), ``staircase``,
-``gan``, ``bottleneck`` (the loops), ``io`` (reading .npy/.npz/.csv). Every name below is
+``gan``, ``bottleneck`` (the loops), ``io`` (reading .npy/.npz/.csv), ``flow`` (the flow critic:
+per-variable normalizing flows, zuko), ``readout`` (the held-out read-out that stays a bound). Every name below is
 imported on first use, so ``import deepscope.mi`` stays cheap. See docs/mine.md.
 """
 
@@ -22,7 +23,7 @@ from importlib import import_module
 # name -> the submodule that defines it (a submodule itself maps to None)
 _HOME = {
     "bounds": None, "critics": None, "estimator": None, "loss": None, "knn": None, "tasks": None,
-    "staircase": None, "gan": None, "bottleneck": None, "io": None,
+    "staircase": None, "gan": None, "bottleneck": None, "io": None, "flow": None, "readout": None,
     "MINE": "estimator", "MIWarning": "estimator", "PRESETS": "estimator",
     "prepare_inputs": "estimator",
     "MILoss": "loss", "adaptive_gradient_clip": "loss", "bound_on_batch": "loss",
@@ -36,6 +37,7 @@ _HOME = {
     "train_ib": "bottleneck", "IBClassifier": "bottleneck", "vib_kl": "bottleneck",
     "error_rate": "bottleneck", "estimate_mi_xz": "bottleneck",
     "load_source": "io",
+    "FlowPair": "flow", "FlowCritic": "flow", "fit_flow_pair": "flow",
 }
 
 __all__ = list(_HOME)

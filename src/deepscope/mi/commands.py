@@ -29,8 +29,8 @@ class EstimateArgs:
     """Lower bound trained and reported (default: the preset's; smile for default, mine for concat-mine)."""
     preset: Literal["default", "concat-mine"] = "default"
     """Named configuration (deepscope.mi.estimator.PRESETS): concat-mine is the MINE paper's concatenation critic and bound with long early-stopped training; options below override it."""
-    critic: Literal["auto", "hybrid", "concat", "separable"] | None = None
-    """Statistics network: hybrid (Gaussian ratio + MLP residual), concat MLP on [x, y], or separable g(x)^T h(y) (default: the preset's; auto: separable for infonce, hybrid otherwise)."""
+    critic: Literal["auto", "hybrid", "concat", "separable", "flow", "select"] | None = None
+    """Statistics network: hybrid (Gaussian ratio + MLP residual), concat MLP on [x, y], separable g(x)^T h(y), flow (hybrid on rows mapped by flows fitted by maximum likelihood; needs zuko) or select (hybrid or flow, by the validation bound) (default: the preset's; auto: separable for infonce, hybrid otherwise)."""
     hidden: tuple[int, ...] | None = None
     """Hidden layer widths of the critic (default: the preset's, 64 64)."""
     batch_size: int | None = None
@@ -84,6 +84,8 @@ class EstimateCsvArgs:
     """Per-column preprocessing fitted on the training split."""
     preset: Literal["default", "concat-mine"] = "default"
     """Named configuration (deepscope.mi.estimator.PRESETS): concat-mine is the MINE paper's concatenation critic and bound with long early-stopped training."""
+    critic: Literal["auto", "hybrid", "concat", "separable", "flow", "select"] | None = None
+    """Statistics network (default: the preset's); flow and select as for deepscope mi estimate."""
     threads: int = 0
     """CPU threads for torch (0: torch's default)."""
 
@@ -144,6 +146,7 @@ def estimate_main(argv: list[str]) -> int:
         "restarts": est.restarts_, "warnings": est.warnings_, "preset": args.preset,
         "seconds_by_stage": est.timings_,
         "gaussian_part": {"shrinkage": est.shrinkage_, "rank": est.gaussian_rank_},
+        "readout": est.readout_, "selection": getattr(est, "selection_", None),
     }
     run.write_result(result)
     lo, hi = est.ci_
@@ -177,6 +180,8 @@ def estimate_csv_main(argv: list[str]) -> int:
             )
         x, y = data[:, : args.dim_x], data[:, args.dim_x :]
         bound = {} if args.bound is None else {"bound": args.bound}
+        if args.critic is not None:
+            bound["critic"] = args.critic
         est = MINE(**{**PRESETS[args.preset], **bound, "transform": args.transform,
                       "random_state": args.seed}).fit(
             np.ascontiguousarray(x), np.ascontiguousarray(y)

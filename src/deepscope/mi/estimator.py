@@ -134,7 +134,7 @@ class MIWarning(UserWarning):
 
 
 _TRANSFORMS = ("standardize", "gaussianize", "none")
-_CRITICS = ("auto", "hybrid", "concat", "separable")
+_CRITICS = ("auto", "hybrid", "concat", "separable", "flow", "select")
 # Covariance shrinkage values tried for the hybrid critic's Gaussian part (shrinkage='auto').
 _SHRINKAGE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 # Inputs are processed in row chunks of about this many elements (2 MB in float64):
@@ -276,7 +276,12 @@ class MINE(_Params):
         fitted to the training rows plus an MLP residual that starts at zero),
         ``'concat'`` (MLP on [x, y], the MINE paper's and the ``'concat-mine'`` preset's),
         ``'separable'`` (g(x)^T h(y)), or any module with ``forward(x, y) -> (K,)``.
-        A module is copied per restart.
+        A module is copied per restart. ``'flow'`` (:mod:`deepscope.mi.flow`: flows
+        f_x, f_y fitted by maximum likelihood on the training rows map X and Y towards a
+        joint Gaussian, then the hybrid critic is fitted and read out on the mapped rows; the
+        estimate is unchanged by invertible maps the flows can undo, Butakov et al. 2024,
+        arXiv 2403.02187; needs ``zuko``), ``'select'`` (fit ``'hybrid'`` and ``'flow'`` on the
+        same split and keep the one with the higher validation bound, ``selection_``).
     hidden : sequence of int
         Hidden widths of a built-in critic.
     embed : int
@@ -351,6 +356,10 @@ class MINE(_Params):
         ``test-pairs``, ``bootstrap``), so no two coincide. None: 0.
     verbose : bool
         Show a progress bar.
+    flow_options : dict or None
+        Keyword arguments of :func:`deepscope.mi.flow.fit_flow_pair` for ``critic='flow'``
+        (``transforms``, ``hidden``, ``lr``, ``batch_size``, ``max_steps``, ``eval_every``,
+        ``patience``, ``clamp``); None: its defaults.
 
     Attributes
     ----------
@@ -380,7 +389,15 @@ class MINE(_Params):
         Canonical pairs in the hybrid critic's Gaussian part (None for other critics).
     timings_ : dict
         Seconds spent per stage of ``fit``: ``prepare_and_transform``, ``gaussian_part``,
-        ``train`` (steps only), ``validation``, ``test``, ``bootstrap`` and ``total``.
+        ``train`` (steps only), ``validation``, ``test``, ``bootstrap`` and ``total``
+        (and ``flow`` with ``critic='flow'``).
+    flows_ : FlowPair or None
+        With ``critic='flow'``: the fitted flows (``flow_history_``: their training curve).
+    selection_ : dict
+        With ``critic='select'``: each candidate's validation bound and the ``'chosen'`` one.
+    readout_ : str
+        What ``mi_`` is: the bound's own read-out, or ``'dv-clipped'`` where SMILE's clipped
+        read-out stops being a bound (:func:`deepscope.mi.readout.stay_a_bound`).
     """
 
     def __init__(
@@ -411,6 +428,7 @@ class MINE(_Params):
         device: str = "auto",
         random_state: int | None = 0,
         verbose: bool = False,
+        flow_options: dict | None = None,
     ) -> None:
         self.bound = bound
         self.critic = critic
@@ -437,6 +455,7 @@ class MINE(_Params):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.flow_options = flow_options
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "mi_"):
@@ -486,6 +505,10 @@ class MINE(_Params):
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or rs < 0):
             raise ValueError(f"random_state == {rs!r}, must be None or an integer >= 0")
+        if self.flow_options is not None:
+            from deepscope.mi.flow import check_flow_options
+
+            check_flow_options(self.flow_options)
         if self.lr_decay not in (True, False, "auto"):
             raise ValueError(f"lr_decay == {self.lr_decay!r}; choose True, False or 'auto'")
         checks = [
@@ -530,6 +553,10 @@ class MINE(_Params):
         t_fit = time.perf_counter()
         timings: dict[str, float] = {}
         self._check_params()
+        if self.critic == "select":  # hybrid or flow, by the validation bound
+            from deepscope.mi.flow import fit_selected
+
+            return fit_selected(self, x, y)
         tx, ty = prepare_inputs(x, y)
         self._check_rank(tx.shape[1], ty.shape[1])
         dev = resolve_device(self.device)
@@ -561,6 +588,16 @@ class MINE(_Params):
 
         self.warnings_ = []
         timings["prepare_and_transform"] = time.perf_counter() - t_fit
+        # critic="flow" maps the splits by flows fitted on the training rows, then
+        # fits the hybrid critic on the mapped rows (deepscope.mi.flow) --
+        self.flows_, self.flow_history_ = None, None
+        if self.critic == "flow":
+            from deepscope.mi.flow import fit_flow_pair, map_splits
+
+            t = time.perf_counter()
+            self.flows_, self.flow_history_ = fit_flow_pair(splits, seed=seed, **(self.flow_options or {}))
+            splits = map_splits(self.flows_, splits)
+            timings["flow"] = time.perf_counter() - t
         t = time.perf_counter()
         self._quadratic, self.shrinkage_, self.gaussian_rank_ = None, math.nan, None
         if self._critic_kind() == "hybrid":
@@ -580,8 +617,30 @@ class MINE(_Params):
             rr["test"] = value
             rr["per_row"] = per_row
             test_values.append(value)
+        # SMILE's clipped read-out stops being a bound for near-deterministic pairs
+        # (past log N_test, joint scores past tau); the clipped critic's DV bound replaces it --
+        self.readout_ = self.bound
+        if self.bound == "smile":
+            from deepscope.mi.readout import stay_a_bound
+
+            for rr in runs:
+                per_row, value, readout = stay_a_bound(rr["per_row"], tau=self.tau, ceiling=math.log(n_test))
+                if readout != "smile":
+                    rr["per_row"], rr["test"] = per_row, value
+                    if rr is best:
+                        self.readout_ = readout
+            if self.readout_ != "smile":
+                self._warn(
+                    f"joint scores above tau = {self.tau} (near-deterministic pairs): SMILE's clipped "
+                    "read-out is not a bound here, so the estimate is the DV bound of the critic "
+                    f"clipped to [-tau, tau] (at most {2 * self.tau:g} nats; deepscope.mi.readout)"
+                )
         timings["test"] = time.perf_counter() - t
         self.critic_ = best["critic"]
+        if self.flows_ is not None:  # the critic reads flow-mapped rows
+            from deepscope.mi.flow import FlowCritic
+
+            self.critic_ = FlowCritic(self.flows_, self.critic_)
         self.history_ = best["history"]
         self.mi_ = float(best["test"])
         self.mi_bits_ = self.mi_ / math.log(2)
@@ -595,7 +654,8 @@ class MINE(_Params):
         ]
         self.batch_size_ = bs
         self._warn_ceilings(bs)
-        if math.isfinite(best["val"]) and best["val"] - self.mi_ > max(0.25, 0.25 * abs(best["val"])):
+        if (math.isfinite(best["val"]) and self.readout_ == self.bound  # same read-out only
+                and best["val"] - self.mi_ > max(0.25, 0.25 * abs(best["val"]))):
             # validation and test rows come from the same distribution: a gap this size means a
             # few held-out pairs dominate the read-out (heavy tails, a critic that extrapolates)
             fix = ("use bound='smile' (clipped read-out) or more rows" if self.bound != "smile"
@@ -641,6 +701,8 @@ class MINE(_Params):
     def _critic_kind(self) -> str | None:
         if isinstance(self.critic, nn.Module):
             return None
+        if self.critic in ("flow", "select"):  # the hybrid critic, on flow-mapped rows
+            return "hybrid"
         if self.critic == "auto":
             return "separable" if self.bound == "infonce" else "hybrid"
         return self.critic
