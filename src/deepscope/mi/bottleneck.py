@@ -121,6 +121,8 @@ class IBClassifier(nn.Module):
     encoder_dim : int, optional
         The size of ``encoder``'s output (needed with ``encoder``).
 
+    Notes
+    -----
     ``forward(x)`` returns ``(logits (K, C), z (K, code_dim), (mu, std))`` where ``mu`` and
     ``std`` are the Gaussian encoder's parameters, ``(None, None)`` for the other encoders.
     Noise is drawn in training and evaluation mode alike (the code *is* stochastic) from the

@@ -97,6 +97,8 @@ def dv(t_joint: torch.Tensor, t_marginal: torch.Tensor) -> torch.Tensor:
     t_marginal : (M,) tensor
         Critic scores on pairs from the product of marginals.
 
+    Notes
+    -----
     Tight at T = log dP/dQ + c for any constant c. Its minibatch gradient is biased
     (see :func:`mine_ema`).
     """
@@ -128,6 +130,8 @@ def infonce(scores: torch.Tensor) -> torch.Tensor:
     scores : (K, K) tensor
         ``scores[i, j] = T(x_i, y_j)``; the diagonal holds the joint pairs.
 
+    Notes
+    -----
     Never exceeds log K: with K = 64 it cannot report more than 4.16 nats.
     """
     return infonce_rows(scores).mean()

@@ -87,6 +87,8 @@ def gaussian_mi(cov, dim_x: int) -> float:
         Joint covariance; X is the first ``dim_x`` coordinates.
     dim_x : int
 
+    Notes
+    -----
     I = (log det S_xx + log det S_yy - log det S) / 2.
     """
     cov = np.asarray(cov, dtype=np.float64)
