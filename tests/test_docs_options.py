@@ -5,7 +5,8 @@
    signature, every parameter must be in the table, and the value a row marks as the default
    (``"v"`` followed by ``(default...)`` or ``(...; default)``) must be the signature's.
 2. Docstrings of the public API: in a numpydoc "Parameters" entry, a quoted value followed by
-   ``(default`` must be the signature's default.
+   ``(default`` and the first of a ``{'a', 'b'}`` set of values (numpydoc's place for the
+   default, shown so by the API reference) must be the signature's default.
 
 (The API reference itself shows the signatures, so its defaults are the code's; ``mkdocs build
 --strict`` fails on a documented parameter that the signature lacks.)
@@ -108,6 +109,11 @@ def _documented_defaults(doc: str):
         elif entries:
             entries[-1] = (entries[-1][0], entries[-1][1] + " " + line.strip())
     for names, text in entries:
+        # numpydoc: "a set of values in braces, with the default appearing first" (the API
+        # reference shows that first value in its Default column)
+        choices = re.match(r"\s*\{\s*'([^']+)'", text)
+        if choices:
+            yield names, choices.group(1)
         for value in re.findall(r"`*'([^']+)'`*\s*\((?:default\b[^)]*|[^()]*;\s*default)\)", text):
             yield names, value
 

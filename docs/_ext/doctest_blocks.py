@@ -1,4 +1,4 @@
-"""Griffe extension for the API reference: doctest blocks in docstring prose become code.
+"""Griffe extension for the API reference: doctest blocks become code, Sphinx roles links.
 
 NumPy-style parsing only treats ``>>>`` lines as code inside an "Examples" section; in a
 module's or a function's description they would be read as Markdown (nested quotes, and a
@@ -14,6 +14,21 @@ import re
 import griffe
 
 _DIRECTIVE = re.compile(r"\s*#\s*doctest:.*$")
+# Sphinx roles (:func:`~deepscope.x.f`, :class:`Run`) -> a code span linked where the target is
+# in the reference (an optional autoref: no warning when it is not, e.g. a private helper).
+_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|exc|obj):`(~?)([\w.]+)`")
+
+
+def _role(m: re.Match) -> str:
+    target = m.group(2)
+    shown = target.rsplit(".", 1)[-1] if m.group(1) else target
+    return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+
+def link_roles(text: str) -> str:
+    """Sphinx roles outside code fences become optional autorefs."""
+    parts = re.split(r"(^```.*?^```)", text, flags=re.S | re.M)
+    return "".join(p if p.startswith("```") else _ROLE.sub(_role, p) for p in parts)
 
 
 def fence_doctests(text: str) -> str:
@@ -40,5 +55,5 @@ def fence_doctests(text: str) -> str:
 
 class DoctestBlocks(griffe.Extension):
     def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
-        if obj.docstring is not None and ">>>" in obj.docstring.value:
-            obj.docstring.value = fence_doctests(obj.docstring.value)
+        if obj.docstring is not None:
+            obj.docstring.value = link_roles(fence_doctests(obj.docstring.value))

@@ -299,7 +299,7 @@ def train_ib(
         Your own encoder ``x (K, ...) -> (K, F)`` (or a function returning one) in place of the
         built-in MLP of ``hidden``; the stochastic code's head and the linear decoder go on
         top (:class:`IBClassifier`'s ``encoder``). ``noise='propagated'`` needs the built-in one.
-    method : {'plain', 'vib', 'mine'}
+    method : {'mine', 'plain', 'vib'}
         ``'plain'`` (cross-entropy, ``noise='none'``), ``'vib'`` (cross-entropy +
         beta * KL, ``noise='gaussian'``) or ``'mine'`` (cross-entropy + beta * I(X;Z) by MINE;
         any stochastic ``noise``, default ``'gaussian'``).

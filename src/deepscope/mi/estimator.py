@@ -266,7 +266,7 @@ class MINE(_Params):
 
     Parameters
     ----------
-    bound : {'mine', 'dv', 'nwj', 'infonce', 'smile'}
+    bound : {'smile', 'mine', 'dv', 'nwj', 'infonce'}
         Training objective and reported value (:data:`deepscope.mi.bounds.Bound`): ``'smile'``
         (default: JS-trained critic, DV read-out with the marginal scores
         clipped to [-tau, tau]; robust to the outlying marginal scores that can sink a DV
