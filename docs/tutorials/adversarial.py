@@ -6,7 +6,7 @@
 # PGD, then trains it adversarially (`train_robust` with an objective from
 # `make_objective`: PGD-AT here; FGSM-AT, TRADES and A3T by name) and measures both with
 # `evaluate`, which reports clean and worst-case robust accuracy, the accuracy as ε grows,
-# and checks for gradient masking ([the A3T page](../a3t.md)). The data are scikit-learn's
+# and checks for gradient masking ([the A3T page](../../a3t/)). The data are scikit-learn's
 # 8×8 digits in [0, 1], standing in for yours.
 
 # %%

@@ -7,7 +7,7 @@
 # (it is zero at initialisation for every α), and `train_alpha` trains it by SGD, recording
 # every example's loss and correctness each time the training loss reaches a rung of a
 # ladder, so the two regimes are compared at equal training loss, not at equal time
-# (George, Lajoie & Baratin; [the system page](../lazy_vs_hasty.md)).
+# (George, Lajoie & Baratin; [the system page](../../lazy_vs_hasty/)).
 
 # %%
 import copy
@@ -75,4 +75,4 @@ plt.show()
 # they move (feature learning), and the order in which examples are learned differs. The
 # paper's measures of that difference (group gaps between easy and hard examples, the
 # rank correlation of learning times) are in
-# [`deepscope.dynamics.ladder`](../api/dynamics.md#deepscope.dynamics.ladder).
+# [`deepscope.dynamics.ladder`](../../api/dynamics/#deepscope.dynamics.ladder).

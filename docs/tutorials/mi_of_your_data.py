@@ -5,8 +5,8 @@
 # conventions: a held-out estimate `mi_`, its 95% bootstrap interval `ci_` and the training
 # curve `history_`. Here "your" arrays are made up: a noisy nonlinear relation between a
 # 3-D `x` and a 2-D `y`, at several noise levels. Replace them by your own (N, dx) and
-# (N, dy) arrays, NumPy or torch. Background: [MINE](../mine.md); every option:
-# [`MINE`](../api/mi.md#deepscope.mi.estimator.MINE).
+# (N, dy) arrays, NumPy or torch. Background: [MINE](../../mine/); every option:
+# [`MINE`](../../api/mi/#deepscope.mi.estimator.MINE).
 
 # %%
 import matplotlib.pyplot as plt

@@ -3,7 +3,7 @@
 #
 # Labels collected by people or by heuristics are wrong for some examples, and a network
 # trained by cross-entropy memorises them. CrossSplit (Kim et al., [the system
-# page](../crosssplit.md)) trains two networks on disjoint halves of the data, each
+# page](../../crosssplit/)) trains two networks on disjoint halves of the data, each
 # correcting the other's labels and using the other half as unlabeled data. Here: labels of
 # yours with 40% of them replaced at random (`symmetric_noise`, which also returns the
 # transition matrix that produced them), your own `nn.Module`, and cross-entropy vs
@@ -47,8 +47,8 @@ options = {"epochs": 60, "batch_size": 64, "lr": 0.05}
 # %% [markdown]
 # Both loops take the network as a name of a built-in one, your module, or a function
 # returning one; `options` overrides the shared training knobs
-# ([`TrainOptions`](../api/train.md#deepscope.train.loop.TrainOptions)); each returns a
-# [`TrainResult`](../api/train.md#deepscope.train.loop.TrainResult) whose `history` has one
+# ([`TrainOptions`](../../api/train/#deepscope.train.loop.TrainOptions)); each returns a
+# [`TrainResult`](../../api/train/#deepscope.train.loop.TrainResult) whose `history` has one
 # line per epoch.
 
 # %%
@@ -87,7 +87,7 @@ plt.show()
 # Read the curves: a network trained by cross-entropy fits the wrong labels as training goes
 # on, so its test accuracy falls from its best epoch, which you could not pick without clean
 # labels; CrossSplit is built to resist that. This is one seed at toy scale; the measured
-# comparison, with seeds and the paper's settings, is on [the system page](../crosssplit.md). Other methods by name (co-teaching, DivideMix, confident
-# learning): [`train_noisy`](../api/robust.md#deepscope.robust.methods.train_noisy); other
+# comparison, with seeds and the paper's settings, is on [the system page](../../crosssplit/). Other methods by name (co-teaching, DivideMix, confident
+# learning): [`train_noisy`](../../api/robust/#deepscope.robust.methods.train_noisy); other
 # noise (asymmetric, instance-dependent):
-# [`deepscope.data.noise`](../api/data.md#deepscope.data.noise).
+# [`deepscope.data.noise`](../../api/data/#deepscope.data.noise).

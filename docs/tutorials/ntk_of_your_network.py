@@ -5,7 +5,7 @@
 # `K(x, x') = J(x) J(x')ᵀ`, the inner products of the parameter gradients of the outputs.
 # `empirical_ntk(model, x)` computes it for any `nn.Module`; `kernel_alignment(K, y)` says
 # how much of it points along the labels (1: the kernel is the label kernel, 0: orthogonal
-# to it). Neural feature alignment (Baratin et al., [the system page](../feature_alignment.md))
+# to it). Neural feature alignment (Baratin et al., [the system page](../../feature_alignment/))
 # is the observation that training raises this alignment. Here: your own network and data,
 # your own training loop, and the kernel measured along the way.
 
@@ -70,5 +70,5 @@ plt.show()
 # The block structure that appears is the kernel aligning with the classes. For the
 # measures the paper logs during training (per-layer kernels, centred alignment on probe
 # sets, the complexity measure), see
-# [`train_feature_alignment`](../api/dynamics.md#deepscope.dynamics.feature_alignment.train_feature_alignment)
-# and [`AlignmentTracker`](../api/dynamics.md#deepscope.dynamics.ntk_tracker.AlignmentTracker).
+# [`train_feature_alignment`](../../api/dynamics/#deepscope.dynamics.feature_alignment.train_feature_alignment)
+# and [`AlignmentTracker`](../../api/dynamics/#deepscope.dynamics.ntk_tracker.AlignmentTracker).

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # The spectrum of what your network learned
 #
-# Spectral bias (Rahaman et al., [the system page](../spectral.md)): a network fitting a sum
+# Spectral bias (Rahaman et al., [the system page](../../spectral/)): a network fitting a sum
 # of sinusoids learns the low frequencies first. `fourier_spectrum(values, freqs=...)` reads
 # the amplitude of each integer frequency from a function sampled on a uniform grid over one
 # period, so you can watch it in any network of yours: evaluate the network on the grid
@@ -64,7 +64,7 @@ plt.show()
 # %% [markdown]
 # The rows light up from the bottom: frequency 5 is learned first, 25 last. For data that are
 # not a 1-D grid (a manifold, images), the spectrum in the eigenbasis of a kernel on your
-# inputs is [`kernel_eigenbasis`](../api/dynamics.md#deepscope.dynamics.spectral.kernel_eigenbasis)
-# with [`eigenbasis_spectrum`](../api/dynamics.md#deepscope.dynamics.spectral.eigenbasis_spectrum),
+# inputs is [`kernel_eigenbasis`](../../api/dynamics/#deepscope.dynamics.spectral.kernel_eigenbasis)
+# with [`eigenbasis_spectrum`](../../api/dynamics/#deepscope.dynamics.spectral.eigenbasis_spectrum),
 # and the sensitivity of a trained network to perturbations of each frequency is
-# [`perturbation_spectrum`](../api/dynamics.md#deepscope.dynamics.spectral.perturbation_spectrum).
+# [`perturbation_spectrum`](../../api/dynamics/#deepscope.dynamics.spectral.perturbation_spectrum).
