@@ -27,11 +27,13 @@ env: $(BIN)/deepscope
 demo: env
 	$(BIN)/deepscope reproduce all --scale smoke --out runs/demo
 
-# The main suite; the slower checks (torchrun, SLURM, browser) have targets of their own.
+# The main suite, every docstring example included (tests/test_doctests.py); the slower checks
+# (torchrun, SLURM, browser) have targets of their own.
 test: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not slurm and not browser"
 
-# The report in headless Chromium (Debian's chromium; .ci/run installs it).
+# The report and the documentation site (build it first: make docs) in headless Chromium
+# (Debian's chromium; .ci/run installs it).
 test-browser: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/browser
 
@@ -62,8 +64,11 @@ $(VENV)/.docs-installed: pyproject.toml $(BIN)/deepscope
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# mkdocs-jupyter keeps executed notebooks in .cache/: drop them, so every tutorial runs against
+# the code as it is now.
 docs: $(VENV)/.docs-installed
-	OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mkdocs build --strict --clean
+	rm -rf .cache/mkdocs-jupyter
+	NO_MKDOCS_2_WARNING=1 OMP_NUM_THREADS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mkdocs build --strict --clean
 
 # Every CUDA path in one run (<= 8 minutes on a GPU); DEVICE=cpu runs the same steps tiny on the CPU.
 DEVICE ?= cuda
@@ -80,4 +85,4 @@ bench: env
 	$(BIN)/python benchmarks/mi_floor.py
 
 clean:
-	rm -rf $(VENV) $(VENV_VISION) build site *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV_VISION) build site .cache *.egg-info src/*.egg-info

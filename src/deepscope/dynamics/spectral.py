@@ -565,8 +565,8 @@ class SpectrumRecorder:
 
     Examples
     --------
-    >>> rec = SpectrumRecorder(grid, every=100, freqs=[5, 10], log=run.log)   # doctest: +SKIP
-    >>> for step in range(1, steps + 1):                                      # doctest: +SKIP
+    >>> rec = SpectrumRecorder(grid, every=100, freqs=[5, 10], log=run.log)  # your loop  # doctest: +SKIP
+    >>> for step in range(1, steps + 1):  # your loop and run  # doctest: +SKIP
     ...     train_step(); rec(step, net)
     """
 

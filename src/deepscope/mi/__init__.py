@@ -1,9 +1,10 @@
 """Mutual information: MINE and its applications.
 
 >>> from deepscope.mi import MINE, tasks
->>> x, y, truth = tasks.correlated_gaussian(5000, d=2, mi=1.0, seed=0)
->>> est = MINE(random_state=0).fit(x, y)          # doctest: +SKIP
->>> est.mi_, est.ci_, est.mi_bits_                # doctest: +SKIP
+>>> x, y, truth = tasks.correlated_gaussian(2000, d=2, mi=1.0, seed=0)
+>>> est = MINE(random_state=0).fit(x, y)
+>>> round(truth, 3), abs(est.mi_ - truth) < 0.3   # also est.ci_, est.mi_bits_
+(1.0, True)
 
 Inside a model: ``MILoss(dim_x=..., dim_y=...)(x, z)`` is a differentiable MI term; the loops
 ``train_ib`` (information bottleneck), ``train_gan`` (MINE-regularised GAN) and

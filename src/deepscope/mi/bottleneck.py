@@ -121,6 +121,8 @@ class IBClassifier(nn.Module):
     encoder_dim : int, optional
         The size of ``encoder``'s output (needed with ``encoder``).
 
+    Notes
+    -----
     ``forward(x)`` returns ``(logits (K, C), z (K, code_dim), (mu, std))`` where ``mu`` and
     ``std`` are the Gaussian encoder's parameters, ``(None, None)`` for the other encoders.
     Noise is drawn in training and evaluation mode alike (the code *is* stochastic) from the
@@ -297,7 +299,7 @@ def train_ib(
         Your own encoder ``x (K, ...) -> (K, F)`` (or a function returning one) in place of the
         built-in MLP of ``hidden``; the stochastic code's head and the linear decoder go on
         top (:class:`IBClassifier`'s ``encoder``). ``noise='propagated'`` needs the built-in one.
-    method : {'plain', 'vib', 'mine'}
+    method : {'mine', 'plain', 'vib'}
         ``'plain'`` (cross-entropy, ``noise='none'``), ``'vib'`` (cross-entropy +
         beta * KL, ``noise='gaussian'``) or ``'mine'`` (cross-entropy + beta * I(X;Z) by MINE;
         any stochastic ``noise``, default ``'gaussian'``).

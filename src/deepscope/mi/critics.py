@@ -5,12 +5,17 @@ Every critic is a plain ``nn.Module`` with two methods:
 - ``forward(x, y) -> (K,)``: scores of aligned pairs (x_i, y_i);
 - ``pairwise(x, y) -> (K, K)``: ``s[i, j] = T(x_i, y_j)`` for all pairs.
 
+>>> import torch
 >>> from deepscope.mi.critics import ConcatCritic, SeparableCritic, pairwise_scores
+>>> x, y = torch.randn(8, 5), torch.randn(8, 5)
 >>> t = ConcatCritic(dim_x=5, dim_y=5, hidden=(100, 100))
->>> s = t.pairwise(x, y)                       # doctest: +SKIP   K^2 pairs, first layer shared
+>>> t.pairwise(x, y).shape                     # K^2 pairs, first layer shared
+torch.Size([8, 8])
 >>> t = SeparableCritic(5, 5, hidden=(256,), embed=32)
->>> s = t.pairwise(x, y)                       # doctest: +SKIP   2K forward passes, one matmul
->>> s = pairwise_scores(my_module, x, y)       # doctest: +SKIP   any module with forward(x, y)
+>>> t.pairwise(x, y).shape                     # 2K forward passes, one matmul
+torch.Size([8, 8])
+>>> pairwise_scores(t, x, y).shape             # any module with forward(x, y)
+torch.Size([8, 8])
 
 A user module only needs ``forward(x, y) -> (K,)`` or ``(K, 1)``;
 :func:`pairwise_scores` falls back to evaluating the K^2 pairs in one batch.

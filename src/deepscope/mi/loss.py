@@ -68,6 +68,8 @@ def bound_on_batch(
     generator : torch.Generator, optional
         Draws the permutation (on the CPU). ``None``: torch's global RNG, as dropout does.
 
+    Notes
+    -----
     This is the step objective of ``MINE.fit``, ``MILoss`` and ``train_staircase``.
     """
     if bound == "infonce" or pairs == "all":
@@ -100,6 +102,8 @@ class MILoss(nn.Module):
     tau : float
         Clipping for ``'smile'``.
 
+    Notes
+    -----
     Inputs are ``(K, dx)`` and ``(K, dy)`` tensors or numpy arrays, cast to the critic's dtype
     and device (float64 or integer input works with the float32 default critic); 1-D inputs are
     taken as (K, 1).

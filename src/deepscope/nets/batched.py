@@ -108,6 +108,8 @@ class BatchedMLP(nn.Sequential):
     dim_in, hidden, dim_out, activation
         As in :class:`deepscope.nets.MLP`.
 
+    Notes
+    -----
     Input ``(N, dim_in)`` is shared by all networks; ``(K, N, dim_in)`` gives each network its
     own batch. Output ``(K, N, dim_out)``. Build from existing networks with :meth:`stack` (so
     that network k starts exactly where a single run of seed k would) and get them back with
@@ -207,6 +209,8 @@ class VmapStack(nn.Module):
         Networks of one architecture (same parameter and buffer names and shapes). They are
         copied; the stack trains its own (K, ...) parameters.
 
+    Notes
+    -----
     Input ``(K, N, ...)``: network k sees ``x[k]`` (for a shared batch pass
     ``x.expand(K, *x.shape)``, which copies nothing). Output ``(K, N, ...)``. Modules whose
     forward mixes examples (BatchNorm in train mode) or draws random numbers (dropout) are

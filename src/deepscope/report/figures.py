@@ -1,8 +1,8 @@
 """Figure helpers: one place that picks the non-interactive backend and saves PNGs.
 
 >>> from deepscope.report.figures import plt, save
->>> fig, ax = plt.subplots()          # doctest: +SKIP
->>> save(fig, run.figure_path("curve"))   # doctest: +SKIP
+>>> fig, ax = plt.subplots()
+>>> save(fig, run.figure_path("curve"))  # writes into your run directory  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -260,8 +260,10 @@ def train_coteaching(
         is correct).
     options : TrainOptions or dict, optional
         Unset knobs take :data:`COTEACHING_DEFAULTS` (those of :func:`train_ce`).
-    Other parameters
-        As :func:`train_ce`; a module given as ``net`` is network a, b its re-initialised copy.
+
+    Notes
+    -----
+    Other parameters as :func:`train_ce`; a module given as ``net`` is network a, b its re-initialised copy.
 
     Returns
     -------
@@ -387,9 +389,11 @@ def train_dividemix(
     options : TrainOptions or dict, optional
         Unset knobs take :data:`DIVIDEMIX_DEFAULTS` (batch 64, lr 0.02, otherwise
         :func:`train_ce`'s).
-    Other parameters
-        As :func:`train_coteaching`; ``confidence_penalty`` applies during warm-up (0.1 under
-        asymmetric noise in the paper).
+
+    Notes
+    -----
+    Other parameters as :func:`train_coteaching`; ``confidence_penalty`` applies during warm-up (0.1 under
+    asymmetric noise in the paper).
 
     Returns
     -------
@@ -557,8 +561,10 @@ def train_confident_learning(
         weights) and trained in place by the final stage.
     options : TrainOptions or dict, optional
         Unset knobs take :data:`CE_DEFAULTS`.
-    Other parameters
-        As :func:`train_ce`.
+
+    Notes
+    -----
+    Other parameters as :func:`train_ce`.
 
     Returns
     -------

@@ -301,6 +301,8 @@ def train_crosssplit(
     run : Run, optional
         Metrics (one line per epoch), checkpoints every ``checkpoint_every`` epochs, resume.
 
+    Notes
+    -----
     Under ``torchrun`` every process draws the same batches, views, MixUp coefficients and
     permutations for the *global* batch (all from ``generator``), runs its network on its
     slice of the rows (:func:`~deepscope.train.distributed.forward_sharded`), gets the whole

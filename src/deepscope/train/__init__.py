@@ -1,10 +1,15 @@
 """Shared training plumbing: run directories, checkpoints, the loop kit, sub-run grids, seeds.
 
+>>> import tempfile, torch
 >>> from deepscope.train import Run, RunConfig, TrainOptions, setup
->>> run = Run("runs/demo/try1", config={"lr": 1e-3}, seed=0)      # doctest: +SKIP
->>> run.log(step=10, loss=0.5)                                     # doctest: +SKIP
->>> run.save(10, model=model, opt=opt)                            # doctest: +SKIP
->>> start = run.restore(model=model, opt=opt)["step"]  # 0 when fresh # doctest: +SKIP
+>>> model = torch.nn.Linear(3, 1); opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+>>> run = Run(tempfile.mkdtemp() + "/try1", config={"lr": 1e-3}, seed=0)
+>>> run.restore(model=model, opt=opt)["step"]                       # 0 when fresh
+0
+>>> run.log(step=10, loss=0.5)
+>>> run.save(10, model=model, opt=opt)
+>>> run.restore(model=model, opt=opt)["step"]
+10
 
 Modules: ``run`` (``Run``, ``NullRun``), ``config`` (``RunConfig`` and the argument checks;
 no torch), ``loop`` (the kit every training loop is written with: ``TrainOptions``, ``setup``,

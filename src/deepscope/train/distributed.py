@@ -9,10 +9,10 @@ the single-process update of the global batch (up to float summation order). No
 checkpoint, which only rank 0 writes and every rank reads.
 
 >>> from deepscope.train.distributed import init_distributed, shard, wrap, all_reduce_mean
->>> dist = init_distributed("auto")          # doctest: +SKIP
->>> model = wrap(model, dist)               # doctest: +SKIP   (DDP when world_size > 1)
->>> idx = torch.randperm(n, generator=g)[:batch]   # doctest: +SKIP  (the global batch)
->>> loss = F.cross_entropy(model(x[shard(idx, dist)]), y[shard(idx, dist)])   # doctest: +SKIP
+>>> dist = init_distributed("auto")  # under torchrun  # doctest: +SKIP
+>>> model = wrap(model, dist)  # DDP when world_size > 1  # doctest: +SKIP
+>>> idx = torch.randperm(n, generator=g)[:batch]  # the global batch  # doctest: +SKIP
+>>> loss = F.cross_entropy(model(x[shard(idx, dist)]), y[shard(idx, dist)])  # under torchrun  # doctest: +SKIP
 
 Launch: ``torchrun --nproc-per-node 2 -m deepscope.cli run RECIPE ...`` (gloo on CPU, NCCL
 on CUDA, one GPU per process: ``cuda:LOCAL_RANK``). Only rank 0 writes the run directory.

@@ -226,8 +226,8 @@ class Run:
 
     Examples
     --------
-    >>> run = Run("runs/x/1", config={"lr": 0.1}, seed=0)           # doctest: +SKIP
-    >>> start = run.restore(model=model, opt=opt)["step"]           # doctest: +SKIP
+    >>> run = Run("runs/x/1", config={"lr": 0.1}, seed=0)  # writes runs/x/1  # doctest: +SKIP
+    >>> start = run.restore(model=model, opt=opt)["step"]  # your model  # doctest: +SKIP
     """
 
     def __init__(
