@@ -559,9 +559,7 @@ class MINE(_Params):
         timings: dict[str, float] = {}
         self._check_params()
         if self.critic == "select":  # hybrid or flow, by the validation bound
-            from deepscope.mi.flow import fit_selected
-
-            return fit_selected(self, x, y)
+            return _fit_selected(self, x, y)
         tx, ty = prepare_inputs(x, y)
         self._check_rank(tx.shape[1], ty.shape[1])
         dev = resolve_device(self.device)
@@ -1007,6 +1005,39 @@ def _shuffle_pairs(n: int, pairs: int, seed: int, device) -> tuple[torch.Tensor,
 def _scores(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     t = critic(x, y)
     return t[:, 0] if t.ndim == 2 else t
+
+
+def _fit_selected(est, x, y, *, kinds: tuple[str, ...] = ("hybrid", "flow")):
+    """``MINE(critic="select").fit``: fit one estimator per critic kind, keep the best on validation.
+
+    Every candidate sees the same split, transform and validation pairs (the same
+    ``random_state``), so their validation bounds compare like for like; the test split is
+    read once: only the chosen candidate's test bound is kept. Ties go to the first kind (the hybrid critic, the cheaper one).
+    The fitted attributes of the chosen estimator are copied onto ``est``; ``est.selection_``
+    holds each candidate's validation bound and the choice, ``est.timings_["total"]`` the
+    seconds of all candidates. Warnings of the candidate not chosen are dropped.
+    """
+    import time
+    import warnings
+
+    t0 = time.perf_counter()
+    params = est.get_params()
+    fits, vals = {}, {}
+    for kind in kinds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[kind] = type(est)(**{**params, "critic": kind}).fit(x, y)
+        vals[kind] = max(r["val"] for r in fits[kind].restarts_)
+    chosen = max(kinds, key=lambda k: (vals[k], -kinds.index(k)))
+    for key, value in vars(fits[chosen]).items():
+        if key.endswith("_") and not key.startswith("_"):
+            setattr(est, key, value)
+    est._quadratic = fits[chosen]._quadratic
+    est.selection_ = {**vals, "chosen": chosen}
+    est.timings_ = {**fits[chosen].timings_, "total": time.perf_counter() - t0}
+    for msg in est.warnings_:
+        warnings.warn(msg, MIWarning, stacklevel=3)
+    return est
 
 
 def _autocast(precision: str, dev: torch.device):

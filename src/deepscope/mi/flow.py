@@ -48,7 +48,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["FlowCritic", "FlowPair", "check_flow_options", "fit_flow_pair", "fit_selected", "map_splits"]
+__all__ = ["FlowCritic", "FlowPair", "check_flow_options", "fit_flow_pair", "map_splits"]
 
 _BLOCK = 16384  # rows per block when mapping or scoring many rows
 
@@ -175,7 +175,6 @@ def fit_flow_pair(
         ``{"step", "train_nll", "val_nll"}`` per evaluation (nats per row).
     """
     from deepscope.mi.critics import gaussian_moments
-    from deepscope.mi.estimator import _Adam
     from deepscope.train.rng import derive_seed, make_generator
 
     xtr, ytr = splits["train"]
@@ -187,7 +186,7 @@ def fit_flow_pair(
         torch.manual_seed(derive_seed(seed, "flow/init"))
         pair = FlowPair(xtr.shape[1], ytr.shape[1], cov=cov.cpu(), transforms=transforms,
                         hidden=hidden).to(dev)
-    opt = _Adam(pair.parameters(), lr=lr)
+    opt = torch.optim.Adam(pair.parameters(), lr=lr)  # the flow path imports zuko: no start-up to save
     gen = make_generator(seed, "flow/batches")
     n = xtr.shape[0]
     bs = min(batch_size, n)
@@ -278,45 +277,6 @@ class FlowCritic(nn.Module):
         from deepscope.mi.critics import pairwise_scores
 
         return pairwise_scores(self.critic, self.flows.map_x(x), self.flows.map_y(y))
-
-
-def fit_selected(est, x, y, *, kinds: tuple[str, ...] = ("hybrid", "flow")):
-    """``MINE(critic="select").fit``: fit one estimator per critic kind, keep the best on validation.
-
-    Every candidate sees the same split, transform and validation pairs (the same
-    ``random_state``), so their validation bounds compare like for like; the test split is
-    read once: only the chosen candidate's test bound is kept. Ties go to the first kind (the hybrid critic, the cheaper one).
-    The fitted attributes of the chosen estimator are copied onto ``est``; ``est.selection_``
-    holds each candidate's validation bound and the choice, ``est.timings_["total"]`` the
-    seconds of all candidates. Warnings of the candidate not chosen are dropped.
-    """
-    import time
-    import warnings
-
-    t0 = time.perf_counter()
-    params = est.get_params()
-    fits, vals = {}, {}
-    for kind in kinds:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fits[kind] = type(est)(**{**params, "critic": kind}).fit(x, y)
-        vals[kind] = max(r["val"] for r in fits[kind].restarts_)
-    chosen = max(kinds, key=lambda k: (vals[k], -kinds.index(k)))
-    for key, value in vars(fits[chosen]).items():
-        if key.endswith("_") and not key.startswith("_"):
-            setattr(est, key, value)
-    est._quadratic = fits[chosen]._quadratic
-    est.selection_ = {**vals, "chosen": chosen}
-    est.timings_ = {**fits[chosen].timings_, "total": time.perf_counter() - t0}
-    for msg in est.warnings_:
-        warnings.warn(msg, _mi_warning(), stacklevel=3)
-    return est
-
-
-def _mi_warning():
-    from deepscope.mi.estimator import MIWarning
-
-    return MIWarning
 
 
 def check_flow_options(options) -> None:
