@@ -1,9 +1,17 @@
-"""A3T vs standard, FGSM-AT, PGD-AT and TRADES, judged by our attacks, foolbox and AutoAttack (arXiv 1801.04055).
+"""Does A3T's discriminator add robustness? A paired test of beta > 0 against beta = 0 (arXiv 1801.04055).
 
-    deepscope run a3t --threads 1 --out runs/a3t                        # digits + MNIST-1D, 3 seeds
-    deepscope run a3t --datasets digits --methods a3t --out runs/a3t    # one part; rerun to fill in
+    deepscope run a3t --threads 1 --out runs/a3t                  # paired: digits + MNIST-1D
+    deepscope run a3t --a3t-attack pgd --out runs/a3t-pgd         # D on PGD examples, + PGD-AT
+    deepscope run a3t --encoder-loss reversal --out runs/a3t      # gradient-reversal form
+    deepscope run a3t --mode methods --out runs/a3t-methods       # all methods side by side
     deepscope run a3t --datasets mnist --data-root ~/data --device cuda  # paper scale, eps 0.3
     deepscope run a3t --quick
+
+``--mode paired`` (the default) trains A3T at beta = 0 (FGSM-AT with D watching but never
+pushing back) and at each of ``--betas`` for each of ``--layers``, per seed from the same
+initial weights, minibatch order and evaluation seed; the verdict judges the per-seed
+difference of worst-case robust accuracy (95% paired-t interval over seeds). Each cell also
+logs D's accuracy and the linear CKA of clean vs adversarial representations over training.
 
 Every method trains the same network from the same initial weights (per seed) with the same
 optimiser and epochs; each trained model is saved (``deepscope.load(run_dir)``) and attacked
@@ -53,8 +61,8 @@ PAPER = (
 SYSTEM = System("a3t", "A3T", order=6)
 REPRODUCE = Reproduce(
     smoke=("--quick",),
-    quick=("--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
-           "--epochs", "20"),
+    quick=("--datasets", "digits", "--seeds", "5", "--betas", "0.01", "0.1", "--layers", "2",
+           "--attacks", "fgsm", "pgd20", "pgd100", "--restarts", "2"),
     paper=("--datasets", "mnist"),
     paper_needs_data_root=True,
 )
@@ -149,7 +157,8 @@ class Config(RunConfig):
     data_root: Path | None = None
     """Folder with the torchvision MNIST files (--datasets mnist)."""
 
-    QUICK: ClassVar[dict] = {"datasets": ("digits",), "seeds": 1, "epochs": 2, "restarts": 1,
+    QUICK: ClassVar[dict] = {"datasets": ("digits",), "seeds": 2, "epochs": 2, "restarts": 1,
+                             "betas": (0.1,), "layers": (2,),
                              "eval_max": 60, "attacks": ("fgsm", "pgd20", "foolbox-pgd", "autoattack",
                                                          "transfer")}
 
@@ -571,6 +580,8 @@ def _summary(results: dict, cfg: Config) -> str:
         failed = sorted({f"{m}: {k}" for m, r in res.items() if m != "settings"
                          for k, c in r["checks"].items() if c["failed"]})
         lines.append("  masking checks: " + ("all passed" if not failed else "FAILED " + "; ".join(failed)))
+        ran = sorted({a for m, r in res.items() if m != "settings" for a in r["attacks"]})
+        lines.append(f"  attacks that ran: {', '.join(ran)}")
         missing = sorted({u for m, r in res.items() if m != "settings" for u in r["unavailable"]})
         for u in missing:
             lines.append(f"  not run: {u}")
@@ -580,7 +591,9 @@ def _summary(results: dict, cfg: Config) -> str:
 def _headline(results: dict) -> dict:
     head = {}
     for dataset, res in results.items():
-        head[dataset] = {m: {"clean": r["clean"]["mean"], "robust": r["robust"]["mean"],
+        ran = sorted({a for m, r in res.items() if m != "settings" for a in r["attacks"]})
+        head[dataset] = {"attacks_ran": ran}
+        head[dataset] |= {m: {"clean": r["clean"]["mean"], "robust": r["robust"]["mean"],
                              "robust_std": r["robust"]["std"], "robust_ci95": r["robust"]["ci95"],
                              "n_seeds": r["robust"]["n"]}
                          for m, r in res.items() if m != "settings"}
