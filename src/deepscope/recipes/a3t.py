@@ -482,6 +482,8 @@ def _paired_config(cfg: Config, setting: tuple) -> dict:
     dataset = setting[0]
     shared = _sub_config(cfg, dataset, "pgd-at" if setting[2] == "pgd-at" else "a3t")
     shared.update(cell="/".join(setting[1:]))
+    if setting[-1] == "beta0":  # the reference: D never pushes back, whatever its loss
+        shared.update(encoder_loss="paper")
     return shared
 
 
