@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,6 +123,7 @@ def test_paper_scale_code_path_on_mnist_shaped_data(tmp_path, monkeypatch):
                         torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 10, 10, "mnist")
     monkeypatch.setattr(data, "load_dataset", lambda name, **kw: fake)
     res = execute_recipe("a3t", _cfg(tmp_path / "run", datasets=("mnist",), data_root=tmp_path,
+                                     layers=(0,),
                                      methods=("a3t",), epochs=1, eval_max=8,
                                      attacks=("fgsm", "pgd20")), quiet=True)
     st = res["results"]["mnist"]["settings"]
@@ -165,3 +167,5 @@ def test_paired_cells_of_the_variants():
         rec.Config(betas=(0.0,))
     with pytest.raises(ValueError, match=r"layers == \(3,\), must be one or more of 0..2"):
         rec.Config(layers=(3,))
+    with pytest.raises(ValueError, match=r"layers == \(1, 2\), must be \(0,\) with --datasets mnist"):
+        rec.Config(datasets=("mnist",), data_root=Path("."))

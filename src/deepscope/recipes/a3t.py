@@ -191,6 +191,9 @@ class Config(RunConfig):
             require(self.data_root is not None and Path(self.data_root).expanduser().is_dir(),
                     "data_root", None if self.data_root is None else str(self.data_root),
                     "a folder holding MNIST/raw/... for --datasets mnist")
+        if "mnist" in self.datasets and self.mode == "paired":
+            require(tuple(self.layers) == (0,), "layers", self.layers,
+                    "(0,) with --datasets mnist: the small CNN is split at its features only")
 
 
 def settings(cfg: Config, dataset: str) -> dict:
