@@ -63,7 +63,7 @@ REPRODUCE = Reproduce(
     smoke=("--quick",),
     quick=("--datasets", "digits", "--seeds", "5", "--betas", "0.01", "0.1", "--layers", "2",
            "--attacks", "fgsm", "pgd20", "pgd100", "--restarts", "2"),
-    paper=("--datasets", "mnist"),
+    paper=("--datasets", "mnist", "--layers", "0"),
     paper_needs_data_root=True,
 )
 
