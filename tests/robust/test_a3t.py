@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from deepscope.nets import MLP, build_net
-from deepscope.robust.a3t import A3T, split_model, train_a3t
+from deepscope.robust.a3t import A3T, linear_cka, representation_gap, split_model, train_a3t
 from deepscope.robust.adversarial import FGSMAT, PGDAT, TRADES, Standard, train_robust
 from deepscope.robust.methods import make_objective
 from deepscope.train import Run
@@ -195,6 +195,8 @@ def test_bad_options_name_the_option_and_the_fix():
         A3T(eps=0.1, layer=0)
     with pytest.raises(ValueError, match=r"attack == 'cw', must be 'fgsm'"):
         A3T(eps=0.1, attack="cw")
+    with pytest.raises(ValueError, match=r"encoder_loss == 'grl', must be 'paper'"):
+        A3T(eps=0.1, encoder_loss="grl")
     with pytest.raises(ValueError, match=r"steps == 0, must be an integer >= 1"):
         PGDAT(eps=0.1, steps=0)
     with pytest.raises(RuntimeError, match="A3T is not set up"):
@@ -206,3 +208,75 @@ def test_bad_options_name_the_option_and_the_fix():
         train_robust("mlp", x, y, Standard())
     with pytest.raises(ValueError, match=r"amp == True, must be False for train_robust"):
         train_robust(_net(), x, y, Standard(), options={"amp": True})
+
+
+def test_reversal_form_is_minus_the_discriminator_loss_and_pushes_d_towards_chance():
+    net = _net()
+    x, y = _data()
+    a3t = _setup(A3T(eps=0.3, layer=1, beta=1.0, encoder_loss="reversal"), net)
+    for _ in range(40):        # D first learns to tell them apart
+        a3t.loss(net, x, y, None)
+    enc = a3t.encoder_
+    x_adv = a3t.adversarial(net, x, y, None)
+    fool = a3t.fool_loss(enc(x_adv), enc(x))
+    with torch.no_grad():
+        torch.testing.assert_close(fool, -a3t.disc_loss(enc(x), enc(x_adv)))
+    enc_params = list(enc.parameters())
+    grads = torch.autograd.grad(fool, enc_params + list(a3t.disc_.parameters()), allow_unused=True)
+    assert all(g is None for g in grads[len(enc_params):])      # D takes no gradient from it
+    d_before = a3t.disc_loss(enc(x), enc(x_adv)).item()
+    with torch.no_grad():      # the encoder's step raises D's loss: gradient reversal
+        for p, g in zip(enc_params, grads[:len(enc_params)]):
+            p -= 1e-2 * g
+        assert a3t.disc_loss(enc(x), enc(x_adv)).item() > d_before
+    with pytest.raises(ValueError, match="z is None, must be the clean representations"):
+        a3t.fool_loss(enc(x_adv))
+    # trains through train_robust like the paper's form
+    res = train_robust(_net(), x, y, A3T(eps=0.1, beta=0.1, encoder_loss="reversal",
+                                         disc_hidden=(8,)), generator=make_generator(0),
+                       options={"epochs": 2, "batch_size": 32}, log_every=1)
+    assert {"disc_acc", "cka", "shift"} <= set(res.history[-1])
+
+
+def test_pgd_training_attack_makes_pgd_examples():
+    net = _net()
+    x, y = _data()
+    a3t = _setup(A3T(eps=0.1, attack="pgd", pgd_steps=5), net)
+    x_pgd = a3t.adversarial(net, x, y, make_generator(0, "p"))
+    x_fgsm = _setup(A3T(eps=0.1), net).adversarial(net, x, y, None)
+    assert (x_pgd - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_pgd, x_fgsm)
+    with torch.no_grad():
+        assert F.cross_entropy(net(x_pgd), y) >= F.cross_entropy(net(x_fgsm), y) - 1e-4
+
+
+def test_beta_zero_trains_the_same_classifier_whatever_layer_d_watches():
+    # the paired comparison's reference: at beta = 0 D watches but never pushes back, so the
+    # trained classifier is FGSM-AT's whatever the layer (D's init takes one generator draw)
+    x, y = _data()
+    nets = []
+    for layer in (1, 2):
+        res = train_robust("mlp", x, y, A3T(eps=0.1, layer=layer, beta=0.0), num_classes=3,
+                           net_kwargs={"hidden": [16, 8]}, generator=make_generator(0, "train"),
+                           options={"epochs": 2, "batch_size": 32})
+        nets.append(res.model)
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values()):
+        assert torch.equal(a, b)
+    moved = train_robust("mlp", x, y, A3T(eps=0.1, layer=2, beta=1.0), num_classes=3,
+                         net_kwargs={"hidden": [16, 8]}, generator=make_generator(0, "train"),
+                         options={"epochs": 2, "batch_size": 32}).model
+    assert any(not torch.equal(a, b) for a, b in zip(nets[0].state_dict().values(),
+                                                       moved.state_dict().values()))
+
+
+def test_linear_cka_and_the_representation_gap():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 6, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    assert linear_cka(a, 2.5 * a @ q + 1.0) == pytest.approx(1.0)     # rotation, scale, shift
+    assert linear_cka(a, torch.randn(200, 6, generator=g)) < 0.1      # unrelated
+    enc = torch.nn.Linear(4, 3)
+    x = torch.rand(50, 4, generator=g)
+    disc = torch.nn.Linear(3, 1)
+    gap = representation_gap(enc, x, x + 0.5, disc=disc)
+    assert gap["cka"] == pytest.approx(1.0) and gap["shift"] > 0       # CKA misses a shift
+    assert 0.0 <= gap["disc_acc"] <= 1.0

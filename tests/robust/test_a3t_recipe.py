@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from deepscope.train.run import Run
 
 
 def _cfg(out, **kw):
-    base = dict(datasets=("digits",), methods=("standard", "a3t"), seeds=1, epochs=2, restarts=1,
+    base = dict(mode="methods", datasets=("digits",), methods=("standard", "a3t"), seeds=1, epochs=2, restarts=1,
                 eval_max=24, attacks=("fgsm", "pgd20", "foolbox-pgd", "autoattack", "transfer"),
                 out=out, progress=False, threads=1)
     return rec.Config(**{**base, **kw})
@@ -122,6 +123,7 @@ def test_paper_scale_code_path_on_mnist_shaped_data(tmp_path, monkeypatch):
                         torch.rand(40, 1, 28, 28, generator=g), torch.arange(40) % 10, 10, "mnist")
     monkeypatch.setattr(data, "load_dataset", lambda name, **kw: fake)
     res = execute_recipe("a3t", _cfg(tmp_path / "run", datasets=("mnist",), data_root=tmp_path,
+                                     layers=(0,),
                                      methods=("a3t",), epochs=1, eval_max=8,
                                      attacks=("fgsm", "pgd20")), quiet=True)
     st = res["results"]["mnist"]["settings"]
@@ -129,3 +131,41 @@ def test_paper_scale_code_path_on_mnist_shaped_data(tmp_path, monkeypatch):
     assert st["pgd_steps"] == 40 and st["pgd_step_size"] == 0.01   # Madry et al.'s training attack
     net = deepscope.load(tmp_path / "run" / "mnist" / "a3t" / "seed0")
     assert type(net).__name__ == "SmallCNN" and net.input_bounds == (0.0, 1.0)
+
+
+def test_paired_mode_pairs_each_beta_with_beta_zero_seed_by_seed(tmp_path):
+    cfg = rec.Config(datasets=("digits",), seeds=2, epochs=1, restarts=1, eval_max=24,
+                     attacks=("fgsm", "pgd20"), betas=(0.5,), layers=(1, 2), out=tmp_path,
+                     progress=False, threads=1)
+    res = execute_recipe("a3t", cfg, quiet=True)
+    p = res["paired"]["digits"]
+    assert sorted(p["cells"]) == ["fgsm/layer1/beta0.5", "fgsm/layer2/beta0", "fgsm/layer2/beta0.5"]
+    rows = {r["cell"]: r for r in p["rows"]}
+    assert set(rows) == {"fgsm/layer1/beta0.5", "fgsm/layer2/beta0.5"}
+    for cell, row in rows.items():
+        treated = p["cells"][cell]["robust"]["values"]
+        control = p["cells"]["fgsm/layer2/beta0"]["robust"]["values"]
+        expect = [100 * (a - b) for a, b in zip(treated, control)]
+        assert row["diff_pp"]["values"] == pytest.approx(expect) and row["diff_pp"]["n"] == 2
+        assert row["reference"] == "beta0" and row["diff_pp"]["seeds"] == [0, 1]
+    curve = p["cells"]["fgsm/layer2/beta0.5"]["train_curve"]
+    assert len(curve["disc_acc"]) == len(curve["step"]) >= 1 and 0 <= curve["cka"][-1] <= 1
+    gap = p["cells"]["fgsm/layer2/beta0"]["test_gap"]
+    assert {"layer1/fgsm/cka", "layer2/pgd20/shift", "layer2/fgsm/disc_acc"} <= set(gap)
+    assert "attacks that ran: fgsm, pgd20" in res["summary"]
+    assert res["verdict"]["verdict"] in ("reproduced", "partly", "not reproduced")
+    assert (tmp_path / "figures" / "a3t_invariance_digits.png").stat().st_size > 1000
+
+
+def test_paired_cells_of_the_variants():
+    pgd = rec._paired_settings(rec.Config(datasets=("digits",), a3t_attack="pgd", betas=(0.1,),
+                                          layers=(2,), encoder_loss="reversal"))
+    assert pgd == [("digits", "paired", "pgd", "layer2", "beta0"),
+                   ("digits", "paired", "pgd", "layer2", "beta0.1-reversal"),
+                   ("digits", "paired", "pgd-at")]
+    with pytest.raises(ValueError, match=r"betas == \(0.0,\), must be one or more values > 0"):
+        rec.Config(betas=(0.0,))
+    with pytest.raises(ValueError, match=r"layers == \(3,\), must be one or more of 0..2"):
+        rec.Config(layers=(3,))
+    with pytest.raises(ValueError, match=r"layers == \(1, 2\), must be \(0,\) with --datasets mnist"):
+        rec.Config(datasets=("mnist",), data_root=Path("."))

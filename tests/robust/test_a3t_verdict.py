@@ -1,42 +1,44 @@
-"""verdict() of the a3t recipe on hand-made results."""
+"""verdict() of the a3t recipe on hand-made paired results."""
 
 from deepscope.recipes.a3t import verdict
 
 
-def _m(robust, lo, hi, n=3, failed=0):
-    return {"robust": {"mean": robust, "std": 0.01, "ci95": (lo, hi), "n": n},
-            "checks": {"gradient": {"passed": n - failed, "failed": failed, "not_run": 0}}}
+def _row(cell, mean, lo, hi, n=5, reference="beta0"):
+    return {"cell": cell, "reference": reference,
+            "diff_pp": {"mean": mean, "std": 1.0, "ci95": [lo, hi], "n": n}}
 
 
-def test_a3t_at_least_fgsm_at_is_reproduced():
-    res = {"results": {"digits": {"a3t": _m(0.819, 0.804, 0.834), "fgsm-at": _m(0.814, 0.78, 0.86),
-                                  "settings": {}}}}
-    v = verdict(res)
+def _res(**rows):
+    return {"paired": {d: {"rows": r, "cells": {}} for d, r in rows.items()}}
+
+
+def test_helps_on_every_dataset_at_the_same_cell_is_reproduced():
+    v = verdict(_res(digits=[_row("fgsm/layer2/beta0.01", 1.2, 0.3, 2.1)],
+                     mnist1d=[_row("fgsm/layer2/beta0.01", 0.8, 0.1, 1.5),
+                              _row("fgsm/layer2/beta0.1", -2.0, -3.0, -1.0)]))
     assert v["verdict"] == "reproduced"
-    assert "digits: A3T 81.9% [95% CI 80.4, 83.4] vs FGSM-AT 81.4% (n=3)" in v["measured"]
+    assert "digits: fgsm/layer2/beta0.01 +1.2 pp [+0.3, +2.1] n=5 (helps)" in v["measured"]
+    assert "fgsm/layer2/beta0.1 -2.0 pp [-3.0, -1.0] n=5 (hurts)" in v["measured"]
 
 
-def test_a3t_partial_results():
-    within = {"results": {"digits": {"a3t": _m(0.81, 0.79, 0.83), "fgsm-at": _m(0.82, 0.80, 0.84)}}}
-    assert verdict(within)["verdict"] == "partly"
-    masked = {"results": {"digits": {"a3t": _m(0.85, 0.84, 0.86, failed=1), "fgsm-at": _m(0.82, 0.8, 0.84)}}}
-    v = verdict(masked)
-    assert v["verdict"] == "partly" and "masking checks failed for A3T: digits: gradient" in v["measured"]
-    below = {"results": {"digits": {"a3t": _m(0.70, 0.68, 0.72), "fgsm-at": _m(0.82, 0.8, 0.84)}}}
-    assert verdict(below)["verdict"] == "not reproduced"
-    one_seed = {"results": {"digits": {"a3t": _m(0.80, 0.80, 0.80, n=1), "fgsm-at": _m(0.81, 0.81, 0.81, n=1)}}}
-    v = verdict(one_seed)
-    assert v["verdict"] == "not reproduced" and "(one seed: no interval)" in v["measured"]
-    mixed = {"results": {"digits": {"a3t": _m(0.83, 0.82, 0.84), "fgsm-at": _m(0.82, 0.8, 0.84)},
-                         "mnist1d": {"a3t": _m(0.30, 0.29, 0.31), "fgsm-at": _m(0.33, 0.32, 0.34)}}}
-    assert verdict(mixed)["verdict"] == "partly"
-    half = {"results": {"digits": {"a3t": _m(0.83, 0.82, 0.84), "fgsm-at": _m(0.82, 0.8, 0.84)},
-                        "mnist1d": {"a3t": _m(0.3, 0.29, 0.31)}}}
-    v = verdict(half)
-    assert v["verdict"] == "reproduced" and "not run: mnist1d (fgsm-at not run)" in v["measured"]
+def test_helps_somewhere_is_partly_and_nowhere_is_not_reproduced():
+    partly = _res(digits=[_row("fgsm/layer2/beta0.01", 1.2, 0.3, 2.1)],
+                  mnist1d=[_row("fgsm/layer2/beta0.01", 0.4, -0.5, 1.3)])
+    assert verdict(partly)["verdict"] == "partly"
+    other_cell = _res(digits=[_row("fgsm/layer1/beta0.01", 1.2, 0.3, 2.1)],
+                      mnist1d=[_row("fgsm/layer2/beta0.01", 1.0, 0.2, 1.8)])
+    assert verdict(other_cell)["verdict"] == "partly"      # not the same cell on both
+    nothing = _res(digits=[_row("fgsm/layer2/beta0.01", 0.4, -0.5, 1.3),
+                           _row("fgsm/layer2/beta1", -9.0, -11.0, -7.0)])
+    v = verdict(nothing)
+    assert v["verdict"] == "not reproduced" and "(does nothing)" in v["measured"]
 
 
-def test_a3t_not_run():
+def test_pgd_at_rows_are_reported_not_judged_and_empty_results_are_not_run():
+    v = verdict(_res(digits=[_row("pgd/layer2/beta0.1", 0.1, -0.5, 0.7),
+                             _row("pgd/layer2/beta0.1", 5.0, 4.0, 6.0, reference="pgd-at")]))
+    assert v["verdict"] == "not reproduced" and "minus PGD-AT +5.0 pp" in v["measured"]
     assert verdict({})["verdict"] == "not run"
-    v = verdict({"results": {"digits": {"standard": _m(0.3, 0.2, 0.4), "a3t": _m(0.8, 0.7, 0.9)}}})
-    assert v["verdict"] == "not run" and "fgsm-at not run" in v["measured"]
+    assert verdict({"results": {"digits": {}}})["verdict"] == "not run"
+    one = verdict(_res(digits=[_row("fgsm/layer2/beta0.01", 1.0, 1.0, 1.0, n=1)]))
+    assert one["verdict"] == "not run" and "one seed" in one["measured"]

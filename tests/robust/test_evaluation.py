@@ -93,8 +93,9 @@ def test_autoattack_finds_the_exact_robust_accuracy_of_a_four_class_linear_model
     assert rep["robust"] == pytest.approx(exact, abs=1e-9)
     assert rep["attacks"]["pgd20"] >= exact - 1e-9
     assert bool((rep["per_example"]["worst"] == robust).all())
-    three = robust_accuracy(nn.Linear(d, 3), x, y % 3, eps=eps, bounds=(-5.0, 6.0),
-                            generator=make_generator(0), attacks=("autoattack",))
+    with pytest.warns(UserWarning, match="judged without autoattack"):
+        three = robust_accuracy(nn.Linear(d, 3), x, y % 3, eps=eps, bounds=(-5.0, 6.0),
+                                generator=make_generator(0), attacks=("autoattack",))
     assert three["unavailable"]["autoattack"].startswith("needs >= 4 classes")
 
 
@@ -115,8 +116,9 @@ def test_a_missing_library_is_reported_not_raised(monkeypatch):
     monkeypatch.setitem(sys.modules, "foolbox", None)      # import foolbox -> ImportError
     monkeypatch.setitem(sys.modules, "torchattacks", None)
     lin, x, y = _linear_problem(n=30)
-    rep = robust_accuracy(lin, x, y, eps=0.02, bounds=(-5.0, 6.0), generator=make_generator(0),
-                          attacks=("fgsm", "foolbox-pgd", "square", "transfer"))
+    with pytest.warns(UserWarning, match="attacks that ran: fgsm"):
+        rep = robust_accuracy(lin, x, y, eps=0.02, bounds=(-5.0, 6.0), generator=make_generator(0),
+                              attacks=("fgsm", "foolbox-pgd", "square", "transfer"))
     assert set(rep["unavailable"]) == {"foolbox-pgd", "square", "transfer"}
     assert "pip install 'deepscope[attacks]'" in rep["unavailable"]["foolbox-pgd"]
     assert "torchattacks is not installed" in rep["unavailable"]["square"]
@@ -124,14 +126,64 @@ def test_a_missing_library_is_reported_not_raised(monkeypatch):
     assert list(rep["attacks"]) == ["fgsm"]
 
 
-def test_per_feature_bounds_work_for_ours_and_are_declined_by_the_libraries():
-    lin, x, y = _linear_problem(n=30)
-    lo, hi = torch.full((10,), -1.0), torch.linspace(1.0, 2.0, 10)
+def test_per_feature_bounds_run_every_library_through_the_affine_map():
+    # Per-feature bounds wide enough never to bind: the closed form of the binary linear model
+    # holds, and every judge, foolbox and torchattacks included, must find it exactly.
+    lin, x, y = _linear_problem(n=60)
+    lo, hi = torch.full((10,), -5.0), torch.linspace(2.0, 6.0, 10)
+    exact = _exact_robust_accuracy(lin, x, y, 0.02, "linf")
     rep = robust_accuracy(lin, x, y, eps=0.02, bounds=(lo, hi), generator=make_generator(0),
-                          attacks=("pgd20", "foolbox-pgd", "square"))
-    assert "pgd20" in rep["attacks"]
-    assert rep["unavailable"]["foolbox-pgd"].startswith("needs finite scalar bounds")
-    assert rep["unavailable"]["square"].startswith("needs finite scalar bounds")
+                          attacks=("pgd20", "foolbox-pgd", "square"), restarts=1)
+    assert rep["unavailable"] == {} and rep["ran"] == ["pgd20", "foolbox-pgd", "square"]
+    assert all(v == 0 for v in rep["violations"].values())   # inside our eps-ball and box
+    for name in ("pgd20", "foolbox-pgd"):
+        assert rep["attacks"][name] == pytest.approx(exact, abs=1e-9), name
+    assert rep["attacks"]["square"] >= exact - 1e-9          # a black box: never below exact
+
+
+def test_the_affine_map_keeps_the_threat_model():
+    from deepscope.robust.evaluation import _UnitBox
+
+    lo, hi = torch.tensor([0.0, -1.0, 2.0]), torch.tensor([1.0, 3.0, 2.5])
+    unit = _UnitBox(nn.Identity(), lo, hi, (3,))
+    assert unit.scale == 4.0                                   # the widest range
+    x = torch.stack([lo, hi, (lo + hi) / 2])
+    torch.testing.assert_close(unit.from_image(unit.to_image(x)), x)
+    # a step of eps/S in u is a step of eps in every feature, clamped to the box
+    u = unit.to_image(x[2:]) + 0.1 / unit.scale
+    torch.testing.assert_close(unit.from_image(u), x[2:] + 0.1)
+    assert torch.equal(unit.from_image(torch.ones(1, 1, 2, 2)), hi[None])
+
+
+def test_a_judge_that_cannot_run_is_named_and_warned_about():
+    lin, x, y = _linear_problem(n=30)
+    lo, hi = torch.full((10,), -float("inf")), torch.full((10,), float("inf"))
+    with pytest.warns(UserWarning, match=r"robust accuracy judged without foolbox-pgd \(needs "
+                                         r"finite bounds.*attacks that ran: pgd20"):
+        rep = robust_accuracy(lin, x, y, eps=0.02, bounds=(lo, hi), generator=make_generator(0),
+                              attacks=("pgd20", "foolbox-pgd"))
+    assert rep["ran"] == ["pgd20"] and "foolbox-pgd" in rep["unavailable"]
+
+
+def test_paired_difference_on_a_hand_made_case():
+    from scipy import stats
+
+    from deepscope.robust.evaluation import paired_difference
+
+    treated = {0: 0.84, 1: 0.80, 2: 0.83, 3: 0.85, 5: 0.5}
+    control = {0: 0.82, 1: 0.81, 2: 0.80, 3: 0.82, 4: 0.9}
+    d = paired_difference(treated, control)
+    diffs = [0.02, -0.01, 0.03, 0.03]
+    assert d["seeds"] == [0, 1, 2, 3] and d["unpaired"] == [4, 5] and d["n"] == 4
+    assert d["mean"] == pytest.approx(0.0175)
+    half = stats.t.ppf(0.975, 3) * stats.tstd(diffs) / 2          # paired t, 3 dof
+    assert d["ci95"] == pytest.approx((0.0175 - half, 0.0175 + half))
+    assert d["values"] == pytest.approx(diffs)
+    # pairing removes what the seeds share: the unpaired intervals overlap, the paired one not
+    shift = paired_difference({s: v + 0.01 for s, v in control.items()}, control)
+    assert shift["ci95"][0] == pytest.approx(0.01) and shift["std"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match=r"treated has seeds \[0\] and control \[1\]; they must share"):
+        paired_difference({0: 1.0}, {1: 1.0})
 
 
 class _Quantise(nn.Module):

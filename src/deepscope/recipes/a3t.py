@@ -1,9 +1,17 @@
-"""A3T vs standard, FGSM-AT, PGD-AT and TRADES, judged by our attacks, foolbox and AutoAttack (arXiv 1801.04055).
+"""Does A3T's discriminator add robustness? A paired test of beta > 0 against beta = 0 (arXiv 1801.04055).
 
-    deepscope run a3t --threads 1 --out runs/a3t                        # digits + MNIST-1D, 3 seeds
-    deepscope run a3t --datasets digits --methods a3t --out runs/a3t    # one part; rerun to fill in
+    deepscope run a3t --threads 1 --out runs/a3t                  # paired: digits + MNIST-1D
+    deepscope run a3t --a3t-attack pgd --out runs/a3t-pgd         # D on PGD examples, + PGD-AT
+    deepscope run a3t --encoder-loss reversal --out runs/a3t      # gradient-reversal form
+    deepscope run a3t --mode methods --out runs/a3t-methods       # all methods side by side
     deepscope run a3t --datasets mnist --data-root ~/data --device cuda  # paper scale, eps 0.3
     deepscope run a3t --quick
+
+``--mode paired`` (the default) trains A3T at beta = 0 (FGSM-AT with D watching but never
+pushing back) and at each of ``--betas`` for each of ``--layers``, per seed from the same
+initial weights, minibatch order and evaluation seed; the verdict judges the per-seed
+difference of worst-case robust accuracy (95% paired-t interval over seeds). Each cell also
+logs D's accuracy and the linear CKA of clean vs adversarial representations over training.
 
 Every method trains the same network from the same initial weights (per seed) with the same
 optimiser and epochs; each trained model is saved (``deepscope.load(run_dir)``) and attacked
@@ -53,9 +61,9 @@ PAPER = (
 SYSTEM = System("a3t", "A3T", order=6)
 REPRODUCE = Reproduce(
     smoke=("--quick",),
-    quick=("--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
-           "--epochs", "20"),
-    paper=("--datasets", "mnist"),
+    quick=("--datasets", "digits", "--seeds", "5", "--betas", "0.01", "0.1", "--layers", "2",
+           "--attacks", "fgsm", "pgd20", "pgd100", "--restarts", "2"),
+    paper=("--datasets", "mnist", "--layers", "0"),
     paper_needs_data_root=True,
 )
 
@@ -107,7 +115,24 @@ class Config(RunConfig):
     """A3T: discriminator learning rate (default: --lr)."""
 
     a3t_attack: Literal["fgsm", "pgd"] = "fgsm"
-    """A3T: training attack (the paper: FGSM)."""
+    """A3T: training attack (the paper: FGSM); with 'pgd' the paired mode adds PGD-AT as a
+    second reference."""
+
+    encoder_loss: Literal["paper", "reversal"] = "paper"
+    """A3T: the encoder's fooling term: 'paper' (-log D(E(x_adv))) or 'reversal' (minus D's
+    loss on clean and adversarial representations, as a gradient-reversal layer)."""
+
+    mode: Literal["paired", "methods"] = "paired"
+    """'paired': does the discriminator add robustness? A3T at every --betas x --layers against
+    A3T with beta = 0 (FGSM-AT with D watching but never pushing back) on the same initial
+    weights, minibatch order and evaluation seeds; the verdict judges the per-seed difference.
+    'methods': the --methods side by side (standard, FGSM-AT, PGD-AT, TRADES, A3T)."""
+
+    betas: tuple[float, ...] = (0.01, 0.1, 1.0)
+    """Paired mode: the values of beta > 0 set against beta = 0."""
+
+    layers: tuple[int, ...] = (1, 2)
+    """Paired mode: the layers D watches (k: the MLP's k-th hidden layer; 0: the features)."""
 
     pgd_steps: int | None = None
     """PGD-AT and TRADES: attack steps in training (default 10; mnist 40, as Madry et al.)."""
@@ -132,7 +157,8 @@ class Config(RunConfig):
     data_root: Path | None = None
     """Folder with the torchvision MNIST files (--datasets mnist)."""
 
-    QUICK: ClassVar[dict] = {"datasets": ("digits",), "seeds": 1, "epochs": 2, "restarts": 1,
+    QUICK: ClassVar[dict] = {"datasets": ("digits",), "seeds": 2, "epochs": 2, "restarts": 1,
+                             "betas": (0.1,), "layers": (2,),
                              "eval_max": 60, "attacks": ("fgsm", "pgd20", "foolbox-pgd", "autoattack",
                                                          "transfer")}
 
@@ -151,6 +177,10 @@ class Config(RunConfig):
         require(self.beta >= 0, "beta", self.beta, ">= 0")
         require(self.disc_lr is None or self.disc_lr > 0, "disc_lr", self.disc_lr, "> 0")
         require(self.pgd_steps is None or self.pgd_steps >= 1, "pgd_steps", self.pgd_steps, ">= 1")
+        require(len(self.betas) >= 1 and all(b > 0 for b in self.betas), "betas", self.betas,
+                "one or more values > 0 (beta = 0 is always run as the reference)")
+        require(len(self.layers) >= 1 and all(0 <= k <= len(self.hidden) for k in self.layers),
+                "layers", self.layers, f"one or more of 0..{len(self.hidden)} (0: features)")
         require(self.trades_beta >= 0, "trades_beta", self.trades_beta, ">= 0")
         require(len(self.attacks) >= 1, "attacks", self.attacks, "at least one attack")
         require(self.restarts >= 1, "restarts", self.restarts, ">= 1")
@@ -161,6 +191,9 @@ class Config(RunConfig):
             require(self.data_root is not None and Path(self.data_root).expanduser().is_dir(),
                     "data_root", None if self.data_root is None else str(self.data_root),
                     "a folder holding MNIST/raw/... for --datasets mnist")
+        if "mnist" in self.datasets and self.mode == "paired":
+            require(tuple(self.layers) == (0,), "layers", self.layers,
+                    "(0,) with --datasets mnist: the small CNN is split at its features only")
 
 
 def settings(cfg: Config, dataset: str) -> dict:
@@ -222,8 +255,12 @@ def _net(cfg: Config, dataset: str, shape, num_classes: int):
 
 
 def _train_one(cfg: Config, sub, dataset: str, method: str, data, *, evaluate_it: bool = True,
-               surrogate=None) -> tuple:
-    """Train (or resume) one model in sub-run ``sub``, save it, evaluate it: (model, report or None)."""
+               surrogate=None, a3t: dict | None = None) -> tuple:
+    """Train (or resume) one model in sub-run ``sub``, save it, evaluate it.
+
+    ``a3t`` overrides A3T's options (``layer``, ``beta``, ...) for the paired cells. Returns
+    (model, report or None, the objective, the training history).
+    """
     import time
 
     from deepscope.nets.io import save_model
@@ -239,29 +276,141 @@ def _train_one(cfg: Config, sub, dataset: str, method: str, data, *, evaluate_it
         "fgsm-at": dict(common, alpha=0.5),
         "pgd-at": dict(common, **pgd),
         "trades": dict(common, beta=cfg.trades_beta, **pgd),
-        "a3t": dict(common, layer=layer, alpha=cfg.alpha, beta=cfg.beta, disc_hidden=cfg.disc_hidden,
-                    disc_lr=cfg.disc_lr or cfg.lr, attack=cfg.a3t_attack, pgd_steps=s["pgd_steps"]),
+        "a3t": {**dict(common, layer=layer, alpha=cfg.alpha, beta=cfg.beta,
+                       disc_hidden=cfg.disc_hidden, disc_lr=cfg.disc_lr or cfg.lr,
+                       attack=cfg.a3t_attack, pgd_steps=s["pgd_steps"],
+                       encoder_loss=cfg.encoder_loss), **(a3t or {})},
     }[method]
+    objective = make_objective(method, **options)
     t0 = time.time()
     # the network is built from the "train" generator: the same initial weights for every method
-    model = train_robust(net_name, xtr, ytr, make_objective(method, **options),
-                         num_classes=kw["num_classes"], net_kwargs={"hidden": kw["hidden"]}
-                         if "hidden" in kw else None, generator=sub.generator("train"), run=sub,
-                         options={"epochs": s["epochs"], "batch_size": s["batch_size"], "lr": cfg.lr},
-                         log_every=20, desc=f"{dataset}/{method}/seed{sub.seed}").model
+    res = train_robust(net_name, xtr, ytr, objective,
+                       num_classes=kw["num_classes"], net_kwargs={"hidden": kw["hidden"]}
+                       if "hidden" in kw else None, generator=sub.generator("train"), run=sub,
+                       options={"epochs": s["epochs"], "batch_size": s["batch_size"], "lr": cfg.lr},
+                       log_every=20, desc=f"{dataset}/{method}/seed{sub.seed}")
+    model = res.model
     train_s = time.time() - t0
     save_model(sub.dir / "model.pt", model, net_name,
                attrs={"input_bounds": bounds, "eps": s["eps"], "norm": cfg.norm, "method": method,
                       "dataset": dataset}, **kw)
     if not evaluate_it:
-        return model, None
+        return model, None, objective, res.history
     t0 = time.time()
     dev = sub.device
     rep = evaluate(model, xte.to(dev), yte.to(dev), eps=s["eps"], bounds=bounds, norm=cfg.norm,
                    generator=sub.generator("eval"), attacks=cfg.attacks, restarts=cfg.restarts,
                    surrogate=surrogate)
     rep.update(train_seconds=round(train_s, 1), eval_seconds=round(time.time() - t0, 1))
-    return model, rep
+    return model, rep, objective, res.history
+
+
+def _paired_settings(cfg: Config) -> list[tuple]:
+    """The paired mode's cells: per dataset, A3T at beta = 0 (once: with beta = 0 the classifier
+    does not depend on the layer D watches, whose initialisation takes one draw of the
+    generator whatever its width) and at each beta > 0 per layer (and PGD-AT when the training
+    attack is PGD)."""
+    rev = "-reversal" if cfg.encoder_loss == "reversal" else ""
+    out = []
+    for dataset in cfg.datasets:
+        out.append((dataset, "paired", cfg.a3t_attack, f"layer{max(cfg.layers)}", "beta0"))
+        for k in cfg.layers:
+            out.extend((dataset, "paired", cfg.a3t_attack, f"layer{k}", f"beta{b:g}{rev}")
+                       for b in cfg.betas)
+        if cfg.a3t_attack == "pgd":
+            out.append((dataset, "paired", "pgd-at"))
+    return out
+
+
+def _paired_cell(cfg: Config, sub, setting: tuple, data, surrogate=None) -> dict:
+    """Train and evaluate one paired cell; add what tells whether invariance was reached."""
+    from deepscope.robust.a3t import representation_gap, split_model
+    from deepscope.robust.attacks import FGSM, PGD
+
+    dataset = setting[0]
+    if setting[2] == "pgd-at":
+        model, rep, obj, hist = _train_one(cfg, sub, dataset, "pgd-at", data, surrogate=surrogate)
+    else:
+        k, beta = int(setting[3][5:]), float(setting[4][4:].split("-")[0])
+        model, rep, obj, hist = _train_one(cfg, sub, dataset, "a3t", data, surrogate=surrogate,
+                                           a3t=dict(layer=k or "features", beta=beta))
+    rep["train_curve"] = {key: [h.get(key) for h in hist] for key in ("step", "disc_acc", "cka", "shift")
+                          if any(key in h for h in hist)}
+    # the held-out representations: clean vs FGSM (the training attack) and vs PGD-20
+    _, _, xte, yte, _, bounds = data
+    s, dev = settings(cfg, dataset), sub.device
+    x, y = xte.to(dev), yte.to(dev)
+    advs = {"fgsm": FGSM(model, eps=s["eps"], norm=cfg.norm, bounds=bounds)(x, y),
+            "pgd20": PGD(model, eps=s["eps"], norm=cfg.norm, bounds=bounds, steps=20)(
+                x, y, generator=sub.generator("gap"))}
+    layers = (range(1, len(cfg.hidden) + 1) if DATASETS[dataset]["net"] == "mlp" else ["features"])
+    watched = getattr(obj, "layer", None)
+    watched = len(cfg.hidden) if watched == "features" and DATASETS[dataset]["net"] == "mlp" else watched
+    gap = {}
+    for k in layers:
+        enc, _ = split_model(model, k)
+        disc = obj.disc_.eval() if k == watched else None
+        gap[f"layer{k}"] = {a: representation_gap(enc, x, xa, disc=disc) for a, xa in advs.items()}
+    rep["test_gap"] = gap
+    rep["watched_layer"] = watched
+    return rep
+
+
+def _paired_summary(grid, cfg: Config) -> dict:
+    """Per dataset: each beta > 0 cell minus its beta = 0 cell (and A3T-PGD minus PGD-AT), seed by seed."""
+    import numpy as np
+
+    from deepscope.robust.evaluation import paired_difference
+    from deepscope.train.stats import summarise
+
+    def robust(setting) -> dict:
+        return {s: grid.cells[(setting, s)]["robust"] for s in grid.seeds if (setting, s) in grid.cells}
+
+    def curve(setting) -> dict:
+        reps = grid.results(setting)
+        out = {}
+        for key in ("disc_acc", "cka", "shift"):
+            rows = [r["train_curve"][key] for r in reps if key in r.get("train_curve", {})]
+            if rows:
+                out[key] = np.mean(np.asarray(rows, dtype=float), 0).round(4).tolist()
+        if reps and "step" in reps[0].get("train_curve", {}):
+            out["step"] = reps[0]["train_curve"]["step"]
+        return out
+
+    def gap(setting) -> dict:
+        reps = grid.results(setting)
+        if not reps:
+            return {}
+        return {f"{layer}/{atk}/{k}": summarise(r["test_gap"][layer][atk][k] for r in reps)["mean"]
+                for layer, by_atk in reps[0]["test_gap"].items() for atk, vals in by_atk.items()
+                for k in vals}
+
+    out: dict = {}
+    for setting in grid.settings:
+        dataset = setting[0]
+        rows = out.setdefault(dataset, {"rows": [], "cells": {}})
+        label = "/".join(setting[2:])
+        rows["cells"][label] = {"robust": summarise(robust(setting).values()),
+                                "clean": summarise(r["clean"] for r in grid.results(setting)),
+                                "train_curve": curve(setting), "test_gap": gap(setting)}
+        if setting[2] == "pgd-at" or setting[4] == "beta0":
+            continue
+        refs = [("beta0", next(st for st in grid.settings if st[0] == dataset
+                               and st[2] == setting[2] and st[-1] == "beta0"))]
+        if cfg.a3t_attack == "pgd":
+            refs.append(("pgd-at", (dataset, "paired", "pgd-at")))
+        for name, ref in refs:
+            if ref not in grid.settings:
+                continue
+            d = paired_difference(robust(setting), robust(ref))
+            rows["rows"].append({"cell": label, "layer": int(setting[3][5:]),
+                                 "beta": float(setting[4][4:].split("-")[0]),
+                                 "encoder_loss": cfg.encoder_loss, "attack": cfg.a3t_attack,
+                                 "reference": name, "diff_pp": {
+                                     k: (100 * v if k in ("mean", "std") else
+                                         [100 * c for c in v] if k in ("ci95", "values") else v)
+                                     for k, v in d.items()}})
+    return out
 
 
 def _surrogate(cfg: Config, run, dataset: str, seed: int, data):
@@ -272,7 +421,7 @@ def _surrogate(cfg: Config, run, dataset: str, seed: int, data):
                     seed=seed + 1000)
     if sub.finished:
         return load_model(sub.dir / "model.pt", map_location=sub.device)
-    model, _ = _train_one(cfg, sub, dataset, "standard", data, evaluate_it=False)
+    model = _train_one(cfg, sub, dataset, "standard", data, evaluate_it=False)[0]
     sub.write_result({"role": "transfer-attack source (standard training, seed + 1000)"})
     return model
 
@@ -283,7 +432,7 @@ def _sub_config(cfg: Config, dataset: str, method: str) -> dict:
                   validation=cfg.validation, quick=cfg.quick, **{k: v for k, v in s.items()})
     if method == "a3t":
         shared.update(layer=cfg.layer, alpha=cfg.alpha, beta=cfg.beta, disc_hidden=list(cfg.disc_hidden),
-                      disc_lr=cfg.disc_lr, a3t_attack=cfg.a3t_attack)
+                      disc_lr=cfg.disc_lr, a3t_attack=cfg.a3t_attack, encoder_loss=cfg.encoder_loss)
     if method == "trades":
         shared.update(trades_beta=cfg.trades_beta)
     if method != "surrogate":
@@ -305,6 +454,19 @@ def run(cfg: Config, run) -> dict:
         source = surrogate(dataset, seed) if "transfer" in cfg.attacks else None
         return _train_one(cfg, sub, dataset, method, data(dataset), surrogate=source)[1]
 
+    if cfg.mode == "paired":
+        def paired_one(sub, setting, seed: int) -> dict:
+            # both arms of a pair are attacked by the same surrogate
+            source = surrogate(setting[0], seed) if "transfer" in cfg.attacks else None
+            return _paired_cell(cfg, sub, setting, data(setting[0]), surrogate=source)
+        grid = run.grid(_paired_settings(cfg), range(cfg.seed, cfg.seed + cfg.seeds), paired_one,
+                        config=lambda st, seed: _paired_config(cfg, st))
+        paired = _paired_summary(grid, cfg)
+        for dataset, res in paired.items():
+            _plot_invariance(run, dataset, res, cfg)
+        return {"headline": {d: r["rows"] for d, r in paired.items()}, "paired": paired,
+                "paper": PAPER, "summary": _paired_text(paired, cfg, grid)}
+
     grid = run.grid([(d, m) for d in cfg.datasets for m in cfg.methods],
                     range(cfg.seed, cfg.seed + cfg.seeds), one,
                     config=lambda st, seed: _sub_config(cfg, *st))
@@ -317,6 +479,58 @@ def run(cfg: Config, run) -> dict:
         _plot(run, dataset, results[dataset])
     return {"headline": _headline(results), "results": results, "paper": PAPER,
             "summary": _summary(results, cfg)}
+
+
+def _paired_config(cfg: Config, setting: tuple) -> dict:
+    dataset = setting[0]
+    shared = _sub_config(cfg, dataset, "pgd-at" if setting[2] == "pgd-at" else "a3t")
+    shared.update(cell="/".join(setting[1:]))
+    if setting[-1] == "beta0":  # the reference: D never pushes back, whatever its loss
+        shared.update(encoder_loss="paper")
+    return shared
+
+
+def _paired_text(paired: dict, cfg: Config, grid) -> str:
+    lines = [f"paired: A3T beta > 0 minus beta = 0, same initial weights, minibatch order and "
+             f"evaluation seeds; robust = worst case of {', '.join(cfg.attacks)}; "
+             f"mean and 95% paired-t interval over seeds, percentage points"]
+    for dataset, res in paired.items():
+        ran = sorted({a for st in grid.settings if st[0] == dataset for r in grid.results(st)
+                      for a in r["attacks"]})
+        missing = sorted({f"{k}: {v}" for st in grid.settings if st[0] == dataset
+                          for r in grid.results(st) for k, v in r["unavailable"].items()})
+        lines.append(f"{dataset}: attacks that ran: {', '.join(ran)}"
+                     + (f"; not run: {'; '.join(missing)}" if missing else ""))
+        for r in res["rows"]:
+            d = r["diff_pp"]
+            lines.append(f"  {r['cell']:<28} minus {r['reference']:<7} {d['mean']:+6.2f} "
+                         f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] n={d['n']}")
+        for label, c in res["cells"].items():
+            lines.append(f"  {label:<28} robust {100 * c['robust']['mean']:5.1f} ± "
+                         f"{100 * c['robust']['std']:4.1f}  clean {100 * c['clean']['mean']:5.1f}")
+    return "\n".join(lines)
+
+
+def _plot_invariance(run, dataset: str, res: dict, cfg: Config) -> None:
+    """D's training accuracy and the batch CKA of clean vs adversarial representations over
+    training, one line per cell."""
+    from deepscope.report.figures import plt, save
+
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    for label, c in res["cells"].items():
+        tc = c["train_curve"]
+        if "disc_acc" not in tc:
+            continue
+        for ax, key in zip(axes, ("disc_acc", "cka")):
+            ax.plot(tc["step"], tc[key], lw=1, label=label.replace(f"{cfg.a3t_attack}/", ""))
+    axes[0].set_ylabel("D's accuracy (training batch)")
+    axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[1].set_ylabel("linear CKA(E(x), E(x_adv))")
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[1].legend(fontsize=6)
+    fig.suptitle(f"{dataset}: is invariance reached? (mean over seeds)", fontsize=9)
+    save(fig, run.figure_path(f"a3t_invariance_{dataset}"))
 
 
 def _plot(run, dataset: str, res: dict) -> None:
@@ -371,6 +585,8 @@ def _summary(results: dict, cfg: Config) -> str:
         failed = sorted({f"{m}: {k}" for m, r in res.items() if m != "settings"
                          for k, c in r["checks"].items() if c["failed"]})
         lines.append("  masking checks: " + ("all passed" if not failed else "FAILED " + "; ".join(failed)))
+        ran = sorted({a for m, r in res.items() if m != "settings" for a in r["attacks"]})
+        lines.append(f"  attacks that ran: {', '.join(ran)}")
         missing = sorted({u for m, r in res.items() if m != "settings" for u in r["unavailable"]})
         for u in missing:
             lines.append(f"  not run: {u}")
@@ -380,54 +596,69 @@ def _summary(results: dict, cfg: Config) -> str:
 def _headline(results: dict) -> dict:
     head = {}
     for dataset, res in results.items():
-        head[dataset] = {m: {"clean": r["clean"]["mean"], "robust": r["robust"]["mean"],
+        ran = sorted({a for m, r in res.items() if m != "settings" for a in r["attacks"]})
+        head[dataset] = {"attacks_ran": ran}
+        head[dataset] |= {m: {"clean": r["clean"]["mean"], "robust": r["robust"]["mean"],
                              "robust_std": r["robust"]["std"], "robust_ci95": r["robust"]["ci95"],
                              "n_seeds": r["robust"]["n"]}
                          for m, r in res.items() if m != "settings"}
     return head
 
 
-def verdict(result: dict) -> dict:
-    """A3T's robust accuracy at least FGSM-AT's (the target), per dataset.
+def _call(d: dict) -> str:
+    """'helps' (interval above 0), 'hurts' (below 0) or 'does nothing' (interval holds 0)."""
+    if d["n"] < 2:
+        return "one seed"
+    lo, hi = d["ci95"]
+    return "helps" if lo > 0 else "hurts" if hi < 0 else "does nothing"
 
-    reproduced: A3T's mean robust accuracy >= FGSM-AT's on every dataset where both ran;
-    partly: below on some dataset but within A3T's 95% interval over seeds there (not
-    distinguishable), or A3T's gradient-masking checks failed; not reproduced: A3T below
-    FGSM-AT's mean with FGSM-AT above A3T's interval everywhere; not run: no dataset with
-    both methods.
+
+def verdict(result: dict) -> dict:
+    """Does the discriminator add robustness? The paired difference β > 0 minus β = 0.
+
+    Each paired row (``result['paired'][dataset]['rows']``) is A3T at one layer and β > 0 minus
+    A3T at β = 0 (FGSM-AT with D watching but never pushing back) on the same initial weights,
+    minibatch order and evaluation seeds, in percentage points of worst-case robust accuracy,
+    with a 95% paired-t interval over seeds: it *helps* where the interval lies above 0,
+    *hurts* where below, *does nothing* where it holds 0.
+
+    reproduced: one (layer, β) helps on every dataset; partly: some cell helps somewhere but
+    not on every dataset; not reproduced: no cell helps anywhere; not run: no paired rows
+    (``--mode paired``) or fewer than two seeds. Rows against PGD-AT (``--a3t-attack pgd``) are
+    reported in ``measured`` and not judged.
     """
-    claim = ("Erraqabi et al. 2017 (arXiv 1801.04055): A3T is a viable alternative to adversarial "
-             "training (our target: A3T's robust accuracy, worst case of all attacks, at least "
-             "FGSM-AT's on the same network and budget; a probe on digits: FGSM-AT "
-             "82.1%, untuned A3T 78.1% under PGD-20)")
-    parts, at_least, close, masked, skipped = [], [], [], [], []
-    for dataset, res in (result.get("results") or {}).items():
-        a, f = res.get("a3t"), res.get("fgsm-at")
-        if not a or not f:
-            skipped.append(f"{dataset} ({'a3t' if not a else 'fgsm-at'} not run)")
-            continue
-        ra, rf = a["robust"], f["robust"]
-        ci = ra.get("ci95") or (ra["mean"], ra["mean"])
-        spread = (f" [95% CI {100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ra["n"] >= 2
-                  else " (one seed: no interval)")
-        parts.append(f"{dataset}: A3T {100 * ra['mean']:.1f}%{spread} vs FGSM-AT "
-                     f"{100 * rf['mean']:.1f}% (n={ra['n']})")
-        at_least.append(ra["mean"] >= rf["mean"])
-        close.append(ra["n"] >= 2 and ci[0] <= rf["mean"] <= ci[1])
-        masked.extend(f"{dataset}: {k}" for k, c in (a.get("checks") or {}).items()
-                      if c.get("failed"))
-    if not parts:
+    claim = ("Erraqabi et al. 2017 (arXiv 1801.04055): making clean and adversarial "
+             "representations indistinguishable to a discriminator adds robustness to adversarial "
+             "training (our test: A3T with beta > 0 minus beta = 0, paired by seed, worst-case "
+             "robust accuracy)")
+    paired = result.get("paired") or {}
+    rows = {d: [r for r in res["rows"] if r["reference"] == "beta0"] for d, res in paired.items()}
+    rows = {d: r for d, r in rows.items() if r}
+    if not rows:
         return {"claim": claim, "verdict": "not run",
-                "measured": "no dataset with both A3T and FGSM-AT" +
-                            (f": {', '.join(skipped)}" if skipped else "")}
-    measured = "; ".join(parts)
-    if skipped:
-        measured += f"; not run: {', '.join(skipped)}"
-    if masked:
-        measured += f"; masking checks failed for A3T: {', '.join(masked)}"
-    if all(at_least) and not masked:
+                "measured": "no paired rows: run with --mode paired (the default) and 2+ seeds"}
+    parts, helps = [], {}
+    for dataset, rs in rows.items():
+        cells = []
+        for r in rs:
+            d = r["diff_pp"]
+            call = _call(d)
+            if call == "helps":
+                helps.setdefault(dataset, set()).add(r["cell"])
+            cells.append(f"{r['cell']} {d['mean']:+.1f} pp [{d['ci95'][0]:+.1f}, "
+                         f"{d['ci95'][1]:+.1f}] n={d['n']} ({call})")
+        pgd = [r for r in paired[dataset]["rows"] if r["reference"] == "pgd-at"]
+        cells.extend(f"{r['cell']} minus PGD-AT {r['diff_pp']['mean']:+.1f} pp "
+                     f"[{r['diff_pp']['ci95'][0]:+.1f}, {r['diff_pp']['ci95'][1]:+.1f}]"
+                     for r in pgd)
+        parts.append(f"{dataset}: " + "; ".join(cells))
+    measured = " | ".join(parts)
+    if all(_call(r["diff_pp"]) == "one seed" for rs in rows.values() for r in rs):
+        return {"claim": claim, "verdict": "not run", "measured": measured + " (one seed: no interval)"}
+    everywhere = set.intersection(*(helps.get(d, set()) for d in rows))
+    if everywhere:
         v = "reproduced"
-    elif all(a or c for a, c in zip(at_least, close)) or any(at_least):
+    elif helps:
         v = "partly"
     else:
         v = "not reproduced"

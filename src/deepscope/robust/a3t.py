@@ -27,7 +27,7 @@ is the network's output (:func:`split_model`): a module with ``.features`` and
 (split before its last module), at ``layer='features'``; integer layers split a deepscope
 :class:`~deepscope.nets.MLP`.
 
-**Alternating updates, not gradient reversal.** Steps 2 and 3 are two optimisers taking turns
+**Alternating updates; gradient reversal as an option.** Steps 2 and 3 are two optimisers taking turns
 (D first, on detached representations; then the classifier, with D's weights frozen). A
 gradient-reversal layer (Ganin et al., arXiv 1505.07818) would instead make the encoder
 *maximise D's own loss*, ``−β·BCE`` over clean and adversarial representations, the
@@ -35,6 +35,9 @@ saturating minimax form whose gradient vanishes once D is confident. The paper w
 encoder's loss as ``−β·log D(E(x_adv))`` on adversarial representations only (the
 non-saturating form of GANs); alternating updates minimise exactly the paper's two losses,
 keep separate Adam moments for D and the classifier, and let D's learning rate differ.
+``encoder_loss='reversal'`` gives the encoder the gradient-reversal loss instead (D's update
+unchanged). Every step logs D's accuracy (``disc_acc``) and how alike the batch's clean and
+adversarial representations are (``cka``, :func:`linear_cka`; ``shift``).
 
 **Defaults.** α = 0.5 is the weight of Goodfellow et al.'s FGSM objective (arXiv 1412.6572),
 which A3T's classification loss keeps. The layer, β and D's size are deepscope's choices: the
@@ -43,7 +46,9 @@ two hidden layers of 256 (not tuned). Layer and β were chosen on a validation s
 8x8 digits training set (PGD-20 robust accuracy at ε = 0.1, two seeds, never the test set)
 from layer ∈ {1, 2} × β ∈ {0.01, 0.03, 0.1, 0.3, 1}: robust accuracy fell as β grew (68% at
 β = 1, 84-85% at β = 0.01), and the best cell was the last hidden layer with β = 0.01, so
-the defaults are ``layer='features'``, β = 0.01. docs/a3t.md has the whole grid.
+the defaults are ``layer='features'``, β = 0.01. docs/a3t.md has the whole grid, and the
+paired test of β > 0 against β = 0 (same seeds and initial weights): on the digits and MNIST-1D
+the discriminator never helped (β = 0.01: no difference; β ≥ 0.1 on the digits: less robust).
 """
 
 from __future__ import annotations
@@ -66,7 +71,62 @@ from deepscope.train.loop import NetSpec, TrainOptions, TrainResult
 from deepscope.train.rng import fork_seeded
 from deepscope.train.run import NullRun, Run
 
-__all__ = ["A3T", "split_model", "train_a3t"]
+__all__ = ["A3T", "split_model", "train_a3t", "linear_cka", "representation_gap", "ENCODER_LOSSES"]
+
+#: The encoder's fooling term: 'paper' is ``−log D(E(x_adv))`` (non-saturating), 'reversal' is
+#: ``−BCE`` of D over clean and adversarial representations (what a gradient-reversal layer
+#: makes the encoder maximise; Ganin et al., arXiv 1505.07818).
+ENCODER_LOSSES = ("paper", "reversal")
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear centred kernel alignment of two representations of the same N inputs.
+
+    ``a`` (N, d1) and ``b`` (N, d2); ``‖A_cᵀB_c‖²_F / (‖A_cᵀA_c‖_F ‖B_cᵀB_c‖_F)`` with
+    columns centred (Kornblith et al., arXiv 1905.00414): 1 when ``b`` is ``a`` up to an
+    orthogonal map and a scale, near 0 for unrelated representations. Invariant to scale, so it
+    can stay near 1 while a discriminator tells the two apart by a shift or a norm.
+
+    >>> import torch
+    >>> a = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
+    >>> round(linear_cka(a, 3 * a), 6), linear_cka(a, torch.zeros(100, 5))
+    (1.0, 0.0)
+    """
+    a = a.flatten(1).double()
+    b = b.flatten(1).double()
+    a, b = a - a.mean(0), b - b.mean(0)
+    num = torch.linalg.matrix_norm(a.T @ b) ** 2
+    den = torch.linalg.matrix_norm(a.T @ a) * torch.linalg.matrix_norm(b.T @ b)
+    return float(num / den) if den > 0 else 0.0
+
+
+def _relative_shift(z: torch.Tensor, z_adv: torch.Tensor) -> float:
+    """``mean ‖z_adv − z‖² / mean ‖z‖²``: how far the attack moves the representation."""
+    den = z.flatten(1).pow(2).sum(1).mean()
+    return float((z_adv - z).flatten(1).pow(2).sum(1).mean() / den) if den > 0 else 0.0
+
+
+def representation_gap(encoder: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, *,
+                       disc: nn.Module | None = None) -> dict[str, float]:
+    """How different the clean and adversarial representations ``encoder(x)``, ``encoder(x_adv)`` are.
+
+    ``x``, ``x_adv`` (N, ...) paired inputs. Returns ``cka`` (:func:`linear_cka`), ``shift``
+    (``mean ‖z_adv − z‖² / mean ‖z‖²``) and, with ``disc`` (one logit: "clean"), ``disc_acc``,
+    its balanced accuracy at telling them apart (0.5: they look alike to it).
+
+    >>> import torch
+    >>> enc = torch.nn.Linear(4, 3)
+    >>> x = torch.rand(20, 4)
+    >>> representation_gap(enc, x, x)
+    {'cka': 1.0, 'shift': 0.0}
+    """
+    with torch.no_grad():
+        z, z_adv = encoder(x), encoder(x_adv)
+        out = {"cka": round(linear_cka(z, z_adv), 12), "shift": _relative_shift(z, z_adv)}
+        if disc is not None:
+            out["disc_acc"] = 0.5 * ((disc(z).squeeze(1) > 0).float().mean().item()
+                                     + (disc(z_adv).squeeze(1) <= 0).float().mean().item())
+    return out
 
 
 def split_model(model: nn.Module, layer: int | str) -> tuple[nn.Module, nn.Module]:
@@ -139,6 +199,11 @@ class A3T(Objective):
         How the training adversarial examples are made (the paper: FGSM).
     pgd_steps : int
         Steps when ``attack='pgd'`` (random start, step 2.5·ε/steps).
+    encoder_loss : 'paper' or 'reversal'
+        The encoder's fooling term: 'paper', ``−log D(E(x_adv))`` (the non-saturating form the
+        paper writes); 'reversal', ``−BCE(D(E(x)), clean) − BCE(D(E(x_adv)), adversarial)``,
+        the encoder maximising D's own loss on both, as a gradient-reversal layer makes it
+        (Ganin et al., arXiv 1505.07818). D's update is the same in both.
 
     Attributes
     ----------
@@ -153,7 +218,8 @@ class A3T(Objective):
     def __init__(self, *, eps: float, norm: str = "linf", bounds=(0.0, 1.0),
                  layer: int | str = "features", alpha: float = 0.5, beta: float = 0.01,
                  disc_hidden: Sequence[int] = (256, 256),
-                 disc_lr: float = 1e-3, attack: str = "fgsm", pgd_steps: int = 10):
+                 disc_lr: float = 1e-3, attack: str = "fgsm", pgd_steps: int = 10,
+                 encoder_loss: str = "paper"):
         self.eps = check_eps(eps)
         self.norm = check_norm(norm)
         self.bounds = bounds
@@ -176,6 +242,10 @@ class A3T(Objective):
             raise ValueError(f"attack == {attack!r}, must be 'fgsm' (the paper) or 'pgd'")
         self.attack = attack
         self.pgd_steps = pgd_steps
+        if encoder_loss not in ENCODER_LOSSES:
+            raise ValueError(f"encoder_loss == {encoder_loss!r}, must be 'paper' (-log D(E(x_adv))) "
+                             "or 'reversal' (-D's loss, as a gradient-reversal layer)")
+        self.encoder_loss = encoder_loss
 
     # -- state ---------------------------------------------------------------
     def setup(self, model, *, generator, device):
@@ -207,15 +277,22 @@ class A3T(Objective):
         return 0.5 * (F.binary_cross_entropy_with_logits(d_clean, torch.ones_like(d_clean))
                       + F.binary_cross_entropy_with_logits(d_adv, torch.zeros_like(d_adv)))
 
-    def fool_loss(self, z_adv: torch.Tensor) -> torch.Tensor:
-        """The encoder's loss ``−log D(z_adv)`` (mean), differentiable in ``z_adv`` only.
+    def fool_loss(self, z_adv: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's fooling loss, differentiable in the representations only.
 
-        D's weights take no gradient from it: they are frozen while the graph is built.
+        'paper': ``−log D(z_adv)`` (mean); 'reversal': minus :meth:`disc_loss` of ``(z, z_adv)``
+        (``z`` required). D's weights take no gradient from it: they are frozen while the
+        graph is built.
         """
         flags = [p.requires_grad for p in self.disc_.parameters()]
         for p in self.disc_.parameters():
             p.requires_grad_(False)
         try:
+            if self.encoder_loss == "reversal":
+                if z is None:
+                    raise ValueError("z is None, must be the clean representations for "
+                                     "encoder_loss='reversal'")
+                return -self.disc_loss(z, z_adv)
             logit = self.disc_(z_adv).squeeze(1)
         finally:
             for p, f in zip(self.disc_.parameters(), flags):
@@ -236,13 +313,16 @@ class A3T(Objective):
         # 2. classifier (encoder + head) loss against the updated, frozen discriminator
         ce_clean = F.cross_entropy(self.head_(z), y)
         ce_adv = F.cross_entropy(self.head_(z_adv), y)
-        fool = self.fool_loss(z_adv)
+        fool = self.fool_loss(z_adv, z)
         loss = self.alpha * ce_clean + (1 - self.alpha) * ce_adv + self.beta * fool
         with torch.no_grad():
             d_acc = 0.5 * ((self.disc_(z).squeeze(1) > 0).float().mean()
                            + (self.disc_(z_adv).squeeze(1) <= 0).float().mean())
+            # is invariance reached? the batch's clean and adversarial representations
+            cka, shift = linear_cka(z, z_adv), _relative_shift(z, z_adv)
         return loss, {"loss": loss.item(), "ce_clean": ce_clean.item(), "ce_adv": ce_adv.item(),
-                      "fool": fool.item(), "disc_loss": d_loss.item(), "disc_acc": d_acc.item()}
+                      "fool": fool.item(), "disc_loss": d_loss.item(), "disc_acc": d_acc.item(),
+                      "cka": cka, "shift": shift}
 
 
 def train_a3t(net: NetSpec, x: torch.Tensor, y: torch.Tensor, *, eps: float,

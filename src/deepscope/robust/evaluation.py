@@ -28,10 +28,14 @@ transfer       PGD-20 crafted on ``surrogate``, applied to the model: black box 
 ============== ================================================================== =========
 
 foolbox and torchattacks are imported only here, and only when asked for (the ``attacks``
-extra); a missing library is reported in ``unavailable`` with the reason, not raised.
+extra); a missing library is reported in ``unavailable`` with the reason and a warning, not
+raised, and ``ran`` names the attacks whose worst case the robust accuracy is.
 torchattacks expects inputs in [0, 1]: the model is wrapped as ``u ↦ model(lo + u·(hi − lo))``
-with ``ε/(hi − lo)`` (scalar bounds only; per-feature bounds make both libraries unavailable).
-Their adversarial inputs are projected back onto our ε-ball and bounds (``violations`` counts
+with ``ε/(hi − lo)``. Per-feature bounds go through one affine map for both libraries,
+``u ↦ model(clamp(lo + S·u, lo, hi))`` with one scale ``S = max(hi − lo)`` and ``ε/S``: the
+threat model (the ε-ball in the original units, inside the box) is unchanged
+(:class:`_UnitBox` says why one scale and not one per feature). Only infinite bounds leave
+the libraries out. Their adversarial inputs are projected back onto our ε-ball and bounds (``violations`` counts
 the examples that needed it; it should be 0).
 
 Gradient-masking checks (:func:`masking_checks`, Athalye et al. arXiv 1802.00420 and Carlini
@@ -44,7 +48,8 @@ the white-box ones; our PGD and the independent libraries agree.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -57,7 +62,7 @@ from deepscope.train.rng import fork_seeded, spawn
 
 __all__ = [
     "ATTACKS", "OURS", "DEFAULT_ATTACKS", "clean_accuracy", "robust_accuracy", "accuracy_curve",
-    "masking_checks", "evaluate", "large_eps", "summarise_reports",
+    "masking_checks", "evaluate", "large_eps", "summarise_reports", "paired_difference",
 ]
 
 OURS = ("fgsm", "pgd20", "pgd100")
@@ -98,21 +103,38 @@ def _scalar_bounds(bounds) -> tuple[float, float] | None:
 
 
 class _UnitBox(nn.Module):
-    """``u ∈ [0, 1] ↦ model(lo + u·(hi − lo))`` on images: torchattacks' input convention.
+    """``u ∈ [0, 1] ↦ model(clamp(lo + S·u, lo, hi))``: the libraries' input convention.
+
+    ``lo``, ``hi`` are numbers or per-feature tensors (of one example's shape); ``S`` is one
+    number, the widest feature range ``max(hi − lo)``. One scale for every feature keeps the
+    threat model exact: a perturbation of ``δ`` in the original units is ``δ/S`` in ``u``, so
+    the library's ε is ``ε/S`` for L∞ and L2 alike and its ε-ball is ours, feature by feature.
+    (A per-feature scale ``hi_i − lo_i`` would map the L∞ ball onto a box of radii
+    ``ε/(hi_i − lo_i)`` and the L2 ball onto an ellipsoid, which a library's scalar ε cannot
+    express: it would attack either a smaller set or a larger one that must be cut back.) The
+    price: a feature narrower than the widest fills ``[0, (hi_i − lo_i)/S]`` of the attack's
+    ``[0, 1]``; above that the clamp holds it at ``hi_i``, where its gradient is zero, exactly
+    as the original box stops it. With scalar bounds this is ``u ↦ model(lo + u·(hi − lo))``.
 
     torchattacks' APGD and Square need (N, C, H, W) input. Examples that are not images, of
     shape (D,), are laid out as one s × s channel with s = ⌈√D⌉ (8 × 8 for the digits, 7 × 7
     for MNIST-1D's 40 features); the padding pixels are cut off before the model sees them.
     """
 
-    def __init__(self, model: nn.Module, lo: float, hi: float, shape: Sequence[int]):
+    def __init__(self, model: nn.Module, lo, hi, shape: Sequence[int]):
         super().__init__()
-        self.model, self.lo, self.scale, self.shape = model, lo, hi - lo, tuple(shape)
+        self.model, self.shape = model, tuple(shape)
+        self.lo, self.hi = (torch.as_tensor(b, dtype=torch.float32) for b in (lo, hi))
+        self.scale = float((self.hi - self.lo).max())
         self.d = math.prod(self.shape)
         self.side = math.isqrt(self.d - 1) + 1
 
+    def _box(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lo.to(x), self.hi.to(x)
+
     def to_image(self, x: torch.Tensor) -> torch.Tensor:
-        u = ((x - self.lo) / self.scale).clamp(0, 1)
+        lo, _ = self._box(x)
+        u = ((x - lo) / self.scale).clamp(0, 1)
         if len(self.shape) == 3:
             return u
         flat = u.reshape(len(u), -1)
@@ -122,7 +144,8 @@ class _UnitBox(nn.Module):
     def from_image(self, u: torch.Tensor) -> torch.Tensor:
         if len(self.shape) != 3:
             u = u.reshape(len(u), -1)[:, :self.d].reshape(len(u), *self.shape)
-        return self.lo + u * self.scale
+        lo, hi = self._box(u)
+        return torch.minimum(torch.maximum(lo + u * self.scale, lo), hi)
 
     def forward(self, u):
         return self.model(self.from_image(u))
@@ -132,16 +155,25 @@ def _run_library(name, model, x, y, eps, norm, bounds, seed, num_classes, batch_
     """Adversarial inputs from foolbox / torchattacks, or raise ImportError / ValueError."""
     if name == "autoattack" and num_classes < 4:
         raise ValueError(f"needs >= 4 classes (APGD-T's targeted DLR loss), the model has {num_classes}")
+    lo_t, hi_t = (torch.as_tensor(b, dtype=torch.float64) for b in bounds)
+    if not (bool(torch.isfinite(lo_t).all()) and bool(torch.isfinite(hi_t).all())):
+        raise ValueError("needs finite bounds (infinite bounds given: no box to map onto [0, 1])")
     box = _scalar_bounds(bounds)
-    if box is None:
-        raise ValueError("needs finite scalar bounds (per-feature or infinite bounds given)")
-    lo, hi = box
+    # per-feature bounds: the libraries attack through the affine map of _UnitBox
+    lo_f, hi_f = (torch.as_tensor(b, dtype=x.dtype, device=x.device).expand(x.shape[1:])
+                  for b in bounds)
     outs = []
     with fork_seeded(torch.Generator().manual_seed(seed)), eval_mode(model):
         if name == "foolbox-pgd":
             import foolbox as fb
 
-            fmodel = fb.PyTorchModel(model, bounds=(lo, hi), device=x.device)
+            if box is not None:
+                fmodel, scale, to_u, from_u = fb.PyTorchModel(model, bounds=box, device=x.device), \
+                    1.0, (lambda t: t), (lambda t: t)
+            else:
+                unit = _UnitBox(model, lo_f, hi_f, x.shape[1:]).eval()
+                fmodel = fb.PyTorchModel(unit, bounds=(0.0, 1.0), device=x.device)
+                scale, to_u, from_u = unit.scale, unit.to_image, unit.from_image
             # Our PGD-100's settings (100 steps of 2.5ε/100, random start, restarts), foolbox's
             # code: the comparison tests the implementation, not the schedule. (foolbox's own
             # default, 40 steps of ε/30, was weaker than FGSM on an adversarially trained digits MLP.)
@@ -149,20 +181,20 @@ def _run_library(name, model, x, y, eps, norm, bounds, seed, num_classes, batch_
             kind = fb.attacks.LinfPGD if norm == "linf" else fb.attacks.L2PGD
             attack = kind(steps=100, rel_stepsize=0.025, random_start=True)
             for i in range(0, len(x), batch_size):
-                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                xb, yb = to_u(x[i:i + batch_size]), y[i:i + batch_size]
                 best = xb.clone()
                 broken = torch.zeros(len(xb), dtype=torch.bool, device=x.device)
                 for _ in range(restarts):
-                    _, adv, success = attack(fmodel, xb, yb, epsilons=eps)
+                    _, adv, success = attack(fmodel, xb, yb, epsilons=eps / scale)
                     new = success.to(x.device) & ~broken
                     best[new] = adv.detach()[new]
                     broken |= new
-                outs.append(best)
+                outs.append(from_u(best))
         else:
             import torchattacks as ta
 
-            unit = _UnitBox(model, lo, hi, x.shape[1:]).eval()
-            e, n = eps / (hi - lo), ("Linf" if norm == "linf" else "L2")
+            unit = _UnitBox(model, *(box or (lo_f, hi_f)), x.shape[1:]).eval()
+            e, n = eps / unit.scale, ("Linf" if norm == "linf" else "L2")
             if name == "autoattack":
                 attack = ta.AutoAttack(unit, norm=n, eps=e, version="standard",
                                        n_classes=num_classes, seed=seed)
@@ -203,8 +235,9 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
     Returns
     -------
     dict
-        ``clean``, ``robust`` (worst case), ``attacks`` {name: accuracy}, ``strongest`` (the single
-        attack with the lowest accuracy), ``unavailable`` {name: reason}, ``violations`` {name:
+        ``clean``, ``robust`` (worst case), ``attacks`` {name: accuracy}, ``ran`` (the attacks
+        that ran, whose worst case ``robust`` is), ``strongest`` (the single attack with the
+        lowest accuracy), ``unavailable`` {name: reason, also issued as a warning}, ``violations`` {name:
         examples projected back into the threat model}, ``n``, ``eps``, ``norm``, and
         ``per_example`` {name: (N,) bool tensor, correct under that attack}.
     """
@@ -260,6 +293,11 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
                 unavailable[name] = str(e)
                 continue
             judge(name, adv)
+    if unavailable:
+        # never drop a judge silently
+        warnings.warn("robust accuracy judged without " + "; ".join(
+            f"{k} ({v})" for k, v in unavailable.items()) + f"; attacks that ran: "
+            f"{', '.join(per_example) or 'none'}", stacklevel=2)
     accs = {k: v.float().mean().item() for k, v in per_example.items()}
     worst = clean.clone()
     for v in per_example.values():
@@ -267,7 +305,8 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: 
     return {
         "eps": float(eps), "norm": norm, "n": int(len(y)),
         "clean": clean.float().mean().item(), "robust": worst.float().mean().item(),
-        "attacks": accs, "strongest": min(accs, key=accs.get) if accs else None,
+        "attacks": accs, "ran": list(per_example),
+        "strongest": min(accs, key=accs.get) if accs else None,
         "unavailable": unavailable, "violations": violations,
         "per_example": {**per_example, "worst": worst},
     }
@@ -422,3 +461,33 @@ def summarise_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "seconds": {k: summarise(r.get(f"{k}_seconds", float("nan")) for r in reps)["mean"]
                     for k in ("train", "eval")},
     }
+
+
+def paired_difference(treated: Mapping[int, float], control: Mapping[int, float]) -> dict[str, Any]:
+    """``treated − control`` seed by seed, summarised: the paired comparison of two settings.
+
+    Parameters
+    ----------
+    treated, control : mapping seed -> value
+        One number per seed (e.g. robust accuracy), each pair from the same initial weights,
+        data order and evaluation seed. Only seeds present in both are paired.
+
+    Returns
+    -------
+    dict
+        :func:`deepscope.train.stats.summarise` of the differences (``mean``, ``std``,
+        ``ci95``: the paired Student-t interval over seeds, ``n``, ``values``), plus ``seeds``
+        (those paired, sorted) and ``unpaired`` (seeds in only one of the two).
+
+    >>> d = paired_difference({0: 0.82, 1: 0.80, 2: 0.85}, {0: 0.80, 1: 0.79, 2: 0.83, 3: 0.9})
+    >>> round(d["mean"], 4), d["n"], d["unpaired"]
+    (0.0167, 3, [3])
+    """
+    from deepscope.train.stats import summarise
+
+    seeds = sorted(set(treated) & set(control))
+    if not seeds:
+        raise ValueError(f"treated has seeds {sorted(treated)} and control {sorted(control)}; "
+                         "they must share at least one seed to be paired")
+    d = summarise(float(treated[s]) - float(control[s]) for s in seeds)
+    return {**d, "seeds": seeds, "unpaired": sorted(set(treated) ^ set(control))}
