@@ -20,9 +20,9 @@ EXPECTED_PLAN = {
         "paper": ["--dataset", "cifar10"]})],
     "a3t": [("a3t", {
         "smoke": ["--quick"],
-        "quick": ["--datasets", "digits", "--methods", "standard", "fgsm-at", "a3t", "--seeds", "2",
-                  "--epochs", "20"],
-        "paper": ["--datasets", "mnist"]})],
+        "quick": ["--datasets", "digits", "--seeds", "5", "--betas", "0.01", "0.1", "--layers", "2",
+                  "--attacks", "fgsm", "pgd20", "pgd100", "--restarts", "2"],
+        "paper": ["--datasets", "mnist", "--layers", "0"]})],
 }
 
 

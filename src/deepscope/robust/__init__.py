@@ -39,13 +39,14 @@ _HOMES = {
                      "train_dividemix", "train_confident_learning", "coteaching_keep_rate"],
                     "baselines"),
     **dict.fromkeys(["Standard", "FGSMAT", "PGDAT", "TRADES", "train_robust"], "adversarial"),
-    **dict.fromkeys(["A3T", "split_model", "train_a3t"], "a3t"),
+    **dict.fromkeys(["A3T", "split_model", "train_a3t", "linear_cka", "representation_gap",
+                     "ENCODER_LOSSES"], "a3t"),
     "Objective": "objective",
     **dict.fromkeys(["make_objective", "ADVERSARIAL_METHODS", "train_noisy", "NOISY_METHODS"],
                     "methods"),
     **dict.fromkeys(["FGSM", "PGD", "LP_NORMS"], "attacks"),
     **dict.fromkeys(["evaluate", "robust_accuracy", "accuracy_curve", "masking_checks",
-                     "clean_accuracy"], "evaluation"),
+                     "clean_accuracy", "paired_difference"], "evaluation"),
 }
 
 __all__ = sorted(_HOMES)
