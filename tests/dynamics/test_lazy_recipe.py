@@ -59,7 +59,8 @@ def test_reproduce_quick_plan_runs_toy_and_mnist1d():
     assert cfg.mode == "toy+mnist1d" and cfg.seeds == 2 and not cfg.quick
     assert set(cfg.measures) == {"cscore", "noise", "spurious"}
     assert cfg.toys == ("disk", "yinyang1", "disk_flip_diagonal") and cfg.toy_extra_dims == (0, 5)
-    assert cfg.toy_runs == 100 and cfg.toy_points == 100 and cfg.toy_max_steps == 25_000
+    assert cfg.toy_runs == 25 and cfg.toy_points == 100 and cfg.toy_max_steps == 25_000
+    assert rec.Config().toy_runs == 100  # the toy mode's default: the paper's 100 runs per alpha
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,10 @@ def test_lazy_toy_is_judged_on_the_mean_map_of_every_paper_cell():
     res["toy"]["yinyang1"]["extra0"]["0.3"] = _toy_cell(0.01, -0.01, 0.03)  # interval includes 0
     v = lazy_verdict(res)
     assert v["verdict"] == "partly" and "yinyang1 +0d: contrast +0.0200/+0.0100" in v["measured"]
+    # a cell that few runs reached in both regimes is listed, not judged
+    res["toy"]["yinyang1"]["extra0"]["0.3"] = _toy_cell(0.07, -0.01, 0.2, n=3)
+    v = lazy_verdict(res)
+    assert v["verdict"] == "reproduced" and "too few runs at 0.3 (n=3)" in v["measured"]
     bad = {"0.5": _toy_cell(-0.01, -0.02, 0.0)}
     assert lazy_verdict({"toy": {"disk": {"extra0": bad}}})["verdict"] == "not reproduced"
     none = {"toy": {"disk": {"extra0": {"0.3": {"n_runs": 0, "reached": {}}}}}}
