@@ -50,7 +50,7 @@ DEFAULTS = {  # per mode: (seeds, epochs, lr, cscore_epochs, kernel_probe); toy+
     "cifar10": (2, 200, 0.01, 30, 16),
 }
 QUICK_SIZES = {  # --quick: per mode
-    "toy": {"toy_runs": 8, "toy_levels": (0.65, 0.6), "toy_max_steps": 800, "toy_grid": 21,
+    "toy": {"toy_runs": 10, "toy_levels": (0.65, 0.6), "toy_max_steps": 800, "toy_grid": 21,
             "toy_points": 50, "toy_resamples": 200},
     "mnist1d": {"seeds": 2, "n": 600, "epochs": 3, "batch_size": 32, "cscore_epochs": 1,
                 "cscore_folds": 2, "cscore_seeds": 2, "kernel_probe": 8, "sign_probe": 32,
