@@ -12,7 +12,13 @@ EXPECTED_PLAN = {
         "smoke": ["--quick"],
         "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"],
         "paper": ["--settings", "cifar10-vgg19", "cifar10-resnet18"]})],
-    "lazy": [("lazy-vs-hasty", {"smoke": ["--quick"], "quick": ["--mode", "toy"], "paper": ["--mode", "cifar10"]})],
+    "lazy": [("lazy-vs-hasty", {
+        "smoke": ["--quick"],
+        "quick": ["--mode", "toy+mnist1d", "--toy-runs", "25", "--seeds", "2",
+                  "--measures", "cscore", "noise", "spurious", "--epochs", "40",
+                  "--cscore-folds", "2", "--cscore-seeds", "2", "--cscore-epochs", "10",
+                  "--min-loss", "0.3", "--sign-probe", "64", "--kernel-probe", "16"],
+        "paper": ["--mode", "cifar10"]})],
     "crosssplit": [("crosssplit", {
         "smoke": ["--quick"],
         "quick": ["--n", "10000", "--noise", "sym40", "sym60", "sym80", "--methods", "crosssplit", "ce",

@@ -22,7 +22,7 @@ from deepscope.dynamics.difficulty import (
 )
 
 
-@pytest.mark.parametrize("name", ["disk", "yinyang"])
+@pytest.mark.parametrize("name", ["disk", "yinyang1", "disk_flip_diagonal", "yinyang_scurve"])
 def test_distance_to_boundary_matches_brute_force(name):
     # distance to the nearest grid point of the other class, on a 1201 x 1201 grid
     side = torch.linspace(-1.2, 1.2, 1201, dtype=torch.float64)
@@ -34,22 +34,58 @@ def test_distance_to_boundary_matches_brute_force(name):
     lx = toy_labels(x, name)
     brute = torch.stack([(grid[lab != lx[i]] - x[i]).norm(dim=1).min() for i in range(40)])
     spacing = float(side[1] - side[0])
-    assert (d - brute).abs().max() <= spacing  # within one grid step
+    assert (d - brute).abs().max() <= spacing * 1.01  # within one grid step (and rounding)
     assert d.min() >= 0
 
 
-@pytest.mark.parametrize("name", ["disk", "yinyang"])
+@pytest.mark.parametrize("name", ["disk", "yinyang1", "disk_flip_diagonal", "yinyang_scurve"])
 def test_toys_are_balanced_and_symmetric(name):
     g = torch.Generator().manual_seed(1)
     x, y = sample_toy(name, 20000, generator=g)
     assert x.shape == (20000, 2) and x.abs().max() <= 1
     assert abs(float(y.float().mean()) - 0.5) < 0.015  # each class has half of the square
-    if name == "yinyang":  # point symmetry through the origin swaps the classes
+    if name in ("yinyang_scurve", "yinyang1"):  # point symmetry through the origin swaps the classes
         assert torch.equal(toy_labels(-x[:1000], name), 1 - toy_labels(x[:1000], name))
-        # the dots: the centre of the upper small disk is class 0, of the lower one class 1
-        assert toy_labels(torch.tensor([[0.0, 0.5], [0.0, -0.5]]), name).tolist() == [0, 1]
-    else:
+    if name == "disk":
         assert distance_to_boundary(torch.tensor([[0.0, 0.0]]), name).item() == pytest.approx(DISK_RADIUS)
+
+
+def test_toy_label_geometry():
+    pts = lambda *p: torch.tensor(p, dtype=torch.float64)  # noqa: E731
+    # yinyang1 (the authors'): the sign of the vertical coordinate, flipped inside the discs of
+    # radius 0.3 around (0.5, -0.5) and (-0.5, 0.5)
+    assert toy_labels(pts([0.9, 0.9], [0.9, -0.9], [0.5, -0.5], [-0.5, 0.5], [0.5, -0.21],
+                          [0.5, -0.19]), "yinyang1").tolist() == [1, 0, 1, 0, 1, 0]
+    d = distance_to_boundary(pts([0.5, -0.5], [0.0, 0.1], [0.5, -0.9]), "yinyang1")
+    assert d.tolist() == pytest.approx([0.3, 0.1, 0.1])
+    # disk_flip_diagonal (ours): the disk's labels flipped above the diagonal x2 > x1
+    assert toy_labels(pts([0.1, -0.1], [-0.1, 0.1], [0.9, -0.9], [-0.9, 0.9]),
+                      "disk_flip_diagonal").tolist() == [1, 0, 0, 1]
+    d = distance_to_boundary(pts([0.0, 0.0], [0.3, -0.3]), "disk_flip_diagonal")
+    assert d.tolist() == pytest.approx([0.0, min(0.6 / math.sqrt(2), DISK_RADIUS - math.sqrt(0.18))])
+    # our S-curve yin-yang: the upper dot's centre is class 0, the lower one's class 1
+    assert toy_labels(pts([0.0, 0.5], [0.0, -0.5]), "yinyang_scurve").tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["disk", "yinyang1"])
+def test_extra_dims_are_irrelevant_uniform_inputs(name):
+    g = torch.Generator().manual_seed(2)
+    x, y = sample_toy(name, 4000, generator=g, extra_dims=5)
+    assert x.shape == (4000, 7) and x.dtype == torch.float32 and x.abs().max() <= 1
+    # label and distance read the first two coordinates only
+    assert torch.equal(y, toy_labels(x[:, :2], name))
+    assert torch.equal(distance_to_boundary(x, name), distance_to_boundary(x[:, :2], name))
+    extra = x[:, 2:]
+    assert extra.mean().abs() < 0.03 and (extra.var() - 1 / 3).abs() < 0.02  # uniform on [-1, 1]
+    for j in range(5):  # independent of the label
+        assert (extra[y == 1, j].mean() - extra[y == 0, j].mean()).abs() < 0.08
+    # no extra dims: plane points
+    x0, _ = sample_toy(name, 10, generator=torch.Generator().manual_seed(3))
+    assert x0.shape == (10, 2)
+    with pytest.raises(ValueError, match="extra_dims == -1"):
+        sample_toy(name, 10, generator=g, extra_dims=-1)
+    with pytest.raises(ValueError, match="must be \\(N, D\\) points with D >= 2"):
+        toy_labels(torch.zeros(3, 1), name)
 
 
 @pytest.mark.parametrize("shape", [(500, 40), (500, 3, 12, 12)])

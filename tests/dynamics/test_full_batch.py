@@ -166,3 +166,29 @@ def test_full_batch_per_network_alpha_equals_one_stack_per_alpha():
     with pytest.raises(ValueError, match="alpha has 2 values .*, must be 6 finite numbers > 0"):
         train_full_batch(AlphaScaled(_toy_stack(seeds + seeds), 1.0), torch.cat([x, x]),
                          torch.cat([y, y]), alpha=[1.0, 2.0], **kw)
+
+
+def test_full_batch_records_each_networks_training_loss_at_the_asked_steps():
+    seeds = [0, 1]
+    x, y = _toy_data(seeds)
+    levels = [0.3, 0.2]  # reached after ~700-1000 steps
+    model = AlphaScaled(_toy_stack(seeds), 10.0)
+    res = train_full_batch(model, x, y, levels=levels, lr=0.5, max_steps=3000,
+                           record_steps=[7, 0, 3, 2999])
+    assert res.record_steps.tolist() == [0, 3, 7, 2999]
+    assert res.loss_history.shape == (2, 4)
+    for i, s in enumerate(seeds):
+        for r, steps in enumerate((0, 3, 7)):  # the loss after that many updates, as a short run gives
+            short = AlphaScaled(_toy_stack([s]), 10.0)
+            if steps:
+                train_full_batch(short, x[i:i + 1], y[i:i + 1], levels=[1e-9], lr=0.5, max_steps=steps)
+            from torch.func import functional_call
+
+            with torch.no_grad():
+                h = functional_call(short.model, dict(short.model.named_parameters()), (x[i:i + 1],))
+                loss = example_losses(10.0 * (h - short.init(x[i:i + 1])), y[i:i + 1])[0].mean()
+            assert float(res.loss_history[i, r]) == pytest.approx(float(loss), rel=1e-5)
+    # a network stops once it reaches the last level: no loss recorded after that
+    assert (res.steps[-1] < 2999).all() and res.loss_history[:, -1].isnan().all()
+    with pytest.raises(ValueError, match="record_steps"):
+        train_full_batch(model, x, y, levels=levels, record_steps=[-1])

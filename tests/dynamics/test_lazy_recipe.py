@@ -16,20 +16,51 @@ def _cfg(out, **kw):
     return rec.Config(quick=True, progress=False, threads=1, device="cpu", out=out, **kw)
 
 
-def test_toy_quick_writes_maps_and_correlations(tmp_path):
+def test_toy_quick_writes_maps_and_mean_map_statistics(tmp_path):
     res = execute_recipe("lazy-vs-hasty", _cfg(tmp_path), quiet=True)
     stored = json.loads((tmp_path / "result.json").read_text())
-    assert stored["settings"]["seeds"] == 8 and set(stored["toy"]) == {"disk", "yinyang"}
-    for name in ("disk", "yinyang"):
-        e = res["toy"][name]["0.6"]  # quick levels: 0.65, 0.6
-        assert e["n_seeds"] >= 6 and -1 <= e["spearman_delta_vs_distance"] <= 1
+    assert stored["settings"]["toy_runs"] == 10
+    assert set(stored["toy"]) == {"disk", "yinyang1", "disk_flip_diagonal"}
+    for name in stored["toy"]:
+        assert set(stored["toy"][name]) == {"extra0", "extra5"}
+        e = res["toy"][name]["extra5"]["0.6"]  # quick levels: 0.65, 0.6
+        assert e["n_runs"] >= 5 and -1 <= e["spearman"] <= 1
+        lo, hi = e["contrast_ci95"]
+        assert lo <= e["contrast"] <= hi and e["holds"] == (e["contrast"] > 0 and lo > 0)
+        assert e["contrast"] == pytest.approx(e["near"] - e["far"])
         assert set(e["per_seed_spearman"]) == {"mean", "std", "ci95", "n", "n_missing", "values"}
-    assert (tmp_path / "figures" / "toy_delta_maps.png").stat().st_size > 5000
-    # one batched sub-run per (toy, alpha), each with its snapshot losses on the grid
-    sub = json.loads((tmp_path / "toy" / "disk" / "alpha100" / "result.json").read_text())
-    assert len(sub["steps"]) == 2 and len(sub["steps"][0]) == 8
-    blob = torch.load(tmp_path / "toy" / "disk" / "alpha1" / "grid_losses.pt", weights_only=True)
-    assert blob["losses"].shape == (2, 8, 21 * 21)
+    assert res["verdict"]["verdict"] in ("reproduced", "partly", "not reproduced")
+    assert (tmp_path / "figures" / "toy_delta_maps.png").stat().st_size > 20000
+    # one sub-run per (toy, extra dims, alpha), with its snapshot losses on the grid and curves
+    sub = json.loads((tmp_path / "toy" / "disk" / "extra0" / "alpha100" / "result.json").read_text())
+    assert len(sub["steps"]) == 2 and len(sub["steps"][0]) == 10
+    blob = torch.load(tmp_path / "toy" / "disk" / "extra5" / "alpha1" / "grid_losses.pt", weights_only=True)
+    assert blob["losses"].shape == (2, 10, 21 * 21)
+    assert blob["loss_history"].shape == (10, len(blob["record_steps"]))
+    first = blob["loss_history"][:, 0]  # step 0: every run starts at loss ln 2 (f = 0)
+    assert torch.allclose(first, torch.full_like(first, float(np.log(2))), atol=1e-6)
+
+
+def test_toy_and_mnist1d_in_one_run_give_one_verdict(tmp_path):
+    cfg = _cfg(tmp_path, mode="toy+mnist1d", measures=("noise",), toy_levels=(0.65,))
+    res = execute_recipe("lazy-vs-hasty", cfg, quiet=True)
+    assert set(res["toy"]) == {"disk"} and set(res["toy"]["disk"]) == {"extra0"}
+    assert res["mnist1d"]["delta"]["noise"]["n"] == 2
+    v = res["verdict"]
+    assert "toy (" in v["measured"] and "MNIST-1D (" in v["measured"]
+    assert (tmp_path / "noise" / "alpha100" / "seed1" / "result.json").exists()
+    assert (tmp_path / "toy" / "disk" / "extra0" / "alpha1" / "result.json").exists()
+
+
+def test_reproduce_quick_plan_runs_toy_and_mnist1d():
+    from deepscope.runner import parse_config
+
+    cfg = parse_config(rec.Config, list(rec.REPRODUCE.options("quick")), prog="x")
+    assert cfg.mode == "toy+mnist1d" and cfg.seeds == 2 and not cfg.quick
+    assert set(cfg.measures) == {"cscore", "noise", "spurious"}
+    assert cfg.toys == ("disk", "yinyang1", "disk_flip_diagonal") and cfg.toy_extra_dims == (0, 5)
+    assert cfg.toy_runs == 25 and cfg.toy_points == 100 and cfg.toy_max_steps == 25_000
+    assert rec.Config().toy_runs == 100  # the toy mode's default: the paper's 100 runs per alpha
 
 
 @pytest.fixture(scope="module")
@@ -204,16 +235,48 @@ class _KillingToyRun(Run):
 def test_toy_killed_run_resumes_to_identical_numbers(tmp_path):
     from dataclasses import fields
 
-    kw = dict(seeds=3, toy_grid=11, checkpoint_every=100)
+    kw = dict(toy_runs=3, toy_grid=11, checkpoint_every=100, toys=("disk", "yinyang1"))
     full = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "a", **kw), quiet=True)
     cfg = _cfg(tmp_path / "b", **kw).with_preset()
     config = {"recipe": "lazy-vs-hasty", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
     with pytest.raises(_Killed):
         rec.run(cfg, _KillingToyRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
-    assert not (tmp_path / "b" / "toy" / "disk" / "alpha1" / "result.json").exists()
+    assert not (tmp_path / "b" / "toy" / "disk" / "extra0" / "alpha1" / "result.json").exists()
     resumed = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "b", **kw), quiet=True)
     assert resumed["toy"] == full["toy"]
-    for p in ("toy/disk/alpha100", "toy/yinyang/alpha1"):
+    for p in ("toy/disk/extra0/alpha100", "toy/yinyang1/extra5/alpha1"):
         a, b = (torch.load(d / p / "grid_losses.pt", weights_only=True)
                 for d in (tmp_path / "a", tmp_path / "b"))
         assert torch.equal(a["losses"], b["losses"]) and torch.equal(a["steps"], b["steps"])
+        assert torch.equal(a["loss_history"].nan_to_num(-1), b["loss_history"].nan_to_num(-1))
+
+
+def test_mean_map_statistics_on_a_hand_made_map():
+    from deepscope.dynamics.lazy_vs_hasty import mean_map_statistics
+
+    # grid distances 0..1 in 100 steps; every run: Delta = 0.05 - 0.1 d plus run noise of
+    # mean 0 per point: the mean map's near band (d <= 0.2) averages 0.05 - 0.1 * 0.1 = 0.04
+    # and the far band (d >= 0.8) 0.05 - 0.1 * 0.9 = -0.04; contrast 0.08, Spearman -1
+    d = np.linspace(0, 1, 101)
+    g = np.random.default_rng(0)
+    noise = g.normal(0, 0.02, size=(200, 101))
+    runs = 0.05 - 0.1 * d + noise - noise.mean(0)   # the noise averages to 0 at each point
+    st = mean_map_statistics(runs, d, bands=5, resamples=400, seed=1)
+    assert st["near"] == pytest.approx(0.04, abs=1e-12) and st["far"] == pytest.approx(-0.04, abs=1e-12)
+    assert st["contrast"] == pytest.approx(0.08, abs=1e-12) and st["spearman"] == pytest.approx(-1.0)
+    lo, hi = st["contrast_ci95"]
+    assert 0 < lo < 0.08 < hi and st["holds"] and st["n_runs"] == 200
+    # the interval's width follows the run noise: sd of the band means over runs / sqrt(K)
+    se = (runs[:, d <= 0.2].mean(1) - runs[:, d >= 0.8].mean(1)).std() / np.sqrt(200)
+    assert (hi - lo) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.2)
+    # no effect: a map of pure run noise; the interval covers 0 and the claim does not hold
+    st0 = mean_map_statistics(g.normal(0, 0.02, size=(200, 101)), d, resamples=400, seed=1)
+    assert st0["contrast_ci95"][0] < 0 < st0["contrast_ci95"][1] and not st0["holds"]
+    # the opposite effect (larger far from the boundary): contrast < 0, Spearman +1
+    st1 = mean_map_statistics(-runs, d, resamples=100)
+    assert st1["contrast"] == pytest.approx(-0.08) and st1["spearman"] == pytest.approx(1.0)
+    assert not st1["holds"]
+    with pytest.raises(ValueError, match="delta has shape"):
+        mean_map_statistics(runs[:, :50], d)
+    with pytest.raises(ValueError, match="bands == 1"):
+        mean_map_statistics(runs, d, bands=1)

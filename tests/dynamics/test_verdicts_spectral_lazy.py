@@ -74,19 +74,43 @@ def test_lazy_real_data():
     assert lazy_verdict({})["verdict"] == "not run"
 
 
-def _toy_entry(mean, lo, hi, n=8):
-    return {"n_seeds": n, "per_seed_spearman": {"mean": mean, "ci95": (lo, hi), "n": n}}
+def _toy_cell(contrast, lo, hi, n=100):
+    return {"n_runs": n, "contrast": contrast, "contrast_ci95": [lo, hi],
+            "holds": n >= 2 and contrast > 0 and lo > 0}
 
 
-def test_lazy_toy_reads_the_lowest_level():
-    res = {"toy": {"disk": {"0.65": _toy_entry(0.1, 0.05, 0.15), "0.6": _toy_entry(-0.3, -0.4, -0.2)},
-                   "yinyang": {"0.65": _toy_entry(-0.2, -0.3, -0.1), "0.6": _toy_entry(-0.1, -0.2, -0.05)}}}
+def test_lazy_toy_is_judged_on_the_mean_map_of_every_paper_cell():
+    good = {"0.5": _toy_cell(0.02, 0.01, 0.03), "0.3": _toy_cell(0.03, 0.01, 0.05)}
+    res = {"toy": {"disk": {"extra0": dict(good), "extra5": dict(good)},
+                   "yinyang1": {"extra0": dict(good)},
+                   "yinyang_scurve": {"extra0": {"0.5": _toy_cell(-0.1, -0.2, -0.05)}}}}  # ours: not judged
     v = lazy_verdict(res)
-    assert v["verdict"] == "reproduced" and "disk at loss 0.6: per-seed Spearman -0.300" in v["measured"]
-    res["toy"]["yinyang"]["0.6"] = _toy_entry(0.036, 0.022, 0.051)
-    assert lazy_verdict(res)["verdict"] == "partly"
-    res["toy"]["disk"]["0.6"] = _toy_entry(0.076, 0.058, 0.093)
-    assert lazy_verdict(res)["verdict"] == "not reproduced"
-    none = {"toy": {"disk": {"0.6": {"n_seeds": 0, "reached": {}}}}}
+    assert v["verdict"] == "reproduced" and v["measured"].startswith("6 of 6 cells hold")
+    assert "disk +5d: contrast +0.0200/+0.0300 at loss 0.5/0.3 (n=100), holds at 0.5, 0.3" in v["measured"]
+    res["toy"]["yinyang1"]["extra0"]["0.3"] = _toy_cell(0.01, -0.01, 0.03)  # interval includes 0
+    v = lazy_verdict(res)
+    assert v["verdict"] == "partly" and "yinyang1 +0d: contrast +0.0200/+0.0100" in v["measured"]
+    # a cell that few runs reached in both regimes is listed, not judged
+    res["toy"]["yinyang1"]["extra0"]["0.3"] = _toy_cell(0.07, -0.01, 0.2, n=3)
+    v = lazy_verdict(res)
+    assert v["verdict"] == "reproduced" and "too few runs at 0.3 (n=3)" in v["measured"]
+    bad = {"0.5": _toy_cell(-0.01, -0.02, 0.0)}
+    assert lazy_verdict({"toy": {"disk": {"extra0": bad}}})["verdict"] == "not reproduced"
+    none = {"toy": {"disk": {"extra0": {"0.3": {"n_runs": 0, "reached": {}}}}}}
     v = lazy_verdict(none)
     assert v["verdict"] == "not run" and "no level reached" in v["measured"]
+    # a result of the earlier per-seed protocol (levels directly under the toy) is not judged
+    old = {"toy": {"disk": {"0.3": {"n_seeds": 100, "per_seed_spearman": {"mean": 0.03}}}}}
+    assert lazy_verdict(old)["verdict"] == "not run"
+
+
+def test_lazy_toy_and_mnist1d_together():
+    toy = {"disk": {"extra0": {"0.3": _toy_cell(0.03, 0.01, 0.05)}}}
+    real = {"delta": {"cscore": _delta(0.177, 0.004, 0.350), "noise": _delta(0.573, 0.265, 0.882)}}
+    v = lazy_verdict({"toy": toy, "mnist1d": real})
+    assert v["verdict"] == "reproduced"
+    assert "toy (reproduced)" in v["measured"] and "MNIST-1D (reproduced): cscore: Delta 0.177" in v["measured"]
+    flat = {"disk": {"extra0": {"0.3": _toy_cell(-0.01, -0.02, 0.0)}}}
+    assert lazy_verdict({"toy": flat, "mnist1d": real})["verdict"] == "partly"
+    wrong = {"delta": {"cscore": _delta(-0.2, -0.3, -0.1), "noise": _delta(-0.1, -0.4, 0.2)}}
+    assert lazy_verdict({"toy": flat, "mnist1d": wrong})["verdict"] == "not reproduced"

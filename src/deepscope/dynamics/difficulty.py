@@ -14,8 +14,9 @@ Cookbook::
     g = torch.Generator().manual_seed(0)
 
     # 2-D toys in [-1, 1]^2: the label and the exact distance to the decision boundary
-    x, y = sample_toy("yinyang", 50, generator=g)            # (50, 2), (50,) in {0, 1}
-    d = distance_to_boundary(x, "yinyang")                   # (50,) small = hard
+    x, y = sample_toy("yinyang1", 100, generator=g)          # (100, 2), (100,) in {0, 1}
+    d = distance_to_boundary(x, "yinyang1")                  # (100,) small = hard
+    x5, y5 = sample_toy("disk", 100, generator=g, extra_dims=5)   # (100, 7): 5 irrelevant inputs
 
     # 15% of each class moved to another class; flipped examples are hard
     noise = symmetric_noise(y_train, 0.15, num_classes=10, generator=g, include_true=False)
@@ -51,7 +52,10 @@ import torch
 
 __all__ = [
     "TOYS",
+    "PAPER_TOYS",
     "DISK_RADIUS",
+    "YINYANG1_DOT",
+    "YINYANG1_CENTRES",
     "YINYANG_DOT",
     "toy_labels",
     "distance_to_boundary",
@@ -66,11 +70,20 @@ __all__ = [
     "load_cscores",
 ]
 
-#: The 2-D toy datasets (inputs uniform in [-1, 1]^2, labels 0/1).
-TOYS = ("disk", "yinyang")
+#: The 2-D toy datasets (inputs uniform in [-1, 1]^2, labels 0/1). ``disk``, ``yinyang1`` and
+#: ``disk_flip_diagonal`` are the toys of the paper (the first two as the authors' code defines
+#: them; see :func:`toy_labels`); ``yinyang_scurve`` is ours (an S-curve yin-yang, not the
+#: authors').
+TOYS = ("disk", "yinyang1", "disk_flip_diagonal", "yinyang_scurve")
+#: The toys of the paper (arXiv 2209.09658, Fig. 2 and its appendix).
+PAPER_TOYS = ("disk", "yinyang1", "disk_flip_diagonal")
 #: Radius of the disk toy's class-1 disk: pi r^2 = 2, half of the square's area.
 DISK_RADIUS = math.sqrt(2.0 / math.pi)
-#: Radius of the yin-yang's two dots (the small disks of the opposite class).
+#: Radius of the two opposite-class discs of the authors' ``yinyang1``.
+YINYANG1_DOT = 0.3
+#: Centres of ``yinyang1``'s two discs: class 1 inside the lower-right one, 0 inside the upper-left.
+YINYANG1_CENTRES = ((0.5, -0.5), (-0.5, 0.5))
+#: Radius of the dots of our S-curve yin-yang (``yinyang_scurve``).
 YINYANG_DOT = 0.15
 
 
@@ -80,26 +93,43 @@ def _check_toy(name: str) -> None:
 
 
 def _points(x: Any) -> torch.Tensor:
+    """The first two coordinates of (N, D >= 2) points (the others are irrelevant inputs)."""
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if t.ndim != 2 or t.shape[1] != 2:
-        raise ValueError(f"x has shape {tuple(t.shape)}, must be (N, 2) points in the plane")
+    if t.ndim != 2 or t.shape[1] < 2:
+        raise ValueError(f"x has shape {tuple(t.shape)}, must be (N, D) points with D >= 2 (the "
+                         "label depends on the first two coordinates)")
+    t = t[:, :2]
     return t if t.is_floating_point() else t.double()
 
 
 def toy_labels(x: Any, name: str) -> torch.Tensor:
-    """Labels (0/1, int64) of 2-D points for the toy ``name``.
+    """Labels (0/1, int64) of points for the toy ``name`` (only the first two coordinates count).
 
-    - ``'disk'``: 1 inside the disk of radius :data:`DISK_RADIUS` around the origin.
-    - ``'yinyang'``: the S-curve made of the right half of the circle of radius 1/2 around
-      (0, 1/2) and the left half of the one around (0, -1/2) splits the square; class 1 is the
-      left part (``x < 0`` plus the upper small disk, minus the lower one), and the two dots of
-      radius :data:`YINYANG_DOT` around (0, +-1/2) take the opposite class. Point symmetry
-      through the origin swaps the classes, so each has half of the square.
+    - ``'disk'``: 1 inside the disk of radius :data:`DISK_RADIUS` around the origin (half of
+      the square), as in the authors' code.
+    - ``'yinyang1'``: the authors' yin-yang (tfjgeorge/ntk_alignment,
+      NTK_alignment_viz_on_toy_datasets.ipynb, ``generate_yinyang_dataset(variant=1)``): 1 where
+      the vertical coordinate is > 0, flipped inside the two discs of radius
+      :data:`YINYANG1_DOT` centred at (0.5, -0.5) (class 1 there) and (-0.5, 0.5) (class 0).
+    - ``'disk_flip_diagonal'``: the disk with its labels flipped above the diagonal ``x2 > x1``.
+      **Our definition**: the authors' generator of this toy is not published (their
+      ``datasets.py`` is missing from tfjgeorge/lazy_vs_hasty); the name says a disk flipped
+      on one side of a diagonal, which is what this is. Each class keeps half of the square.
+    - ``'yinyang_scurve'`` (ours, not the authors'): the S-curve made of the right half of the
+      circle of radius 1/2 around (0, 1/2) and the left half of the one around (0, -1/2)
+      splits the square; class 1 is the left part, and two dots of radius
+      :data:`YINYANG_DOT` around (0, +-1/2) take the opposite class.
     """
     _check_toy(name)
     p = _points(x)
     if name == "disk":
         return (p.norm(dim=1) < DISK_RADIUS).long()
+    if name == "disk_flip_diagonal":
+        return ((p.norm(dim=1) < DISK_RADIUS) ^ (p[:, 1] > p[:, 0])).long()
+    if name == "yinyang1":
+        c1, c0 = (torch.tensor(c, dtype=p.dtype, device=p.device) for c in YINYANG1_CENTRES)
+        cls = (p[:, 1] > 0) ^ ((p - c1).norm(dim=1) < YINYANG1_DOT) ^ ((p - c0).norm(dim=1) < YINYANG1_DOT)
+        return cls.long()
     up = torch.tensor([0.0, 0.5], dtype=p.dtype, device=p.device)
     d_up, d_down = (p - up).norm(dim=1), (p + up).norm(dim=1)
     cls = ((p[:, 0] < 0) | (d_up < 0.5)) & ~(d_down < 0.5)
@@ -118,12 +148,14 @@ def _dist_half_circle(p: torch.Tensor, cy: float, right: bool) -> torch.Tensor:
 
 
 def distance_to_boundary(x: Any, name: str) -> torch.Tensor:
-    """Exact Euclidean distance of 2-D points to the toy's decision boundary (see :func:`toy_labels`).
+    """Exact Euclidean distance, in the plane of the first two coordinates, to the toy's
+    decision boundary (see :func:`toy_labels`).
 
     Parameters
     ----------
-    x : (N, 2) tensor or array
-    name : {'disk', 'yinyang'}
+    x : (N, D) tensor or array, D >= 2
+        Coordinates after the first two (irrelevant inputs) are ignored.
+    name : one of :data:`TOYS`
 
     Returns
     -------
@@ -137,8 +169,17 @@ def distance_to_boundary(x: Any, name: str) -> torch.Tensor:
     """
     _check_toy(name)
     p = _points(x)
+    circle = (p.norm(dim=1) - DISK_RADIUS).abs()
     if name == "disk":
-        return (p.norm(dim=1) - DISK_RADIUS).abs()
+        return circle
+    if name == "disk_flip_diagonal":  # the circle and the diagonal, all of it a boundary
+        return torch.minimum(circle, (p[:, 1] - p[:, 0]).abs() / math.sqrt(2.0))
+    if name == "yinyang1":  # the line x2 = 0 and the two circles (they do not meet the line)
+        d = p[:, 1].abs()
+        for c in YINYANG1_CENTRES:
+            cc = torch.tensor(c, dtype=p.dtype, device=p.device)
+            d = torch.minimum(d, ((p - cc).norm(dim=1) - YINYANG1_DOT).abs())
+        return d
     s_curve = torch.minimum(_dist_half_circle(p, 0.5, True), _dist_half_circle(p, -0.5, False))
     up = torch.tensor([0.0, 0.5], dtype=p.dtype, device=p.device)
     dots = torch.minimum(((p - up).norm(dim=1) - YINYANG_DOT).abs(),
@@ -146,12 +187,20 @@ def distance_to_boundary(x: Any, name: str) -> torch.Tensor:
     return torch.minimum(s_curve, dots)
 
 
-def sample_toy(name: str, n: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points uniform in [-1, 1]^2 with their toy labels: ``(x (n, 2) float32, y (n,) int64)``."""
+def sample_toy(name: str, n: int, *, generator: torch.Generator,
+               extra_dims: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` points uniform in [-1, 1]^(2 + extra_dims) with their toy labels.
+
+    Returns ``(x (n, 2 + extra_dims) float32, y (n,) int64)``: the label depends on the first
+    two coordinates only; the ``extra_dims`` others are irrelevant inputs (the paper's
+    ``extra_dims`` 5: a kernel model cannot ignore them, feature learning can).
+    """
     _check_toy(name)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n == {n!r}, must be an integer >= 1")
-    x = torch.rand(n, 2, generator=generator) * 2 - 1
+    if isinstance(extra_dims, bool) or not isinstance(extra_dims, int) or extra_dims < 0:
+        raise ValueError(f"extra_dims == {extra_dims!r}, must be an integer >= 0 (e.g. 0 or 5)")
+    x = torch.rand(n, 2 + extra_dims, generator=generator) * 2 - 1
     return x, toy_labels(x, name)
 
 

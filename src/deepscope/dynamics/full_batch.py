@@ -55,12 +55,19 @@ class FullBatchResult:
         it reached the level (its final parameters where it never did).
     final : dict
         ``{parameter name: (K, ...)}`` at the end.
+    record_steps : (R,) long tensor
+        The steps at which every network's training loss was recorded (``record_steps``).
+    loss_history : (K, R) tensor
+        Network k's mean training loss after ``record_steps[r]`` updates; NaN once it has
+        stopped (or when nothing was asked: R == 0).
     """
 
     levels: list[float]
     steps: torch.Tensor
     snapshots: list[dict[str, torch.Tensor]]
     final: dict[str, torch.Tensor]
+    record_steps: torch.Tensor = None  # type: ignore[assignment]
+    loss_history: torch.Tensor = None  # type: ignore[assignment]
 
 
 def _loss_and_dloss(f: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +212,7 @@ def train_full_batch(
     log_every: int = 100,
     alpha: torch.Tensor | Sequence[float] | None = None,
     implementation: str = "auto",
+    record_steps: Sequence[int] = (),
     desc: str = "",
 ) -> FullBatchResult:
     """Full-batch gradient descent of K stacked networks until each reaches every loss level.
@@ -243,6 +251,10 @@ def train_full_batch(
         ``torch.func.functional_call`` and ``torch.autograd.grad``, any stacked network.
         ``'auto'`` (default): ``'manual'`` where it applies. Both are tested equal to float
         rounding, and to K separate runs.
+    record_steps : sequence of int
+        Steps (numbers of updates, 0 = the initial parameters) at which each network's mean
+        training loss is kept in ``loss_history`` (e.g. log-spaced, for the figure of all runs'
+        training curves); the recording costs one indexed copy at those steps only.
 
     Returns
     -------
@@ -288,10 +300,15 @@ def train_full_batch(
     full = {n: p.detach().clone() for n, p in params.items()}
     steps = torch.full((len(lv), k), -1, dtype=torch.long)
     snaps = [{n: v.clone() for n, v in full.items()} for _ in lv]
-    state = run.restore(full=dict(full), steps=steps, snaps=list(snaps))
+    rec_steps = torch.as_tensor(sorted({int(r) for r in record_steps}), dtype=torch.long)
+    require(bool((rec_steps >= 0).all()), "record_steps", list(record_steps), "steps >= 0")
+    rec_at = {int(r): i for i, r in enumerate(rec_steps.tolist())}
+    history = torch.full((k, len(rec_steps)), float("nan"))
+    state = run.restore(full=dict(full), steps=steps, snaps=list(snaps), history=history)
     start = state["step"]
     if start:
         full, steps, snaps = state["full"], state["steps"], state["snaps"]
+        history = state["history"]
         full = {n: v.to(dev) for n, v in full.items()}
         snaps = [{n: v.to(dev) for n, v in s.items()} for s in snaps]
 
@@ -310,6 +327,8 @@ def train_full_batch(
                 break
             loss, grads = grad(cur, xa, h0a, ya, aa)                # loss (K_active,)
             lc = loss.cpu()
+            if step - 1 in rec_at:  # the loss after step - 1 updates
+                history[active, rec_at[step - 1]] = lc.to(history.dtype)
             # which networks reached which level *before* this update (their loss is now)
             reached = (lc[None, :] <= level_col) & (steps[:, active] < 0)
             finished = None
@@ -342,7 +361,7 @@ def train_full_batch(
             if step % checkpoint_every == 0 or step == max_steps or active.numel() == 0:
                 for n, v in zip(names, cur):
                     full[n][active.to(dev)] = v
-                run.save(step, full=full, steps=steps, snaps=snaps)
+                run.save(step, full=full, steps=steps, snaps=snaps, history=history)
         for n, v in zip(names, cur):
             full[n][active.to(dev)] = v
     # networks that never reached a level keep their final parameters in that snapshot
@@ -353,7 +372,8 @@ def train_full_batch(
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(full[n])
-    return FullBatchResult(lv, steps, snaps, {n: v.clone() for n, v in full.items()})
+    return FullBatchResult(lv, steps, snaps, {n: v.clone() for n, v in full.items()},
+                           rec_steps, history)
 
 
 def snapshot_outputs(model: AlphaScaled, params: Mapping[str, torch.Tensor], x: torch.Tensor, *,

@@ -6,10 +6,13 @@ one initialisation into ``f_alpha = alpha (h(theta) - h(theta_0))``
 (:class:`~deepscope.dynamics.alpha_scaling.AlphaScaled`), and the regimes are compared at matched
 training loss on the ladder ``ln(C) 0.96^k`` (:mod:`deepscope.dynamics.ladder`).
 
-- :func:`compare_toys`: the 2-D toys (disk, yin-yang), every seed and alpha trained as one
-  stack by full-batch gradient descent (:func:`~deepscope.dynamics.full_batch.train_full_batch`);
-  the map of ``loss(alpha_min) - loss(alpha_max)`` on a grid at each training-loss level and its
-  correlation with the distance to the decision boundary.
+- :func:`compare_toys`: the 2-D toys as the authors' code runs them (disk, yinyang1,
+  disk_flip_diagonal, each with 0 and 5 irrelevant input dimensions; 100 points, 100 runs per
+  alpha), every run and alpha trained as one stack by full-batch gradient descent
+  (:func:`~deepscope.dynamics.full_batch.train_full_batch`); the mean map of
+  ``loss(alpha_min) - loss(alpha_max)`` on a grid at each training-loss level, judged by
+  :func:`mean_map_statistics` (near-vs-far contrast and Spearman with the distance to the
+  boundary, intervals from resampling runs).
 - :func:`compare_real`: real data (:func:`load_real`: MNIST-1D or CIFAR-10), minibatch SGD per
   condition, alpha and seed (:func:`~deepscope.dynamics.alpha_training.train_alpha`), the
   difficulty groupings (c-score, label noise, spurious patch, kNN boundary proxy) and
@@ -22,14 +25,16 @@ Cookbook::
     from deepscope.train.loop import TrainOptions
 
     toys = compare_toys(Run("runs/toy", seed=0), seeds=8, levels=(0.65, 0.6), grid=21)
-    toys.result["disk"]["0.6"]["per_seed_spearman"]      # {'mean', 'ci95', 'n', ...}
+    toys.result["disk"]["extra5"]["0.6"]["contrast"]     # near - far of the mean Delta map
+    toys.result["disk"]["extra0"]["0.6"]["holds"]        # contrast > 0, interval above 0
 
     data = load_real("mnist1d", n=600, seed=0, channels=8)
     res = compare_real(Run("runs/m", seed=0), data, seeds=2, min_loss=1.0,
                        options=TrainOptions(epochs=3, batch_size=32, lr=0.1, momentum=0.9))
     res.result["delta"]["noise"]                         # Delta over seeds, 95% interval
 
-Sub-runs: ``toy/batched`` (the stack's training) and ``toy/<toy>/alpha<a>`` (grid losses);
+Sub-runs: ``toy/batched`` (the stack's training) and ``toy/<toy>/extra<e>/alpha<a>`` (grid
+losses, training curves);
 ``<condition>/alpha<a>/seed<k>`` (one network each, through ``run.grid``) and
 ``cscore/seed<s>/fold<f>`` (the hold-out models of the consistency score).
 """
@@ -37,6 +42,7 @@ Sub-runs: ``toy/batched`` (the stack's training) and ``toy/<toy>/alpha<a>`` (gri
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -51,7 +57,7 @@ from deepscope.train.rng import fork_seeded, make_generator
 from deepscope.train.stats import summarise
 
 __all__ = [
-    "toy_setup", "compare_toys", "ToyComparison", "load_real", "RealData", "compare_real",
+    "toy_setup", "toy_grid", "compare_toys", "ToyComparison", "mean_map_statistics", "load_real", "RealData", "compare_real",
     "RealComparison", "CONDITION", "GROUP_NAMES", "CIFAR_TRAIN", "REAL_DEFAULTS",
 ]
 
@@ -85,23 +91,49 @@ class _Finished:
 # ----------------------------------------------------------------------------------------------
 # The 2-D toys
 # ----------------------------------------------------------------------------------------------
-def toy_setup(name: str, seeds: int, *, points: int, hidden: Sequence[int], base_seed: int = 0):
-    """Per seed: training points ``(K, N, 2)``, labels ``(K, N)`` and the initial MLPs (one per seed).
+def toy_setup(name: str, seeds: int, *, points: int, hidden: Sequence[int], base_seed: int = 0,
+              extra_dims: int = 0):
+    """Per run: training points ``(K, N, 2 + extra_dims)``, labels ``(K, N)`` and the initial MLPs.
 
-    Seed ``k`` draws its points from ``(base_seed, 'toy-<name>-data-<k>')`` and its MLP
-    ``2 - hidden - 1`` from ``(base_seed, 'toy-init-<k>')``: both toys share the initialisations.
+    Run ``k`` draws its points from ``(base_seed, 'toy-<name>-data-<k>')`` and its MLP
+    ``(2 + extra_dims) - hidden - 1`` from ``(base_seed, 'toy-init-<k>')`` (with ``extra_dims``
+    > 0: ``'toy-<name>-extra<e>-data-<k>'`` and ``'toy-init-extra<e>-<k>'``); the toys share
+    the initialisations. Both regimes of run ``k`` start from the same network and data.
     """
     from deepscope.dynamics.difficulty import sample_toy
     from deepscope.nets import MLP
 
+    tag = f"-extra{extra_dims}" if extra_dims else ""
     xs, ys, nets = [], [], []
     for k in range(seeds):
-        x, y = sample_toy(name, points, generator=make_generator(base_seed, f"toy-{name}-data-{k}"))
+        x, y = sample_toy(name, points, extra_dims=extra_dims,
+                          generator=make_generator(base_seed, f"toy-{name}{tag}-data-{k}"))
         xs.append(x)
         ys.append(y)
-        with fork_seeded(make_generator(base_seed, f"toy-init-{k}")):
-            nets.append(MLP(2, list(hidden), 1))
+        with fork_seeded(make_generator(base_seed, f"toy-init{tag}-{k}")):
+            nets.append(MLP(2 + extra_dims, list(hidden), 1))
     return torch.stack(xs), torch.stack(ys), nets
+
+
+def _pad_input(net: torch.nn.Module, dim: int) -> torch.nn.Module:
+    """A copy of an MLP whose first layer takes ``dim`` inputs, the added columns zero: on
+    inputs padded with zeros it computes, and trains, exactly as the original (the added
+    weights see zero inputs, so their gradient is zero)."""
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Linear))
+    if first.in_features == dim:
+        return net
+    out = copy.deepcopy(net)
+    lin = next(m for m in out.modules() if isinstance(m, torch.nn.Linear))
+    w = torch.zeros(lin.out_features, dim, dtype=lin.weight.dtype)
+    w[:, :lin.in_features] = lin.weight.detach()
+    lin.weight = torch.nn.Parameter(w)
+    lin.in_features = dim
+    return out
+
+
+def _pad(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x if x.shape[-1] == dim else torch.cat(
+        [x, x.new_zeros(*x.shape[:-1], dim - x.shape[-1])], -1)
 
 
 def _rowwise_corr(rows, v, *, rank: bool):
@@ -117,15 +149,92 @@ def _rowwise_corr(rows, v, *, rank: bool):
         return (a @ b) / (np.sqrt((a * a).sum(1)) * np.sqrt((b * b).sum()))
 
 
-def _train_toys(run, done, data: dict, grid: torch.Tensor, *, toys, alphas, seeds, levels, lr,
-                max_steps, checkpoint_every, config: dict) -> dict:
-    """Every (toy, alpha) pair's seeds as ONE stack (per-network alpha and data): one training
-    sub-run ``toy/batched``, then each pair's grid losses in ``toy/<name>/alpha<a>``.
+def mean_map_statistics(delta: Any, distance: Any, *, bands: int = 5, resamples: int = 1000,
+                        seed: int | Sequence[int] = 0) -> dict:
+    """The paper's statistic: the mean Delta map over runs against the distance to the boundary.
 
-    One stack instead of one per pair: the slow lazy seeds of both toys share their last
-    thousands of steps (the tail where few networks are left and a step is mostly overhead),
-    and each step's products are larger. Each network still trains exactly as it would alone
-    (tested in tests/dynamics/test_full_batch.py).
+    Parameters
+    ----------
+    delta : (K, G) array
+        Per run, ``loss(alpha=1) - loss(alpha=100)`` at G grid points (one run: one seed's
+        network in both regimes at the same training loss).
+    distance : (G,) array
+        Distance of each grid point to the decision boundary.
+    bands : int
+        Distance bands (quantiles of ``distance`` over the grid): the contrast compares the
+        nearest band with the farthest.
+    resamples : int
+        Bootstrap resamples of the K runs (with replacement) for the 95% intervals.
+    seed : int or sequence of int
+        Seeds ``numpy.random.default_rng`` for the resampling.
+
+    Returns
+    -------
+    dict
+        ``contrast`` = mean Delta in the nearest band minus the farthest band of the mean map,
+        ``near``, ``far``, ``spearman`` (rank correlation of the mean map with the distance;
+        the paper's effect makes it < 0), each of ``contrast`` and ``spearman`` with
+        ``*_ci95`` (2.5 and 97.5 percentiles over resampled runs), ``n_runs``, ``bands``,
+        ``resamples`` and ``holds``: contrast > 0 with its interval above 0 (Delta larger
+        near the boundary than far from it, the paper's claim).
+
+    Examples
+    --------
+    >>> d = np.linspace(0, 1, 50)
+    >>> runs = 0.1 - 0.2 * d + np.zeros((4, 1))     # four identical runs: Delta falls with d
+    >>> st = mean_map_statistics(runs, d, resamples=20)
+    >>> round(st["spearman"], 6), st["holds"]
+    (-1.0, True)
+    """
+    delta = np.asarray(delta, dtype=np.float64)
+    dist = np.asarray(distance, dtype=np.float64)
+    if delta.ndim != 2 or dist.ndim != 1 or delta.shape[1] != dist.shape[0] or delta.shape[0] < 1:
+        raise ValueError(f"delta has shape {delta.shape} and distance {dist.shape}; need (K, G) "
+                         "and (G,) with K >= 1 runs")
+    if isinstance(bands, bool) or not isinstance(bands, int) or not 2 <= bands <= dist.size:
+        raise ValueError(f"bands == {bands!r}, must be an integer in 2..{dist.size}, e.g. 5")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"resamples == {resamples!r}, must be an integer >= 1, e.g. 1000")
+    near = dist <= np.quantile(dist, 1 / bands)
+    far = dist >= np.quantile(dist, 1 - 1 / bands)
+    k = delta.shape[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, k, size=(resamples, k))
+    weights = np.zeros((resamples, k))
+    np.add.at(weights, (np.repeat(np.arange(resamples), k), idx.ravel()), 1.0 / k)
+    maps = np.vstack([delta.mean(0), weights @ delta])           # (1 + B, G)
+    contrast = maps[:, near].mean(1) - maps[:, far].mean(1)
+    rho = _rowwise_corr(maps, dist, rank=True)
+    ci = lambda v: [float(np.nanpercentile(v[1:], 2.5)), float(np.nanpercentile(v[1:], 97.5))]  # noqa: E731
+    out = {"contrast": float(contrast[0]), "contrast_ci95": ci(contrast),
+           "near": float(maps[0, near].mean()), "far": float(maps[0, far].mean()),
+           "spearman": float(rho[0]), "spearman_ci95": ci(rho),
+           "n_runs": int(k), "bands": bands, "resamples": resamples}
+    out["holds"] = bool(k >= 2 and out["contrast"] > 0 and out["contrast_ci95"][0] > 0)
+    return out
+
+
+def _record_steps(max_steps: int, points: int = 200) -> list[int]:
+    """Log-spaced steps 0..max_steps at which every run's training loss is kept (the figure)."""
+    return sorted({0, *np.unique(np.round(np.logspace(0, np.log10(max_steps), points))).astype(int).tolist()})
+
+
+def _key(name: str, extra: int) -> str:
+    return f"{name}/extra{extra}"
+
+
+def _train_toys(run, done, data: dict, grids: dict, *, datasets, alphas, seeds, levels, lr,
+                max_steps, checkpoint_every, config: dict) -> dict:
+    """Every (dataset, alpha) pair's runs as ONE stack (per-network alpha and data): one
+    training sub-run ``toy/batched``, then each pair's grid losses and training curves in
+    ``toy/<name>/extra<e>/alpha<a>``.
+
+    Datasets with fewer input dimensions are padded with zero inputs (and zero first-layer
+    columns, :func:`_pad_input`), which changes nothing they compute. One stack instead of
+    one per pair: the slow lazy runs of all datasets share their last thousands of steps (the
+    tail where few networks are left and a step is mostly overhead), and each step's products
+    are larger. Each network still trains exactly as it would alone (tested in
+    tests/dynamics/test_full_batch.py).
     """
     from deepscope.dynamics.alpha_scaling import AlphaScaled
     from deepscope.dynamics.difficulty import toy_labels
@@ -133,40 +242,47 @@ def _train_toys(run, done, data: dict, grid: torch.Tensor, *, toys, alphas, seed
     from deepscope.dynamics.ladder import example_losses
     from deepscope.nets.batched import BatchedMLP
 
-    pairs = [(name, a) for name in toys for a in alphas]
-    subs = {(name, a): run.child(f"toy/{name}/alpha{a:g}", config={**config, "toy": name, "alpha": a})
-            for name, a in pairs}
+    pairs = [(ds, a) for ds in datasets for a in alphas]
+    subs = {(ds, a): run.child(f"toy/{_key(*ds)}/alpha{a:g}",
+                               config={**config, "toy": ds[0], "extra_dims": ds[1], "alpha": a})
+            for ds, a in pairs}
     if all(sub.finished for sub in subs.values()):
         return subs
     k = seeds
-    nets = [net for name, _ in pairs for net in data[name][2]]
-    x = torch.cat([data[name][0] for name, _ in pairs])
-    y = torch.cat([data[name][1] for name, _ in pairs])
+    dim = 2 + max(e for _, e in datasets)
+    nets = {ds: [_pad_input(n, dim) for n in data[ds][2]] for ds in datasets}
+    x = torch.cat([_pad(data[ds][0], dim) for ds, _ in pairs])
+    y = torch.cat([data[ds][1] for ds, _ in pairs])
     alpha = [a for _, a in pairs for _ in range(k)]
-    model = AlphaScaled(BatchedMLP.stack(nets), 1.0)   # alpha per network below
-    train = run.child("toy/batched", config={**config, "pairs": [list(p) for p in pairs]})
+    model = AlphaScaled(BatchedMLP.stack([n for ds, _ in pairs for n in nets[ds]]), 1.0)
+    train = run.child("toy/batched", config={**config, "pairs": [[*ds, a] for ds, a in pairs]})
     res = train_full_batch(model, x, y, levels=levels, lr=lr, alpha=alpha, max_steps=max_steps,
                            run=train, checkpoint_every=checkpoint_every,
+                           record_steps=_record_steps(max_steps),
                            desc=f"toy: {len(pairs)} x {k} networks")
-    if not train.finished:
-        train.write_result({"steps": res.steps.tolist()})
-    for j, (name, a) in enumerate(pairs):
-        sub = subs[name, a]
+    if not train.finished:  # seconds: the training's wall time, across resumes
+        train.write_result({"steps": res.steps.tolist(),
+                            "seconds": round(time.time() - train.started, 3)})
+    for j, (ds, a) in enumerate(pairs):
+        sub = subs[ds, a]
         if sub.finished:
             continue
         part = slice(j * k, (j + 1) * k)
-        pair = AlphaScaled(BatchedMLP.stack(data[name][2]), a)  # this pair's initial networks
+        pair = AlphaScaled(BatchedMLP.stack(nets[ds]), a)  # this pair's initial networks
+        grid = _pad(grids[ds[1]], dim)
         with torch.no_grad():  # h(theta_0) on the grid, shared by the levels; in cache-sized chunks
             h0_grid = torch.cat([pair.init(grid[i:i + 512]) for i in range(0, len(grid), 512)], 1)
         grid_losses = torch.stack([
             example_losses(snapshot_outputs(pair, {n: v[part].cpu() for n, v in snap.items()},
                                             grid, init_output=h0_grid, batch=512),
-                           toy_labels(grid, name))[0]
+                           toy_labels(grid, ds[0]))[0]
             for snap in res.snapshots])      # (L, K, G)
         steps = res.steps[:, part]
-        sub.save_file("grid_losses.pt", {"losses": grid_losses, "steps": steps})
+        sub.save_file("grid_losses.pt", {"losses": grid_losses, "steps": steps,
+                                         "record_steps": res.record_steps,
+                                         "loss_history": res.loss_history[part]})
         sub.write_result({"steps": steps.tolist(), "reached": [int((r >= 0).sum()) for r in steps]})
-        done(f"toy/{name}/alpha{a:g}")
+        done(f"toy/{_key(*ds)}/alpha{a:g}")
     return subs
 
 
@@ -177,44 +293,71 @@ class ToyComparison:
     Attributes
     ----------
     result : dict
-        Per toy and level (``f"{level:g}"``): ``n_seeds`` (seeds that reached the level in both
-        regimes), ``reached`` per alpha, and where ``n_seeds >= 1`` the Spearman and Pearson
-        correlations of Delta loss with the distance to the boundary (of the mean map, and per
-        seed summarised over seeds) and the mean Delta near and far from the boundary.
+        ``result[toy][f"extra{e}"][f"{level:g}"]``: ``n_runs`` (runs that reached the level in
+        both regimes), ``reached`` per alpha, ``median_steps`` per alpha, and where
+        ``n_runs >= 1`` :func:`mean_map_statistics` of the Delta map (the paper's statistic:
+        ``contrast``, ``spearman``, their intervals over resampled runs, ``holds``), and
+        ``per_seed_spearman`` (each run's own map's Spearman with the distance, summarised
+        over runs: a secondary number, not the paper's; see docs/lazy_vs_hasty.md).
     maps : dict
-        Per toy, ``[(level, (G,) mean Delta map or None), ...]`` on the ``grid x grid`` grid.
+        ``maps[(toy, e)] = [(level, (G,) mean Delta map or None), ...]`` on the grid.
+    curves : dict
+        ``curves[(toy, e)] = (record_steps (R,), {alpha: (K, R) training losses})``.
+    examples : dict
+        ``examples[(toy, e)] = (x (N, 2 + e), y (N,))``: run 0's training set (the figure).
     """
 
     result: dict
     maps: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
 
 
-def compare_toys(run, *, toys: Sequence[str] = ("disk", "yinyang"),
-                 alphas: Sequence[float] = (1.0, 100.0), seeds: int = 100, points: int = 50,
-                 hidden: Sequence[int] = (60, 60, 60), levels: Sequence[float] = (0.5, 0.4, 0.3),
-                 lr: float = 0.1, max_steps: int = 20_000, grid: int = 61,
+def toy_grid(grid: int, extra_dims: int = 0, *, seed: int = 0) -> torch.Tensor:
+    """The ``grid x grid`` points of the Delta maps on [-1, 1]^2, x varying fastest; with
+    ``extra_dims`` > 0 each point also gets irrelevant coordinates uniform in [-1, 1] (one
+    draw from ``(seed, 'toy-grid-extra<e>')``, shared by all runs: the test points are drawn
+    as the training points are)."""
+    side = torch.linspace(-1, 1, grid)
+    pts = torch.cartesian_prod(side, side).flip(1)
+    if extra_dims:
+        g = make_generator(seed, f"toy-grid-extra{extra_dims}")
+        pts = torch.cat([pts, torch.rand(len(pts), extra_dims, generator=g) * 2 - 1], 1)
+    return pts
+
+
+def compare_toys(run, *, toys: Sequence[str] = ("disk", "yinyang1", "disk_flip_diagonal"),
+                 extra_dims: Sequence[int] = (0, 5), alphas: Sequence[float] = (1.0, 100.0),
+                 seeds: int = 100, points: int = 100, hidden: Sequence[int] = (60, 60, 60),
+                 levels: Sequence[float] = (0.5, 0.4, 0.3), lr: float = 0.1,
+                 max_steps: int = 25_000, grid: int = 61, bands: int = 5, resamples: int = 1000,
                  checkpoint_every: int = 2500) -> ToyComparison:
-    """The 2-D toys of arXiv 2209.09658: Delta loss maps at matched training loss.
+    """The 2-D toys of arXiv 2209.09658 as the authors' code runs them: Delta loss maps at
+    matched training loss, judged on the mean map over runs.
 
     Parameters
     ----------
     run : Run
         Its ``seed`` seeds the data and the networks; sub-runs as in the module docstring.
-    toys : sequence of {'disk', 'yinyang'}
+    toys : sequence of names from :data:`deepscope.dynamics.difficulty.TOYS`
+    extra_dims : sequence of int
+        Irrelevant input dimensions, uniform in [-1, 1], added to every toy (the paper: 0 and 5).
     alphas : sequence of float
         Delta compares the smallest with the largest.
     seeds : int
-        Networks (and datasets) per toy and alpha.
+        Runs per toy and alpha (one dataset and initialisation each; the paper: 100).
     points : int
-        Training points per seed, uniform in [-1, 1]^2 (the paper: 50).
+        Training points per run (the authors' generator: 100).
     hidden : sequence of int
         Hidden widths of the MLP (the paper: 60, 60, 60).
     levels : sequence of float
         Decreasing training losses at which the maps are taken (the paper: 0.5, 0.4, 0.3).
     lr, max_steps : float, int
-        Full-batch gradient descent (the paper: lr 0.1).
+        Full-batch gradient descent (the paper: lr 0.1, at most 25,000 iterations).
     grid : int
         Grid points per side of the maps.
+    bands, resamples : int
+        Of :func:`mean_map_statistics`.
     checkpoint_every : int
         Steps between checkpoints of the stacked training (changes nothing it computes).
     """
@@ -222,48 +365,48 @@ def compare_toys(run, *, toys: Sequence[str] = ("disk", "yinyang"),
 
     alphas = sorted(alphas)
     a_lo, a_hi = alphas[0], alphas[-1]
-    config = {"toys": list(toys), "alphas": alphas, "seeds": seeds, "points": points,
-              "hidden": list(hidden), "levels": list(levels), "lr": lr, "max_steps": max_steps,
-              "grid": grid}
-    side = torch.linspace(-1, 1, grid)
-    points_grid = torch.cartesian_prod(side, side).flip(1)  # (x, y) with x varying fastest
-    data = {name: toy_setup(name, seeds, points=points, hidden=hidden, base_seed=run.seed)
-            for name in toys}
-    subs = _train_toys(run, _Finished(run), data, points_grid, toys=toys, alphas=alphas,
+    datasets = [(name, int(e)) for name in toys for e in extra_dims]
+    config = {"toys": list(toys), "extra_dims": [int(e) for e in extra_dims], "alphas": alphas,
+              "seeds": seeds, "points": points, "hidden": list(hidden), "levels": list(levels),
+              "lr": lr, "max_steps": max_steps, "grid": grid}
+    grids = {e: toy_grid(grid, e, seed=run.seed) for e in {e for _, e in datasets}}
+    data = {ds: toy_setup(ds[0], seeds, points=points, hidden=hidden, base_seed=run.seed,
+                          extra_dims=ds[1]) for ds in datasets}
+    subs = _train_toys(run, _Finished(run), data, grids, datasets=datasets, alphas=alphas,
                        seeds=seeds, levels=list(levels), lr=lr, max_steps=max_steps,
                        checkpoint_every=checkpoint_every, config=config)
     out = ToyComparison(result={})
-    for name in toys:
-        dist = distance_to_boundary(points_grid, name).numpy()
-        losses, reached = {}, {}
+    for di, ds in enumerate(datasets):
+        name, e = ds
+        dist = distance_to_boundary(grids[e], name).numpy()
+        losses, reached, steps, hist = {}, {}, {}, {}
         for a in alphas:
-            blob = torch.load(subs[name, a].dir / "grid_losses.pt", weights_only=True)
-            losses[a], reached[a] = blob["losses"].numpy(), blob["steps"].numpy() >= 0
+            blob = torch.load(subs[ds, a].dir / "grid_losses.pt", weights_only=True)
+            losses[a], steps[a] = blob["losses"].numpy(), blob["steps"].numpy()
+            reached[a] = steps[a] >= 0
+            hist[a] = blob["loss_history"].numpy()
+            rec = blob["record_steps"].numpy()
+        out.curves[ds] = (rec, hist)
+        out.examples[ds] = (data[ds][0][0], data[ds][1][0])
         per_level = {}
-        out.maps[name] = []
+        out.maps[ds] = []
         for li, lv in enumerate(levels):
-            ok = reached[a_lo][li] & reached[a_hi][li]          # seeds that reached it in both
+            ok = reached[a_lo][li] & reached[a_hi][li]          # runs that reached it in both
             delta = losses[a_lo][li][ok] - losses[a_hi][li][ok]  # (k, G)
-            entry = {"n_seeds": int(ok.sum()),
-                     "reached": {f"{a:g}": int(reached[a][li].sum()) for a in alphas}}
+            entry = {"n_runs": int(ok.sum()),
+                     "reached": {f"{a:g}": int(reached[a][li].sum()) for a in alphas},
+                     "median_steps": {f"{a:g}": float(np.median(steps[a][li][reached[a][li]]))
+                                      if reached[a][li].any() else None for a in alphas}}
             if ok.sum() >= 1:
                 mean = delta.mean(0)
-                out.maps[name].append((lv, mean))
-                near, far = dist <= np.quantile(dist, 0.2), dist >= np.quantile(dist, 0.8)
-                rho = _rowwise_corr(np.vstack([mean, delta]), dist, rank=True)
-                r = _rowwise_corr(np.vstack([mean, delta]), dist, rank=False)
-                entry.update({
-                    "spearman_delta_vs_distance": float(rho[0]),
-                    "per_seed_spearman": summarise(rho[1:]),
-                    "pearson_delta_vs_distance": float(r[0]),
-                    "per_seed_pearson": summarise(r[1:]),
-                    "mean_delta_near_boundary": float(mean[near].mean()),
-                    "mean_delta_far_from_boundary": float(mean[far].mean()),
-                })
+                out.maps[ds].append((lv, mean))
+                entry.update(mean_map_statistics(delta, dist, bands=bands, resamples=resamples,
+                                                 seed=[run.seed, di, li]))
+                entry["per_seed_spearman"] = summarise(_rowwise_corr(delta, dist, rank=True))
             else:
-                out.maps[name].append((lv, None))
+                out.maps[ds].append((lv, None))
             per_level[f"{lv:g}"] = entry
-        out.result[name] = per_level
+        out.result.setdefault(name, {})[f"extra{e}"] = per_level
     return out
 
 
