@@ -43,7 +43,7 @@ _MODULES = {
     "difficulty": ["toy_labels", "distance_to_boundary", "sample_toy", "spurious_patch",
                    "knn_agreement", "quantile_groups", "holdout_splits", "holdout_consistency",
                    "Consistency", "consistency_reliability", "load_cscores"],
-    "lazy_vs_hasty": ["toy_setup", "compare_toys", "ToyComparison", "load_real", "RealData",
+    "lazy_vs_hasty": ["toy_setup", "mean_map_statistics", "toy_grid", "compare_toys", "ToyComparison", "load_real", "RealData",
                       "compare_real", "RealComparison"],
     "spectral": ["fourier_spectrum", "kernel_eigenbasis", "eigenbasis_spectrum",
                  "perturbation_spectrum", "first_crossing", "spearman", "SpectrumRecorder",
