@@ -150,6 +150,8 @@ def train_alpha(
     stop_when_done : bool
         Stop at the end of the epoch in which the last rung fired.
 
+    Notes
+    -----
     Under ``torchrun`` every process draws the same global minibatch, computes the loss on
     its slice (:func:`~deepscope.train.distributed.shard`, unequal slices allowed: the last
     minibatch may be smaller), weighs it by its share of the minibatch so that the averaged

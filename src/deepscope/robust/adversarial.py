@@ -194,6 +194,8 @@ def train_robust(net: NetSpec, x: torch.Tensor, y: torch.Tensor, objective: Obje
         (model, optimiser, generator, the objective's state); a killed run resumes where its
         last checkpoint left off.
 
+    Notes
+    -----
     Under ``torchrun`` every process draws the same global batch, takes its slice of it
     (:func:`~deepscope.train.distributed.shard`, unequal slices allowed), makes the random
     starts of its attacks as the rows of the global batch's draws

@@ -355,6 +355,8 @@ def masking_checks(report: dict[str, Any], curve: Sequence[dict[str, Any]] | Non
     agree_tol : float
         Largest gap between our PGD-100 and an independent library that counts as agreement.
 
+    Notes
+    -----
     ``pass`` is None when a check had nothing to compare.
     """
     a = report["attacks"]
