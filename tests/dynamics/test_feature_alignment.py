@@ -128,6 +128,7 @@ def test_matched_training_readout_on_a_hand_made_trajectory():
 
     def rec(step, epoch, acc, test, path, gamma):
         return {"step": step, "epoch": epoch, "train_acc": acc, "test_acc": test, "path_sum": path,
+                "norm_dw": float(epoch),
                 "margin": gamma, "complexity": path / gamma if gamma > 0 else None,
                 "align_train": 0.1 * epoch, "align_test": 0.05 * epoch, "top_eigenvalue": 1.0 + epoch,
                 "effective_rank": 10.0 - epoch}
@@ -141,6 +142,7 @@ def test_matched_training_readout_on_a_hand_made_trajectory():
     assert r["complexity_fit"] == pytest.approx(8.0) and r["gap_fit"] == pytest.approx(0.991 - 0.72)
     assert r["path_sum_fit"] == 4.0 and r["align_train_fit"] == pytest.approx(0.3)
     assert r["complexity_end"] == pytest.approx(3.0) and r["gap_end"] == pytest.approx(0.25)
+    assert r["path_length_fit"] == 0 + 1 + 2 + 3 and r["path_length_end"] == 16
     never = per_run({"history": h[:3], "final": {"gap": 0.285, "loss_gap": 0.0, "train_acc": 0.985,
                                                  "test_acc": 0.7}, "fit_threshold": 0.99})
     assert not never["fitted"] and math.isnan(never["complexity_fit"]) and math.isnan(never["gap_fit"])

@@ -230,6 +230,11 @@ def per_run(r: dict, threshold: float | None = None) -> dict:
     for name, key in READ.items():
         out[f"{name}_end"] = _num(last.get(key))
         out[f"{name}_fit"] = _num(fit.get(key) if fit else None)
+    # baselines for the ranking: the path length alone (no kernel term) and the epochs to fit
+    steps = [x["step"] for x in h]
+    upto = steps.index(fit["step"]) + 1 if fit else 0
+    out["path_length_fit"] = float(sum(x["norm_dw"] for x in h[:upto])) if fit else float("nan")
+    out["path_length_end"] = float(sum(x["norm_dw"] for x in h))
     if "tracker_seconds" in r and r.get("train_seconds"):
         out["tracker_fraction"] = r["tracker_seconds"] / (r["tracker_seconds"] + r["train_seconds"])
         out["seconds_per_checkpoint"] = r["tracker_seconds"] / len(h)
@@ -337,6 +342,9 @@ def summarise_setting(grid: Any, setting: str, *, fractions: Sequence[float],
                            "at_end": rho("complexity_end", "gap_end"),
                            "unnormalised_at_fit": rho("path_sum_fit", "gap_fit"),
                            "unnormalised_at_end": rho("path_sum_end", "gap_end"),
+                           # baselines: anything that grows with the random fraction ranks too
+                           "path_length_at_fit": rho("path_length_fit", "gap_fit"),
+                           "fit_epoch_at_fit": rho("fit_epoch", "gap_fit"),
                            "per_seed_at_fit": summarise(rho_seed)},
         "tracker_fraction": summarise(cost),
     }
