@@ -15,6 +15,9 @@ from deepscope.dynamics.alignment import (
     kernel_alignment,
     kernel_matrix,
     label_targets,
+    linear_rademacher_bound,
+    margin,
+    output_margins,
     path_complexity,
     yky,
 )
@@ -146,6 +149,63 @@ def test_path_complexity_by_hand():
         path_complexity([0.0], [1.0], n=0)
 
 
+def _exact_rademacher_of_the_ball(x: torch.Tensor, b: float) -> float:
+    """E_sigma sup_(||w|| <= b) (1/n) sum_i sigma_i <w, x_i> = (b/n) E ||sum_i sigma_i x_i||, all 2^n signs."""
+    n = x.shape[0]
+    signs = torch.tensor([[1.0 if (k >> i) & 1 else -1.0 for i in range(n)] for k in range(2**n)], dtype=D)
+    return float(b * torch.linalg.vector_norm(signs @ x, dim=1).mean() / n)
+
+
+def test_complexity_on_a_linear_model_is_its_closed_form_rademacher_complexity():
+    """A linear model's tangent kernel is X X^T; one step from w0 to w1 adds ||w1 - w0|| sqrt(Tr K) / n,
+    which is the exact empirical Rademacher complexity of the ball of radius ||w1 - w0|| when the
+    inputs are orthogonal, and an upper bound on it otherwise."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 8, 12
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=D))
+    scales = torch.linspace(0.5, 3.0, n, dtype=D)
+    orthogonal = scales[:, None] * q[:n]                 # orthogonal rows, unequal norms
+    generic = torch.randn(n, d, generator=g, dtype=D)
+    for x, exact in ((orthogonal, True), (generic, False)):
+        net = nn.Linear(d, 1, bias=False).to(D)
+        tracker = AlignmentTracker(x, torch.zeros(n, dtype=torch.long), n_probe=n, steps=[0, 1],
+                                   per_layer=False)
+        w0 = net.weight.detach().clone()
+        tracker(0, net)
+        with torch.no_grad():
+            net.weight.add_(torch.randn(1, d, generator=g, dtype=D))
+        rec = tracker(1, net)
+        step = float(torch.linalg.vector_norm(net.weight.detach() - w0))
+        assert rec["norm_dw"] == pytest.approx(step, rel=1e-12)
+        assert rec["trace_k"] == pytest.approx(float(x.pow(2).sum()), rel=1e-10)  # Tr X X^T
+        term = linear_rademacher_bound(step, rec["trace_k"], n)
+        assert rec["path_sum"] == pytest.approx(term, rel=1e-10)
+        rad = _exact_rademacher_of_the_ball(x, step)
+        if exact:
+            assert rad == pytest.approx(term, rel=1e-10)
+        else:
+            assert rad < 0.99 * term  # Jensen: strict for correlated features
+        # the margin normalisation divides the whole path by gamma
+        c = path_complexity([0.0, rec["norm_dw"]], [rec["trace_k"]] * 2, n=n, margin=0.5)
+        assert c[-1] == pytest.approx(term / 0.5, rel=1e-10)
+
+
+def test_margins_and_the_margin_normalised_complexity():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 2.5], [1.0, 1.0, 4.0], [5.0, 0.0, 1.0]])
+    y = torch.tensor([0, 1, 2, 0])
+    m = output_margins(logits, y)
+    torch.testing.assert_close(m, torch.tensor([2.0, -0.5, 3.0, 4.0]))
+    assert margin(logits, y, quantile=0.0) == pytest.approx(-0.5)
+    assert margin(logits, y, quantile=0.5) == pytest.approx(2.5)  # median of -0.5, 2, 3, 4
+    c = path_complexity([0.0, 2.0, 1.0], [4.0, 9.0, 16.0], n=2, margin=2.0)
+    np.testing.assert_allclose(c, [0.0, 1.5, 2.5])
+    assert np.isnan(path_complexity([0.0, 2.0], [4.0, 9.0], n=2, margin=-0.1)).all()
+    with pytest.raises(ValueError, match=r"labels span 0\.\.3; they must be in 0\.\.2"):
+        output_margins(logits, torch.tensor([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match=r"quantile == 1.0, must be in \[0, 1\)"):
+        margin(logits, y, quantile=1.0)
+
+
 def test_alignment_errors():
     k = torch.zeros(4, 4, 3, 3)
     with pytest.raises(ValueError, match=r"y gives targets of shape \(5, 3\) but the kernel is \(4, 4, 3, 3\)"):
@@ -201,14 +261,15 @@ def test_tracker_logs_on_schedule_without_the_global_rng(tmp_path):
     assert set(first["layer_align_train"]) == {"0", "3"} and set(first["layer_align_test"]) == {"0", "3"}
     for key in ("align_train", "align_test", "top_eigenvalue", "effective_rank", "trace_ratio_top5", "trace_k"):
         assert math.isfinite(first[key]), key
-    assert first["norm_dw"] == 0.0 and first["complexity"] == 0.0 and last["complexity"] > 0
+    assert first["norm_dw"] == 0.0 and first["path_sum"] == 0.0 and last["path_sum"] > 0
     # the logged numbers are the library's on the same probes
     net.eval()
     k = empirical_ntk(net, tracker.x_train)
     assert last["align_train"] == pytest.approx(kernel_alignment(k, tracker.y_train).item(), rel=1e-9)
     assert last["trace_k"] == pytest.approx(torch.einsum("nnoo->", k).item(), rel=1e-9)
     c = path_complexity([h["norm_dw"] for h in tracker.history_], [h["trace_k"] for h in tracker.history_], n=20)
-    assert last["complexity"] == pytest.approx(c[-1], rel=1e-12)
+    assert last["path_sum"] == pytest.approx(c[-1], rel=1e-12)
+    assert tracker.seconds_ > 0
     # probes: a fixed draw from the given seed, reproducible
     again = AlignmentTracker(x_tr, y_tr, x_te, y_te, n_probe=20, seed=3)
     assert torch.equal(again.probe_train_, tracker.probe_train_) and len(set(tracker.probe_train_.tolist())) == 20

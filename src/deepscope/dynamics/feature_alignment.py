@@ -29,6 +29,7 @@ computed on the whole model (the same numbers on every process; only rank 0 writ
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -56,7 +57,11 @@ from deepscope.train.loop import (
 from deepscope.train.rng import spawn
 from deepscope.train.run import NullRun, Run
 
-__all__ = ["train_feature_alignment", "evaluate", "DEFAULTS"]
+__all__ = ["train_feature_alignment", "evaluate", "kaiming_init", "DEFAULTS", "INITS"]
+
+#: Initialisations: ``"default"`` (PyTorch's, as built) or ``"kaiming"`` (the authors' code:
+#: Kaiming-normal weights of every Linear and Conv layer, zero biases).
+INITS = ("default", "kaiming")
 
 #: An augmentation: ``augment(x_batch, generator=g) -> x_batch``, e.g.
 #: ``deepscope.data.augment.ImageTransform(crop_padding=4, flip=True)``.
@@ -92,6 +97,35 @@ def evaluate(model: nn.Module, x: torch.Tensor, *labels: torch.Tensor,
     return [(c / x.shape[0], v / x.shape[0]) for c, v in zip(correct, loss)]
 
 
+def kaiming_init(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Kaiming-normal weights (fan-in, ReLU gain) and zero biases for every Linear/Conv layer.
+
+    The authors' initialisation (github.com/tfjgeorge/ntk_alignment, commit 7132338,
+    ``tasks.py::kaiming_init``); drawn from ``generator``. Returns ``model``.
+    """
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
+
+
+def _train_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_clean: torch.Tensor,
+                 quantile: float, batch_size: int = 1000) -> dict[str, float]:
+    """Accuracy and loss on the labels trained on and the true ones, and the margin, one pass."""
+    from deepscope.dynamics.alignment import margin
+
+    with evaluating(model), torch.no_grad():
+        out = torch.cat([model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    pred = out.argmax(1)
+    return {"train_acc": float((pred == y).float().mean()),
+            "train_acc_clean": float((pred == y_clean).float().mean()),
+            "train_loss": float(F.cross_entropy(out, y)),
+            "margin": margin(out.float(), y, quantile=quantile)}
+
+
 def _check_data(x_train, y_train, x_test, y_test, batch_size: int) -> None:
     for xs, ys, which in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if xs.shape[0] != ys.shape[0] or ys.ndim != 1:
@@ -123,6 +157,11 @@ def train_feature_alignment(
     per_layer: bool = True,
     first_step: float = 5.0,
     ratio: float = 1.15,
+    init: str = "default",
+    fit_threshold: float | None = None,
+    epochs_after_fit: int | None = None,
+    probe_augmented: bool = False,
+    margin_quantile: float = 0.1,
     desc: str = "",
 ) -> TrainResult:
     """Train a classifier with SGD + momentum and track its tangent-kernel alignment.
@@ -177,6 +216,23 @@ def train_feature_alignment(
         Also record each layer's alignment.
     first_step, ratio : float
         The tracker's schedule ``floor(first_step * ratio^k)``.
+    init : 'default' or 'kaiming'
+        ``'kaiming'``: :func:`kaiming_init` (the authors' code) after building the network.
+    fit_threshold : float, optional
+        Training accuracy (on the labels trained on, the whole training set, eval mode) at which
+        a run counts as fitted. Checked at every record and at the end of every epoch; the first
+        epoch it is reached gets a tracker record (if its last step was not already one), so
+        every run has a record at the point it fits (the paper's regime: runs compared once they
+        fit their labels, random ones included). The authors' code stops at a training loss
+        below 0.01 (``train.py::stopping_criterion``); an accuracy threshold (0.99) is used here.
+    epochs_after_fit : int, optional
+        Stop this many epochs after the fitting epoch (``None``: train to ``epochs``, the cap).
+    probe_augmented : bool
+        Pass the training probes once through ``augment`` when they are drawn (the authors'
+        probes are the first 100 examples of the augmented training loader, augmented once).
+    margin_quantile : float
+        Quantile of the training margins taken as ``gamma`` (:func:`deepscope.dynamics.
+        alignment.margin`), which normalises the complexity measure.
     desc : str
         Progress-bar label.
 
@@ -185,16 +241,31 @@ def train_feature_alignment(
     TrainResult
         ``models["net"]``; ``history``: one record per tracker step (``step``, ``epoch``, the
         tracker's numbers ``align_train``, ``align_test``, ``layer_align_train``, ...,
-        ``complexity``, and the accuracies and losses of :func:`evaluate` on the whole sets);
+        ``path_sum``, the accuracies and losses on the whole sets, ``margin`` (``gamma``) and
+        ``complexity = path_sum / gamma`` (``None`` while ``gamma <= 0``));
         ``info``: ``labels`` (N,) the labels trained on, ``changed`` (N,) bool where they
         differ from ``y_train``, ``final`` the last record's accuracies and losses with ``gap``
         (train accuracy on the labels trained on minus test accuracy), ``loss_gap`` (test minus
-        train loss), ``complexity`` and ``step``.
+        train loss), ``complexity`` and ``step``; ``fit_epoch`` (the first epoch whose training
+        accuracy reached ``fit_threshold``, ``None`` if never or without a threshold);
+        ``tracker_seconds`` and ``train_seconds`` (wall time of the kernel measurements and of
+        the rest of the loop, this process's session; a resumed run counts from its restart
+        for the training part).
     """
     from deepscope.data.noise import symmetric_noise
 
     opts = TrainOptions.resolve(options, DEFAULTS)
     check_int("n_probe", n_probe, 2)
+    if init not in INITS:
+        raise ValueError(f"init == {init!r}, must be one of {', '.join(INITS)}")
+    if fit_threshold is not None:
+        check_float("fit_threshold", fit_threshold, 0.0, 1.0)
+    if epochs_after_fit is not None:
+        check_int("epochs_after_fit", epochs_after_fit, 0)
+    check_float("margin_quantile", margin_quantile, 0.0, 0.99)
+    if probe_augmented and augment is None:
+        raise ValueError("probe_augmented == True needs augment; pass augment=... or "
+                         "probe_augmented=False")
     check_float("random_labels", random_labels, 0.0, 1.0)
     _check_data(x_train, y_train, x_test, y_test, opts.batch_size)
     run, dist, dev = setup(run, opts)
@@ -206,6 +277,8 @@ def train_feature_alignment(
     probe_seed = spawn(generator)
     model = make_models(["net"], net, input_shape=x_train.shape[1:], num_classes=k,
                         generator=generator, device=dev, net_kwargs=net_kwargs)["net"]
+    if init == "kaiming":
+        kaiming_init(model, generator)
     noise = symmetric_noise(y_train, random_labels, num_classes=k, generator=generator,
                             include_true=True)
     labels, changed = noise.labels, noise.corrupted
@@ -217,28 +290,43 @@ def train_feature_alignment(
     schedule = set(log_steps(total, first=first_step, ratio=ratio)) | {total}
     tracker = AlignmentTracker(x, y, xt, yt, n_probe=n_probe, seed=probe_seed, steps=schedule,
                                per_layer=per_layer)
+    if probe_augmented:  # once, from a generator of the probe seed: the run's stream is untouched
+        g_probe = torch.Generator().manual_seed(probe_seed + 1)
+        tracker.x_train = augment(tracker.x_train, generator=g_probe)
     opt, sched = make_optimizer(model.parameters(), opts)
     scaler = grad_scaler(dev, opts.amp)
     ckpt = dict(model=model, opt=opt, sched=sched, scaler=scaler, generator=generator,
                 tracker=tracker)
     step, history = resume(run, **ckpt)
+    t_start = time.perf_counter()
+    tracker_start = tracker.seconds_
 
-    def record(step: int, epoch: int) -> None:
-        rec = tracker(step, model)  # the same kernel on every process
+    def fitted(acc: float) -> bool:
+        return fit_threshold is not None and acc >= fit_threshold
+
+    def record(step: int, epoch: int, force: bool = False) -> None:
+        rec = tracker(step, model, force=force)  # the same kernel on every process
         if rec is None:
             return
-        (acc, loss), (acc_clean, _) = evaluate(model, x, y, y_clean)
+        st = _train_stats(model, x, y, y_clean, margin_quantile)
         [(test_acc, test_loss)] = evaluate(model, xt, yt)
-        line = {"epoch": epoch, **rec, "train_acc": acc, "train_acc_clean": acc_clean,
-                "train_loss": loss, "test_acc": test_acc, "test_loss": test_loss}
+        gamma = st["margin"]
+        line = {"epoch": epoch, **rec, **st, "test_acc": test_acc, "test_loss": test_loss,
+                "complexity": rec["path_sum"] / gamma if gamma > 0 else None}
         history.append({"step": step, **line})
         run.log(step, **line)
+
+    def fit_epoch() -> int | None:
+        return next((h["epoch"] for h in history if fitted(h["train_acc"])), None)
 
     if step == 0:
         record(0, 0)
     n = x.shape[0]
+    last_epoch = opts.epochs
+    if fit_epoch() is not None and epochs_after_fit is not None:
+        last_epoch = min(opts.epochs, fit_epoch() + epochs_after_fit)
     with run.progress(total, desc=desc, start=step) as advance:
-        for epoch in range(step // steps_per_epoch + 1, opts.epochs + 1):
+        for epoch in range(step // steps_per_epoch + 1, last_epoch + 1):
             model.train()
             perm = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros((), device=dev)
@@ -255,13 +343,28 @@ def train_feature_alignment(
                 advance(1)
             sched.step()
             # logged at the SGD step, like the records: metrics.jsonl has one time axis
-            run.log(step, epoch=epoch, loss=float(all_reduce_mean(loss_sum / steps_per_epoch, dist)))
-            if epoch % opts.checkpoint_every == 0 or epoch == opts.epochs:
+            line = {"epoch": epoch, "loss": float(all_reduce_mean(loss_sum / steps_per_epoch, dist))}
+            if fit_threshold is not None and fit_epoch() is None:
+                [(acc, _)] = evaluate(model, x, y)
+                line["epoch_train_acc"] = acc
+                if fitted(acc):
+                    record(step, epoch, force=True)
+            if fit_epoch() is not None and epochs_after_fit is not None:
+                last_epoch = min(opts.epochs, fit_epoch() + epochs_after_fit)
+            if epoch == last_epoch:
+                record(step, epoch, force=True)  # the end of training always has a record
+            run.log(step, **line)
+            if epoch % opts.checkpoint_every == 0 or epoch == last_epoch:
                 run.save(step, **ckpt, history=history)
+            if epoch == last_epoch:
+                break
     last = history[-1]
     final = {key: last[key] for key in ("train_acc", "train_acc_clean", "train_loss", "test_acc",
                                         "test_loss", "complexity")}
     final.update(gap=last["train_acc"] - last["test_acc"],
                  loss_gap=last["test_loss"] - last["train_loss"], step=last["step"])
+    tracker_seconds = tracker.seconds_ - tracker_start
     return TrainResult(models={"net": model}, history=history,
-                       info={"labels": labels, "changed": changed, "final": final})
+                       info={"labels": labels, "changed": changed, "final": final,
+                             "fit_epoch": fit_epoch(), "tracker_seconds": tracker_seconds,
+                             "train_seconds": time.perf_counter() - t_start - tracker_seconds})

@@ -18,13 +18,15 @@ Each record holds ``align_train`` / ``align_test`` (``kernel_alignment`` of the 
 kernel with the centred one-hot labels), ``layer_align_train`` / ``layer_align_test``
 (``{layer: alignment}``), the spectrum of the centred train kernel (``eigen_stats``), and the
 complexity terms: ``trace_k`` (``Tr K`` of the uncentred train kernel), ``norm_dw``
-(``||theta_t - theta_prev||`` since the previous record) and ``complexity`` (``path_complexity``
-cumulated so far).
+(``||theta_t - theta_prev||`` since the previous record) and ``path_sum`` (the unnormalised
+``path_complexity`` cumulated so far; the caller divides it by the margin at a read-out point).
+``seconds_`` is the wall time spent in the tracker's measurements (its cost per checkpoint).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -133,6 +135,7 @@ class AlignmentTracker:
         self.history_: list[dict] = []
         self._theta: torch.Tensor | None = None
         self._complexity = 0.0
+        self.seconds_ = 0.0
 
     @staticmethod
     def _probe(x: torch.Tensor, y: Any, n: int, gen: torch.Generator, which: str):
@@ -182,14 +185,19 @@ class AlignmentTracker:
         step_norm = 0.0 if self._theta is None else float(torch.linalg.vector_norm(theta - self._theta))
         self._theta = theta.clone()
         self._complexity += step_norm * math.sqrt(max(trace, 0.0)) / self.x_train.shape[0]
-        rec.update(trace_k=trace, norm_dw=step_norm, complexity=self._complexity)
+        rec.update(trace_k=trace, norm_dw=step_norm, path_sum=self._complexity)
         return rec
 
-    def __call__(self, step: int, model: nn.Module) -> dict[str, Any] | None:
-        """Record (and log) if ``step`` is on the schedule; return the record then, else ``None``."""
-        if not self.due(step):
+    def __call__(self, step: int, model: nn.Module, *, force: bool = False) -> dict[str, Any] | None:
+        """Record (and log) if ``step`` is on the schedule (or ``force``, unless ``step`` was just
+        recorded); return the record then, else ``None``."""
+        if self.history_ and self.history_[-1]["step"] == int(step):
             return None
+        if not (force or self.due(step)):
+            return None
+        t0 = time.perf_counter()
         rec = self.measure(model)
+        self.seconds_ += time.perf_counter() - t0
         self.history_.append({"step": int(step), **rec})
         if self.run is not None:
             self.run.log(step, **rec)
@@ -198,9 +206,10 @@ class AlignmentTracker:
     def state_dict(self) -> dict:
         """History and complexity state, for a checkpoint."""
         return {"history": [dict(h) for h in self.history_], "theta": self._theta,
-                "complexity": self._complexity}
+                "complexity": self._complexity, "seconds": self.seconds_}
 
     def load_state_dict(self, state: dict) -> None:
         self.history_ = [dict(h) for h in state["history"]]
         self._theta = state["theta"]
         self._complexity = float(state["complexity"])
+        self.seconds_ = float(state.get("seconds", 0.0))
