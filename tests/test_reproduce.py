@@ -10,7 +10,7 @@ EXPECTED_PLAN = {
         "smoke": ["--quick"], "quick": ["--steps", "10000", "--n-seeds", "1"], "paper": []})],
     "alignment": [("feature-alignment", {
         "smoke": ["--quick"],
-        "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.5", "--seeds", "3"],
+        "quick": ["--settings", "digits-small-cnn", "--fractions", "0", "0.2", "0.5", "--seeds", "3"],
         "paper": ["--settings", "cifar10-vgg19", "cifar10-resnet18"]})],
     "lazy": [("lazy-vs-hasty", {
         "smoke": ["--quick"],

@@ -31,9 +31,11 @@ import importlib
 _MODULES = {
     "ntk": ["empirical_ntk", "NTKImplementation", "MODES", "check_ntk_model"],
     "alignment": ["center_kernel", "label_targets", "kernel_alignment", "cka", "eigen_stats",
-                  "kernel_matrix", "yky", "path_complexity"],
+                  "kernel_matrix", "yky", "path_complexity", "output_margins", "margin",
+                  "linear_rademacher_bound"],
     "ntk_tracker": ["AlignmentTracker", "log_steps"],
-    "feature_alignment": ["train_feature_alignment"],
+    "feature_alignment": ["train_feature_alignment", "kaiming_init", "INITS"],
+    "alignment_experiment": ["readout", "spearman_interval", "FIT_THRESHOLD"],
     "alpha_scaling": ["AlphaScaled", "Linearized", "linearize", "relu_sign_agreement",
                       "tangent_kernel"],
     "ladder": ["example_losses", "ladder_levels", "LossLadder", "learning_times", "group_gap",
