@@ -95,8 +95,8 @@ def test_a3t_resumes_under_torchrun(runs, tmp_path):
 
 
 def test_a3t_recipe_under_torchrun_gives_the_single_process_numbers(tmp_path):
-    args = ["-m", "deepscope.cli", "run", "a3t", "--datasets", "digits", "--methods", "fgsm-at",
-            "a3t", "--seeds", "1", "--epochs", "2", "--attacks", "fgsm", "pgd20", "--restarts", "1",
+    args = ["-m", "deepscope.cli", "run", "a3t", "--mode", "methods", "--datasets", "digits",
+            "--methods", "fgsm-at", "a3t", "--seeds", "1", "--epochs", "2", "--attacks", "fgsm", "pgd20", "--restarts", "1",
             "--eval-max", "100", "--threads", "1", "--no-progress", "--device", "cpu"]
     one = subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=_env(), timeout=600)
@@ -114,6 +114,8 @@ def test_a3t_recipe_under_torchrun_gives_the_single_process_numbers(tmp_path):
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=f"{method} {k}")
     ra = json.loads((tmp_path / "one" / "result.json").read_text())
     rb = json.loads((tmp_path / "two" / "result.json").read_text())
-    for method, h in ra["headline"]["digits"].items():  # 100 examples: one flip allowed
+    assert rb["headline"]["digits"]["attacks_ran"] == ra["headline"]["digits"]["attacks_ran"]
+    for method in ("fgsm-at", "a3t"):  # 100 examples: one flip allowed
+        h = ra["headline"]["digits"][method]
         for key in ("clean", "robust"):
             assert rb["headline"]["digits"][method][key] == pytest.approx(h[key], abs=0.011)

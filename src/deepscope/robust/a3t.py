@@ -66,7 +66,7 @@ from deepscope.robust.attacks import FGSM, PGD
 from deepscope.robust.attacks.base import check_norm
 from deepscope.robust.objective import Objective, check_eps
 from deepscope.train.config import check_float
-from deepscope.train.distributed import all_reduce_grads
+from deepscope.train.distributed import all_reduce_grads, gather_batch
 from deepscope.train.loop import NetSpec, TrainOptions, TrainResult
 from deepscope.train.rng import fork_seeded
 from deepscope.train.run import NullRun, Run
@@ -318,8 +318,9 @@ class A3T(Objective):
         with torch.no_grad():
             d_acc = 0.5 * ((self.disc_(z).squeeze(1) > 0).float().mean()
                            + (self.disc_(z_adv).squeeze(1) <= 0).float().mean())
-            # is invariance reached? the batch's clean and adversarial representations
-            cka, shift = linear_cka(z, z_adv), _relative_shift(z, z_adv)
+            # is invariance reached? the global batch's clean and adversarial representations
+            zg, zag = gather_batch(z), gather_batch(z_adv)
+            cka, shift = linear_cka(zg, zag), _relative_shift(zg, zag)
         return loss, {"loss": loss.item(), "ce_clean": ce_clean.item(), "ce_adv": ce_adv.item(),
                       "fool": fool.item(), "disc_loss": d_loss.item(), "disc_acc": d_acc.item(),
                       "cka": cka, "shift": shift}

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 __all__ = ["Dist", "env_rank", "resolve_device", "init_distributed", "current", "shard", "wrap", "unwrap",
-           "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows",
+           "all_reduce_mean", "all_reduce_grads", "reduce_metrics", "gather_rows", "gather_batch",
            "forward_sharded", "Sharded", "sharded_draws", "barrier"]
 
 
@@ -255,6 +255,20 @@ def gather_rows(t: torch.Tensor, dist: Dist | None = None, *,
     parts = all_gather(t.contiguous())
     return torch.stack(parts, dim=1).reshape(-1, *t.shape[1:])[:total]
 
+
+
+def gather_batch(t: torch.Tensor, dist: Dist | None = None) -> torch.Tensor:
+    """The global batch's rows of ``t`` (this process's slice, possibly unequal), no gradient.
+
+    For statistics of a whole batch that are not means over its examples (CKA, a relative
+    shift): computed on the gathered rows, every process gets the single-process number.
+    Outside torchrun, ``t`` itself.
+    """
+    dist = dist or current()
+    if not dist.enabled:
+        return t
+    total = int(_all_reduce_sum(torch.tensor([float(len(t))], dtype=torch.float64), dist).item())
+    return gather_rows(t.detach(), dist, total=total)
 
 def forward_sharded(module, inputs: torch.Tensor, dist: Dist | None = None) -> torch.Tensor:
     """``module(inputs)`` for a global batch, each process computing its slice of the rows.
