@@ -159,3 +159,59 @@ def test_amp_agrees_with_float32_on_cuda(tmp_path, name):
         states[amp] = {f"{n}.{k}": v.detach().cpu() for n, m in res.models.items()
                        for k, v in m.state_dict().items()}
     assert _distance(states[False], states[True]) <= AMP
+
+
+def _noisy_kwargs(device):
+    import loops
+
+    x, y = loops._data(n=90)
+    x_test, y_test = loops._data(n=30, seed=1)
+    return dict(x=x, y=y, num_classes=3, x_test=x_test, y_test=y_test, net="mlp",
+                net_kwargs={"hidden": (16,)},
+                options={"epochs": 2, "batch_size": 16, "lr": 0.05, "device": device})
+
+
+@needs_device
+@pytest.mark.parametrize("name", ["confident_learning", "ce_early_stopping"])
+def test_other_noisy_label_loops_on_the_device_match_the_cpu(name):
+    from deepscope.robust import train_ce_early_stopping, train_confident_learning
+
+    fn = {"confident_learning": train_confident_learning,
+          "ce_early_stopping": train_ce_early_stopping}[name]
+    states = {}
+    for dev in ("cpu", DEVICE):
+        kw = _noisy_kwargs(dev)
+        x, y = kw.pop("x"), kw.pop("y")
+        extra = {"folds": 2} if name == "confident_learning" else {}
+        res = fn(x, y, generator=torch.Generator().manual_seed(0), **kw, **extra)
+        states[dev] = {f"{n}.{k}": v.detach().cpu() for n, m in res.models.items()
+                       for k, v in m.state_dict().items()}
+    assert _distance(states["cpu"], states[DEVICE]) <= SMOOTH
+
+
+@needs_device
+def test_gan_staircase_and_batched_spectral_loops_on_the_device_match_the_cpu():
+    from deepscope.dynamics import train_batched
+    from deepscope.mi import make_toy, train_gan, train_staircase
+
+    gan, stair, batched = {}, {}, {}
+    t = torch.linspace(0, 1, 64).unsqueeze(1)
+    targets = {"a": torch.sin(6.28 * t).squeeze(1), "b": torch.cos(6.28 * t).squeeze(1)}
+    for dev in ("cpu", DEVICE):
+        res = train_gan(make_toy("ring"), generator=torch.Generator().manual_seed(0), device=dev,
+                        steps=20, hidden=(16,), critic_hidden=(16,), batch_size=64,
+                        checkpoint_every=10, log_every=10)
+        gan[dev] = _state(res.model.state_dict())
+        est = train_staircase(generator=torch.Generator().manual_seed(0), device=dev,
+                              estimators=("smile",), variants=("gaussian",), levels=(2.0,),
+                              steps_per_level=20, d=4, batch_size=32, hidden=(16,),
+                              checkpoint_every=10)
+        stair[dev] = est
+        nets = train_batched(t, targets, generator=torch.Generator().manual_seed(0), device=dev,
+                             width=16, depth=2, steps=30, record_every=10)
+        batched[dev] = {f"{n}.{k}": v for n, m in nets.items()
+                        for k, v in _state(m.state_dict()).items()}
+    assert _distance(gan["cpu"], gan[DEVICE]) <= DISCRETE
+    assert _distance(batched["cpu"], batched[DEVICE]) <= SMOOTH
+    a, b = stair["cpu"]["gaussian/smile"], stair[DEVICE]["gaussian/smile"]
+    assert abs(float(a.mean()) - float(b.mean())) <= 0.05  # nats, the mean estimate over steps
