@@ -5,6 +5,8 @@
         --threads 1 --out runs/crosssplit                              # one part; rerun to fill in
     deepscope run crosssplit --dataset cifar10 --data-root ~/data --device cuda    # paper scale
     deepscope run crosssplit --quick
+    deepscope run crosssplit --study one-factor --rows base lambda_u=0 lambda_u=1 \\
+        --noise sym60 --seeds 2 --threads 1 --out runs/crosssplit-study   # STUDY_ROWS
 
 CPU scale: MNIST-1D (20,000 samples generated offline, 80% for training), the MNIST-1D CNN
 with 64 channels, symmetric noise 0/40/60/80% (DivideMix's convention: the new label is

@@ -50,7 +50,13 @@ contrastive term: each network sees only its half), ``mixup=False``, ``contrasti
 ``prior_weight=0``, and ``split='all'``: both networks train on all the labelled data and
 use all of it as unlabeled data, which is what the authors' released loaders do (they wrap
 ``Subset.dataset``, the full set), so that the gain of the disjoint split itself can be
-measured. With ``split='disjoint'`` the warm-up also uses only each network's half.
+measured. With ``split='disjoint'`` the warm-up also uses only each network's half. ``split``
+changes four things at once (labelled set, unlabeled pool, optimiser steps per epoch, the
+peer's independence); to change one at a time: ``labelled='all'`` labels each network on all
+the data with the unlabeled pool (the peer's half) and the peer kept; :func:`equal_step_schedule`
+gives the disjoint form the optimiser steps of all-data training (twice the epochs, every phase
+stretched alike); ``unlabeled_weight`` sets λ_u (0: the unlabeled term contributes nothing;
+``history`` logs ``loss_u`` and ``loss_u_weighted``).
 
 The defaults follow the paper's CIFAR setup (two strong views per example, targets refreshed
 per batch). ``refresh='epoch'`` computes the peer's predictions (for CLC) and each network's
