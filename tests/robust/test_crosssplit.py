@@ -19,6 +19,7 @@ from deepscope.robust.crosssplit import (
     class_minmax,
     clc_soft_labels,
     correction_beta,
+    equal_step_schedule,
     gamma_at,
     normalised_jsd,
     train_crosssplit,
@@ -321,3 +322,97 @@ def test_autoaugment_and_randaugment_views_are_seeded():
         assert torch.equal(a, b) and a.shape == x.shape and 0 <= float(a.min()) <= float(a.max()) <= 1
     assert torch.equal(torch.get_rng_state(), before)  # torchvision drew from a forked RNG
     assert cifar_views("cifar100").strong(x, torch.Generator()).shape == x.shape
+
+
+# -- the switches of the one-factor study ----------------------------------------------------------
+
+def _counting_net(counts: dict):
+    """A factory of small MLPs that count their forward passes by kind."""
+    def make():
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, 3))
+
+        def hook(module, args, out):
+            kind = ("train" if module.training else "eval") + (
+                "_grad" if torch.is_grad_enabled() else "_nograd")
+            counts[kind] = counts.get(kind, 0) + 1
+        net.register_forward_hook(hook)
+        return net
+    return make
+
+
+def test_unlabeled_weight_zero_gives_zero_unlabeled_loss():
+    x, y, _, _, _ = _problem()
+    off = _train(x, y, unlabeled_weight=0.0)
+    on = _train(x, y, unlabeled_weight=30.0)
+    after = [h for h in off.history if h["phase"] == "crosssplit"]
+    assert after and all(h["loss_u_weighted_net_a"] == 0 and h["lambda_u_net_a"] == 0
+                         for h in after)
+    assert all(h["loss_u_net_a"] > 0 for h in after)  # the MSE is there, weighted by 0
+    assert on.history[-1]["loss_u_weighted_net_a"] > 0 and on.history[-1]["lambda_u_net_a"] > 0
+    assert not torch.equal(_weights(off.models["net_a"]), _weights(on.models["net_a"]))
+
+
+def test_per_batch_targets_are_recomputed_every_batch_in_train_mode():
+    x, y, _, _, _ = _problem()
+    batches_per_epoch = -(-120 // OPTIONS["batch_size"])  # each network's half: 120 rows
+    ssl_epochs = OPTIONS["epochs"] - FAST["warmup_epochs"]
+    per_batch: dict = {}
+    _train(x, y, net=_counting_net(per_batch), net_kwargs=None, refresh="batch", peer_views=2)
+    # own targets: 2 weak views in train mode without gradients, every batch, both networks
+    assert per_batch["train_nograd"] == 2 * 2 * batches_per_epoch * ssl_epochs
+    per_epoch: dict = {}
+    _train(x, y, net=_counting_net(per_epoch), net_kwargs=None, refresh="epoch")
+    assert per_epoch.get("train_nograd", 0) == 0  # per epoch: eval-mode passes only
+
+
+def test_labelled_all_changes_only_the_labelled_set(monkeypatch):
+    import deepscope.robust.crosssplit as cs
+
+    seen: dict = {"lab": [], "unl": []}
+    batches, cycle = cs.batches, cs.cycle_batches
+    monkeypatch.setattr(cs, "batches", lambda idx, *a, **k: seen["lab"].append(idx.clone())
+                        or batches(idx, *a, **k))
+    monkeypatch.setattr(cs, "cycle_batches", lambda idx, *a, **k: seen["unl"].append(idx.clone())
+                        or cycle(idx, *a, **k))
+    x, y, _, _, _ = _problem()
+    a, b = split_halves(len(x), torch.Generator().manual_seed(7))
+    res = _train(x, y, labelled="all")
+    assert res.info["labelled"] == "all" and res.info["mode"] == "disjoint"
+    assert all(torch.equal(idx, torch.arange(len(x))) for idx in seen["lab"])
+    # the unlabeled pool stays the peer's half: net_a's is b, net_b's is a
+    assert torch.equal(seen["unl"][0], b) and torch.equal(seen["unl"][1], a)
+    seen["lab"].clear(), seen["unl"].clear()
+    _train(x, y, split="all")  # the released loaders: the unlabeled pool becomes everything too
+    assert torch.equal(seen["unl"][0], torch.arange(len(x)))
+    with pytest.raises(ValueError, match="labelled == 'all' needs split == 'disjoint'"):
+        _train(x, y, labelled="all", split="all")
+
+
+def test_equal_step_schedule_gives_the_steps_of_training_on_all_the_data():
+    x, y, _, _, _ = _problem()
+    counts = {}
+    for form, kw, epochs in (("disjoint-2x", {}, 2 * OPTIONS["epochs"]),
+                             ("labelled-all", {"labelled": "all"}, OPTIONS["epochs"])):
+        c: dict = {}
+        sched = {}
+        if form == "disjoint-2x":
+            sched = equal_step_schedule(2, epochs=OPTIONS["epochs"], warmup_epochs=1,
+                                        gamma_schedule=FAST["gamma_schedule"])
+            assert sched.pop("epochs") == epochs and sched["warmup_epochs"] == 2
+        res = _train(x, y, net=_counting_net(c), net_kwargs=None, warmup_batch_size=20,
+                     options={"epochs": epochs}, **{**kw, **sched})
+        assert len(res.history) == epochs
+        counts[form] = c["train_grad"]  # one forward with gradients per optimiser step
+    assert counts["disjoint-2x"] == counts["labelled-all"]
+    assert equal_step_schedule(2, epochs=40, warmup_epochs=10)["gamma_schedule"] == (
+        (0, 0.6), (40, 0.8), (60, 1.0))
+
+
+def test_contrastive_temperature_is_the_released_value():
+    import inspect
+
+    from deepscope.robust.crosssplit import train_crosssplit as t
+
+    # SAITPublic/CrossSplit, Contrastive_loss.py: SupConLoss(temperature=0.05, base_temperature=0.05)
+    assert inspect.signature(t).parameters["contrastive_temperature"].default == 0.05

@@ -137,3 +137,27 @@ def test_verdict_from_numbers():
     v = rec.verdict({"table": table, "settings": {"dataset": "mnist1d"}})
     assert v["verdict"] == "reproduced"
     assert v["measured"].endswith("(the released loaders): sym60 97.2 (n=3), sym80 79.2 (n=3)")
+
+
+def test_one_factor_study_writes_its_table_with_the_base_and_flip_rate(tmp_path):
+    out = tmp_path / "study"
+    result = execute_recipe("crosssplit", _cfg(out, study="one-factor",
+                                               rows=("base", "lambda_u=0", "equal-steps")),
+                            quiet=True)
+    stored = json.loads((out / "result.json").read_text())
+    assert set(stored["study"]) == {"base", "lambda_u=0", "equal-steps"}
+    cell = stored["study"]["lambda_u=0"]["sym60"]
+    assert {"mean", "std", "n"} <= set(cell["last"]) and cell["last"]["n"] == 1
+    assert cell["minus_base"]["n"] == 1 and "minus_base" not in stored["study"]["base"]["sym60"]
+    # equal steps: twice the epochs
+    sub = read(out / "study" / "equal-steps" / "sym60" / "seed0")
+    assert len(sub["test_acc_curve"]) == 2 * stored["settings"]["epochs"]
+    assert abs(stored["realised_noise_rate"]["sym60"] - 0.54) < 0.05
+    assert "flipped" in result["summary"] and "base" in stored["study_base"]
+
+
+def test_method_table_states_the_realised_flip_rate(quick_run):
+    _, result = quick_run
+    assert "labels flipped (realised)" in result["summary"]
+    stored = result["table"]["ce"]["sym60"]
+    assert abs(stored["realised_rate"] - 0.54) < 0.05

@@ -5,6 +5,8 @@
         --threads 1 --out runs/crosssplit                              # one part; rerun to fill in
     deepscope run crosssplit --dataset cifar10 --data-root ~/data --device cuda    # paper scale
     deepscope run crosssplit --quick
+    deepscope run crosssplit --study one-factor --rows base lambda_u=0 lambda_u=1 \\
+        --noise sym60 --seeds 2 --threads 1 --out runs/crosssplit-study   # STUDY_ROWS
 
 CPU scale: MNIST-1D (20,000 samples generated offline, 80% for training), the MNIST-1D CNN
 with 64 channels, symmetric noise 0/40/60/80% (DivideMix's convention: the new label is
@@ -71,6 +73,41 @@ MNIST1D_TARGETS = {"sym40": {"crosssplit": 94.0, "ce_probe": 85.5},
                    "sym60": {"crosssplit": 93.0, "ce_probe": 72.5},
                    "sym80": {"crosssplit": 70.0, "ce_probe": 46.1}}
 
+#: The one-factor study (``--study one-factor``): rows of CrossSplit, each changing one thing
+#: of the base -- the recipe's default MNIST-1D form: disjoint halves, label correction, λ_u =
+#: ``--unlabeled-weight`` (30), no MixUp, one view, per-epoch eval-mode targets, no contrastive
+#: term. Row -> (what it changes, train_crosssplit keywords, epoch factor, method).
+STUDY_ROWS: dict[str, tuple[str, dict, int, str]] = {
+    "base": ("the base: today's default disjoint form", {}, 1, "crosssplit"),
+    "lambda_u=0": ("λ_u = 0 (unlabeled term off; the unlabeled rows still pass the prior term)",
+                   {"unlabeled_weight": 0.0}, 1, "crosssplit"),
+    "lambda_u=1": ("λ_u = 1", {"unlabeled_weight": 1.0}, 1, "crosssplit"),
+    "lambda_u=3": ("λ_u = 3", {"unlabeled_weight": 3.0}, 1, "crosssplit"),
+    "lambda_u=10": ("λ_u = 10", {"unlabeled_weight": 10.0}, 1, "crosssplit"),
+    "lambda_u=30": ("λ_u = 30", {"unlabeled_weight": 30.0}, 1, "crosssplit"),
+    "mixup": ("MixUp over labelled and unlabeled rows together (Beta(4, 4))", {"mixup": True}, 1,
+              "crosssplit"),
+    "per-batch-targets": ("targets per batch: own targets from 2 weak views in train mode, the "
+                          "peer's from 2 weak views in eval mode (as released)",
+                          {"refresh": "batch", "peer_views": 2}, 1, "crosssplit"),
+    "equal-steps": ("twice the epochs (warm-up, λ_u ramp, γ schedule, lr schedule stretched): "
+                    "the optimiser steps of cross-entropy", {}, 2, "crosssplit"),
+    "labels-all": ("each network labelled on all the data; unlabeled pool (the peer's half) and "
+                   "peer unchanged", {"labelled": "all"}, 1, "crosssplit"),
+    "contrastive": ("the contrastive term (weight 0.025, τ 0.05, as released)",
+                    {"contrastive_weight": 0.025}, 1, "crosssplit"),
+    "no-ssl": ("no semi-supervised part (reference row)", {"semi_supervised": False}, 1,
+               "crosssplit"),
+    "released-loss": ("the released loss copied unchanged (several factors: MixUp, 2 strong views, "
+                      "per-batch targets, contrastive term, warm-up batch 2x)",
+                      {"refresh": "batch", "peer_views": 2, "mixup": True, "train_views": 2,
+                       "contrastive_weight": 0.025, "released_warmup_batch": True}, 1,
+                      "crosssplit"),
+    "both-on-all-data": ("split='all', the released loaders (four factors at once; reference row)",
+                         {"split": "all"}, 1, "crosssplit"),
+    "ce": ("cross-entropy (reference row)", {}, 1, "ce"),
+}
+
 PAPER = ("Kim et al. 2023 (arXiv 2212.01674) report CrossSplit above DivideMix and the other "
          "co-teaching methods on CIFAR-10/100 at 20-90% symmetric noise (PreAct-ResNet-18, best "
          "epoch). Their table's CrossSplit numbers are not quoted here: we could not retrieve them; "
@@ -131,6 +168,13 @@ class Config(RunConfig):
     unlabeled_weight: float = 30.0
     """lambda_u of CrossSplit's unlabeled term (30 in the paper); DivideMix uses 25."""
 
+    study: Literal["none", "one-factor"] = "none"
+    """'one-factor': instead of the method table, CrossSplit's one-factor study (STUDY_ROWS:
+    each row changes one thing of the base, the default disjoint form) over --noise and seeds."""
+
+    rows: tuple[str, ...] = ()
+    """Rows of the one-factor study (empty: every row of STUDY_ROWS)."""
+
     cleanlab_folds: int = 4
     """Folds of the out-of-fold probabilities for confident learning."""
 
@@ -161,6 +205,9 @@ class Config(RunConfig):
             require(m in METHODS, "methods", self.methods, f"among {list(METHODS)}")
         for spec in self.noise:
             parse_noise(spec)
+        require(self.study in ("none", "one-factor"), "study", self.study, "'none' or 'one-factor'")
+        for r in self.rows:
+            require(r in STUDY_ROWS, "rows", self.rows, f"among {list(STUDY_ROWS)}")
         if self.dataset != "mnist1d":
             require(self.data_root is not None and Path(self.data_root).expanduser().is_dir(),
                     "data_root", None if self.data_root is None else str(self.data_root),
@@ -252,11 +299,102 @@ def run(cfg: Config, run) -> dict:
         return {"method": method, "noise": spec, "seed": seed, "realised_rate": noisy.rate,
                 **noisy_result(method, res), "seconds": round(time.time() - sub.started, 2)}
 
+    if cfg.study == "one-factor":
+        return _study(cfg, run, s, data, views, net_kwargs, options, noise)
     grid = run.grid([(m, nz) for m in cfg.methods for nz in cfg.noise],
                     range(cfg.seed, cfg.seed + cfg.seeds), one,
                     config=lambda st, seed: {"method": st[0], "noise": st[1], "seed": seed, **s,
                                              "cleanlab_folds": cfg.cleanlab_folds})
     return summarise(run, grid, s)
+
+
+def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, options,
+           noise) -> dict:
+    """The one-factor study: every row of ``cfg.rows`` at every noise setting and seed."""
+    import time
+
+    from deepscope.robust.crosssplit import equal_step_schedule
+    from deepscope.robust.methods import noisy_result, train_noisy
+    from deepscope.train.rng import make_generator
+
+    rows = list(cfg.rows or STUDY_ROWS)
+
+    def one(sub, setting, seed: int) -> dict:
+        _, row, spec = setting
+        _, overrides, factor, method = STUDY_ROWS[row]
+        overrides = dict(overrides)
+        noisy = noise(seed, spec)
+        opts, warmup = options, s["warmup_epochs"]
+        if overrides.pop("released_warmup_batch", False):
+            overrides["warmup_batch_size"] = 2 * s["batch_size"]
+        if factor != 1:
+            sched = equal_step_schedule(factor, epochs=s["epochs"], warmup_epochs=warmup)
+            opts = options.replace(epochs=sched.pop("epochs"))
+            warmup = sched.pop("warmup_epochs")
+            overrides.update(sched)
+        # every crosssplit row of a seed draws the base's split, initialisation and batches
+        res = train_noisy(
+            method, data["x"], noisy.labels, num_classes=data["k"], y_true=data["y"],
+            x_test=data["x_test"], y_test=data["y_test"], net=s["net"], net_kwargs=net_kwargs,
+            views=views, warmup_epochs=warmup, ssl="reduced",
+            unlabeled_weight=s["unlabeled_weight"], asymmetric=noisy.kind in ("asym", "cyclic"),
+            noise_rate=noisy.rate, crosssplit_options=overrides if method == "crosssplit" else None,
+            options=opts, generator=make_generator(seed, f"{method}/{spec}"), run=sub,
+            desc=f"{row} {noisy.kind}{round(100 * noisy.nominal_rate)}")
+        return {"row": row, "noise": spec, "seed": seed, "realised_rate": noisy.rate,
+                **noisy_result(method, res), "seconds": round(time.time() - sub.started, 2)}
+
+    # sub-runs <out>/study/<row>/<noise>/seed<s>, apart from the method table's
+    grid = run.grid([("study", r, nz) for r in rows for nz in cfg.noise],
+                    range(cfg.seed, cfg.seed + cfg.seeds), one,
+                    config=lambda st, seed: {"row": st[1], "noise": st[2], "seed": seed, **s})
+    return summarise_study(grid, s, rows, list(cfg.noise))
+
+
+def summarise_study(grid, s: dict, rows: list, noises: list) -> dict:
+    """The one-factor table: last/best test accuracy per row and noise (mean, std, n), the
+    paired difference to the base on the same seeds, the realised flip rate."""
+    from deepscope.train.stats import summarise as over
+
+    last, best = (grid.summary(k, scale=100, digits=2) for k in ("last_test_acc", "best_test_acc"))
+    table: dict = {}
+    realised: dict = {}
+    for nz in noises:
+        base = {r["seed"]: r["last_test_acc"] for r in grid.results(("study", "base", nz))}
+        for row in rows:
+            rs = grid.results(("study", row, nz))
+            if not rs:
+                continue
+            realised[nz] = round(over(r["realised_rate"] for r in rs)["mean"], 5)
+            cell = {"last": last[("study", row, nz)], "best": best[("study", row, nz)],
+                    "seeds": [r["seed"] for r in rs], "changes": STUDY_ROWS[row][0],
+                    "seconds_per_run": round(over(r["seconds"] for r in rs)["mean"], 1)}
+            paired = [100 * (r["last_test_acc"] - base[r["seed"]]) for r in rs
+                      if r["seed"] in base]
+            if row != "base" and paired:
+                d = over(paired)
+                cell["minus_base"] = {"mean": round(d["mean"], 2), "std": round(d["std"], 2),
+                                      "n": d["n"]}
+            table.setdefault(row, {})[nz] = cell
+    header = f"{'row':<20}" + "".join(
+        f"{nz + f' ({100 * realised.get(nz, 0):.1f}% flipped)':>30}" for nz in noises)
+    lines = [f"one-factor study, base = the default disjoint form ({s['dataset']}, "
+             f"{s.get('n', '')} samples, {s['epochs']} epochs); last-epoch test accuracy (%) "
+             "mean ± std (n), [minus base, paired]", header]
+    for row in rows:
+        cells = []
+        for nz in noises:
+            c = table.get(row, {}).get(nz)
+            if c is None:
+                cells.append("-")
+                continue
+            txt = f"{c['last']['mean']:.1f} ± {c['last']['std']:.1f} ({c['last']['n']})"
+            if "minus_base" in c:
+                txt += f" [{c['minus_base']['mean']:+.1f}]"
+            cells.append(txt)
+        lines.append(f"{row:<20}" + "".join(f"{c:>30}" for c in cells))
+    return {"settings": s, "study": table, "study_base": STUDY_ROWS["base"][0],
+            "realised_noise_rate": realised, "paper": PAPER, "summary": "\n".join(lines)}
 
 
 def summarise(run, grid, s: dict) -> dict:
@@ -294,6 +432,7 @@ def summarise(run, grid, s: dict) -> dict:
                 label_acc.setdefault(nz, {})[m] = {"curve": [round(v, 5) for v in la],
                                                    "final": pct(la[-1]), "given_labels": pct(la[0])}
             rates.setdefault(nz, {})[m] = [round(r["realised_rate"], 5) for r in rs]
+            row["realised_rate"] = round(mean(r["realised_rate"] for r in rs), 5)
     realised = {nz: round(mean(next(iter(v.values()))), 5) for nz, v in rates.items()}
     _figures(run, curves, label_acc, noises, realised)
 
@@ -303,7 +442,10 @@ def summarise(run, grid, s: dict) -> dict:
             paper_rows[nz] = {m: {"paper_best": v, "ours_best": table.get(m, {}).get(nz, {}).get(
                 "best", {}).get("mean")} for m, v in per.items()}
     header = f"{'method':<34}" + "".join(f"{nz:>17}" for nz in noises)
-    rows = [f"test accuracy (%), last epoch [best epoch], mean over seeds; {s['dataset']}", header]
+    flipped = f"{'labels flipped (realised)':<34}" + "".join(
+        f"{f'{100 * realised[nz]:.1f}%' if nz in realised else '-':>17}" for nz in noises)
+    rows = [f"test accuracy (%), last epoch [best epoch], mean over seeds; {s['dataset']}", header,
+            flipped]
     for m in methods:
         cells = []
         for nz in noises:

@@ -50,7 +50,13 @@ contrastive term: each network sees only its half), ``mixup=False``, ``contrasti
 ``prior_weight=0``, and ``split='all'``: both networks train on all the labelled data and
 use all of it as unlabeled data, which is what the authors' released loaders do (they wrap
 ``Subset.dataset``, the full set), so that the gain of the disjoint split itself can be
-measured. With ``split='disjoint'`` the warm-up also uses only each network's half.
+measured. With ``split='disjoint'`` the warm-up also uses only each network's half. ``split``
+changes four things at once (labelled set, unlabeled pool, optimiser steps per epoch, the
+peer's independence); to change one at a time: ``labelled='all'`` labels each network on all
+the data with the unlabeled pool (the peer's half) and the peer kept; :func:`equal_step_schedule`
+gives the disjoint form the optimiser steps of all-data training (twice the epochs, every phase
+stretched alike); ``unlabeled_weight`` sets λ_u (0: the unlabeled term contributes nothing;
+``history`` logs ``loss_u`` and ``loss_u_weighted``).
 
 The defaults follow the paper's CIFAR setup (two strong views per example, targets refreshed
 per batch). ``refresh='epoch'`` computes the peer's predictions (for CLC) and each network's
@@ -109,7 +115,7 @@ from deepscope.train.run import NullRun, Run
 
 __all__ = [
     "train_crosssplit", "class_minmax", "normalised_jsd", "correction_beta", "clc_soft_labels",
-    "gamma_at", "PAPER_GAMMA_SCHEDULE", "CROSSSPLIT_DEFAULTS",
+    "gamma_at", "PAPER_GAMMA_SCHEDULE", "CROSSSPLIT_DEFAULTS", "equal_step_schedule",
 ]
 
 #: :func:`train_crosssplit`'s budget: the paper's CIFAR schedule (300 epochs, labelled batch
@@ -207,6 +213,27 @@ def gamma_at(epochs_after_warmup: float,
     return float(g)
 
 
+def equal_step_schedule(factor: int = 2, *, epochs: int, warmup_epochs: int,
+                        rampup_epochs: int = 16,
+                        gamma_schedule: Sequence[tuple[int, float]] = PAPER_GAMMA_SCHEDULE
+                        ) -> dict:
+    """Every epoch count of :func:`train_crosssplit` multiplied by ``factor``.
+
+    A disjoint network passes over half the data per epoch, so at equal epochs it takes half
+    the optimiser steps of a network trained on all of it (cross-entropy, ``split='all'``,
+    ``labelled='all'``). ``equal_step_schedule(2, ...)`` gives the disjoint form as many steps
+    (same batch sizes) with every phase -- warm-up, λ_u ramp, γ schedule, learning-rate
+    schedule -- stretched alike: pass ``epochs`` to ``options`` and the rest as keywords.
+
+    >>> equal_step_schedule(2, epochs=40, warmup_epochs=10)
+    {'epochs': 80, 'warmup_epochs': 20, 'rampup_epochs': 32, 'gamma_schedule': ((0, 0.6), (40, 0.8), (60, 1.0))}
+    """
+    check_int("factor", factor, 1)
+    return {"epochs": factor * epochs, "warmup_epochs": factor * warmup_epochs,
+            "rampup_epochs": factor * rampup_epochs,
+            "gamma_schedule": tuple((factor * int(e), float(g)) for e, g in gamma_schedule)}
+
+
 # -- the loop ----------------------------------------------------------------------------------
 
 def train_crosssplit(
@@ -224,6 +251,7 @@ def train_crosssplit(
     unlabeled_batch_size: int | None = None,
     warmup_batch_size: int | None = None,
     split: Literal["disjoint", "all"] = "disjoint",
+    labelled: Literal["half", "all"] = "half",
     label_correction: bool = True,
     semi_supervised: bool = True,
     mixup: bool = True,
@@ -237,7 +265,7 @@ def train_crosssplit(
     rampup_epochs: int = 16,
     prior_weight: float = 1.0,
     contrastive_weight: float = 0.025,
-    contrastive_temperature: float = 0.07,
+    contrastive_temperature: float = 0.05,
     projection_dim: int = 128,
     confidence_penalty: float = 0.0,
     options: TrainOptions | Mapping[str, Any] | None = None,
@@ -271,7 +299,16 @@ def train_crosssplit(
         Unlabeled batch (default ``batch_size // 2``, the authors' 128), warm-up batch
         (default ``2 * batch_size``, as the authors' warm-up loader).
     split : 'disjoint' or 'all'
-        'all' reproduces the released loaders: both networks see all the data.
+        'all' reproduces the released loaders: both networks see all the data (labelled and
+        unlabeled), which changes the labelled set, the unlabeled pool, the optimiser steps
+        per epoch and the peer's independence at once.
+    labelled : 'half' or 'all'
+        With ``split='disjoint'``: the labelled set of each network, its own half (the paper)
+        or all the data. Only that changes: the unlabeled pool stays the peer's half, the peer
+        is still the other network, and the label correction still uses the peer's
+        prediction (warm-up and label correction then run over all the data). At equal epochs
+        'all' also doubles the optimiser steps per epoch; :func:`equal_step_schedule` gives
+        the disjoint form the same steps.
     label_correction, semi_supervised, mixup : bool
         Ablation switches.
     refresh : 'batch' or 'epoch'
@@ -287,8 +324,9 @@ def train_crosssplit(
         λ ~ Beta(α, α); λ_u and its ramp; weight of KL(uniform || mean prediction).
     contrastive_weight, contrastive_temperature, projection_dim : float, float, int
         The NT-Xent term on two strong views of the unlabeled batch (0 disables it). The
-        temperature 0.07 is SupCon's default (arXiv 2004.11362): the released code imports
-        a ``SupConLoss`` that its repository does not include.
+        temperature 0.05 is the released code's (SAITPublic/CrossSplit, commit 28b9f1f,
+        ``Contrastive_loss.py``: ``SupConLoss(temperature=0.05, base_temperature=0.05)``,
+        called without labels, i.e. SimCLR's NT-Xent).
     confidence_penalty : float
         Weight of the negative-entropy penalty during warm-up (the authors use 0.1 under
         asymmetric noise).
@@ -336,6 +374,12 @@ def train_crosssplit(
     if split not in ("disjoint", "all"):
         raise ValueError(f"split == {split!r}, must be 'disjoint' (the paper) or 'all' "
                          "(both networks see all the data, as the released loaders)")
+    if labelled not in ("half", "all"):
+        raise ValueError(f"labelled == {labelled!r}, must be 'half' (each network's own half, "
+                         "the paper) or 'all' (every label, the unlabeled pool unchanged)")
+    if labelled == "all" and split == "all":
+        raise ValueError("labelled == 'all' needs split == 'disjoint' (split='all' already "
+                         "labels everything); pass one of the two")
     if refresh not in ("batch", "epoch"):
         raise ValueError(f"refresh == {refresh!r}, must be 'batch' or 'epoch'")
     check_float("temperature", temperature, 0.0, open_low=True)
@@ -358,13 +402,14 @@ def train_crosssplit(
     use_con = semi_supervised and contrastive_weight > 0
 
     idx_a, idx_b = split_halves(n, generator)
-    if split == "all":
-        labelled = {"net_a": torch.arange(n), "net_b": torch.arange(n)}
-    else:
-        labelled = {"net_a": idx_a, "net_b": idx_b}
+    halves = {"net_a": idx_a, "net_b": idx_b}
     peer = {"net_a": "net_b", "net_b": "net_a"}
-    # the other half's inputs, unlabeled ('all': everything)
-    unlabeled = {k: labelled[peer[k]] for k in labelled}
+    if split == "all":
+        labelled_rows = {"net_a": torch.arange(n), "net_b": torch.arange(n)}
+        unlabeled = dict(labelled_rows)  # everything
+    else:
+        labelled_rows = {k: torch.arange(n) if labelled == "all" else halves[k] for k in halves}
+        unlabeled = {k: halves[peer[k]] for k in halves}  # the other half's inputs
     models = make_models(["net_a", "net_b"], net, input_shape=x.shape[1:], num_classes=k_cls,
                          generator=generator, device=dev, net_kwargs=net_kwargs)
     # the networks as called in no-gradient passes: each process computes its rows
@@ -387,10 +432,10 @@ def train_crosssplit(
                     lo: torch.Tensor, hi: torch.Tensor, gamma: float) -> dict:
         model = models[name]
         model.train()
-        lab = batches(labelled[name], batch_size, generator)
+        lab = batches(labelled_rows[name], batch_size, generator)
         unl = cycle_batches(unlabeled[name], ub, len(lab), generator) if semi_supervised else []
         lams = np.random.default_rng(spawn(generator)).beta(mixup_alpha, mixup_alpha, len(lab))
-        sums = {"loss_x": 0.0, "loss_u": 0.0, "loss_con": 0.0}
+        sums = {"loss_x": 0.0, "loss_u": 0.0, "loss_u_weighted": 0.0, "loss_con": 0.0}
         lam_u = 0.0
         for i, b in enumerate(lab):
             xl = x[b].to(dev)
@@ -437,6 +482,7 @@ def train_crosssplit(
                 loss_u = ((torch.softmax(logits[n_lab:], -1) - all_t[n_lab:]) ** 2).mean()
                 loss = loss + lam_u * loss_u
                 sums["loss_u"] += loss_u.item()
+                sums["loss_u_weighted"] += lam_u * loss_u.item()
             if use_con:
                 with autocast(dev, amp):
                     z1 = heads[name](forward_sharded(model.features, u_views[0], dist)).float()
@@ -455,7 +501,7 @@ def train_crosssplit(
             if e0 < warmup_epochs:
                 rec["phase"] = "warmup"
                 for name, model in models.items():
-                    loss = ce_epoch(model, opts[name], scaler, x, y, labelled[name],
+                    loss = ce_epoch(model, opts[name], scaler, x, y, labelled_rows[name],
                                     batch_size=wb, views=views, generator=generator, dist=dist,
                                     device=dev, amp=amp, confidence_penalty=confidence_penalty)
                     rec[f"loss_{name}"] = round(loss, 5)
@@ -468,14 +514,14 @@ def train_crosssplit(
                 # labelled set -- the peer's CLC input and k's own unlabeled target.
                 probs = {}
                 for name in models:
-                    rows = labelled[peer[name]]
+                    rows = labelled_rows[peer[name]]
                     full = torch.zeros(n, k_cls)
                     full[rows] = predict_probs(sharded[name], x[rows], views=views, device=dev,
                                                generator=generator, n_views=peer_views, amp=amp)
                     probs[name] = full
                 soft, lohi, betas, correct = {}, {}, [], []
                 for name in models:
-                    rows = labelled[name]
+                    rows = labelled_rows[name]
                     p = probs[peer[name]][rows]
                     d = jsd(F.one_hot(y[rows], k_cls).float(), p)
                     lohi[name] = class_minmax(d, y[rows], k_cls)
@@ -504,7 +550,8 @@ def train_crosssplit(
                       advance=advance, checkpoint=ckpt)
     for m in models.values():
         m.eval()
-    return TrainResult(models, history, {"split": (idx_a, idx_b), "mode": split})
+    return TrainResult(models, history, {"split": (idx_a, idx_b), "mode": split,
+                                             "labelled": labelled})
 
 
 def _feature_dim(model: nn.Module, x: torch.Tensor) -> int:

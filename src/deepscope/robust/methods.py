@@ -87,13 +87,15 @@ def _crosssplit(method: str) -> Callable[..., TrainResult]:
 
         paper = a["ssl"] == "paper"
         batch = TrainOptions.resolve(common["options"], CROSSSPLIT_DEFAULTS).batch_size
-        return train_crosssplit(
-            x, y, y_true=a["y_true"], warmup_epochs=a["warmup_epochs"],
-            unlabeled_weight=a["unlabeled_weight"], warmup_batch_size=batch * (2 if paper else 1),
-            refresh="batch" if paper else "epoch", mixup=paper,
-            contrastive_weight=0.025 if paper else 0.0, train_views=2 if paper else 1,
-            peer_views=2 if paper else 0, confidence_penalty=0.1 if a["asymmetric"] else 0.0,
-            **_ABLATIONS[method], **common)
+        kw = dict(y_true=a["y_true"], warmup_epochs=a["warmup_epochs"],
+                  unlabeled_weight=a["unlabeled_weight"],
+                  warmup_batch_size=batch * (2 if paper else 1),
+                  refresh="batch" if paper else "epoch", mixup=paper,
+                  contrastive_weight=0.025 if paper else 0.0, train_views=2 if paper else 1,
+                  peer_views=2 if paper else 0,
+                  confidence_penalty=0.1 if a["asymmetric"] else 0.0)
+        return train_crosssplit(x, y, **{**kw, **_ABLATIONS[method], **a["crosssplit_options"]},
+                                **common)
     return train
 
 
@@ -160,6 +162,7 @@ def train_noisy(
     asymmetric: bool = False,
     noise_rate: float | None = None,
     folds: int = 4,
+    crosssplit_options: Mapping[str, Any] | None = None,
     options: TrainOptions | Mapping[str, Any] | None = None,
     generator: torch.Generator | None = None,
     run: Run | NullRun | None = None,
@@ -197,6 +200,10 @@ def train_noisy(
         The realised noise rate: co-teaching's forget rate (required for 'coteaching').
     folds : int
         Confident learning's folds; each fold model trains a third of the epochs.
+    crosssplit_options : dict, optional
+        Keywords of :func:`~deepscope.robust.crosssplit.train_crosssplit` that replace those
+        ``ssl`` and ``method`` set (one factor at a time: ``{'unlabeled_weight': 1}``,
+        ``{'mixup': True}``, ``{'labelled': 'all'}``, ...); only for the crosssplit methods.
     desc : str, optional
         Progress-bar label (default: the method).
 
@@ -213,7 +220,12 @@ def train_noisy(
                   run=run, desc=desc or method)
     extra = dict(y_true=y_true, warmup_epochs=warmup_epochs, ssl=ssl,
                  unlabeled_weight=unlabeled_weight, asymmetric=asymmetric,
-                 noise_rate=noise_rate, folds=folds)
+                 noise_rate=noise_rate, folds=folds,
+                 crosssplit_options=dict(crosssplit_options or {}))
+    if extra["crosssplit_options"] and not method.startswith("crosssplit"):
+        raise ValueError(f"crosssplit_options == {extra['crosssplit_options']!r} with method == "
+                         f"{method!r}: they are keywords of train_crosssplit; pass them only with "
+                         "a crosssplit method")
     return _NOISY[method](x, y, common, extra)
 
 
