@@ -33,7 +33,8 @@ from typing import Any
 
 #: public name -> the module that defines it
 _HOMES = {
-    **dict.fromkeys(["train_crosssplit", "clc_soft_labels", "gamma_at", "CROSSSPLIT_DEFAULTS"],
+    **dict.fromkeys(["train_crosssplit", "clc_soft_labels", "gamma_at", "CROSSSPLIT_DEFAULTS",
+                     "equal_step_schedule"],
                     "crosssplit"),
     **dict.fromkeys(["train_ce", "train_ce_early_stopping", "train_coteaching",
                      "train_dividemix", "train_confident_learning", "coteaching_keep_rate"],
