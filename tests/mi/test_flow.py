@@ -1,4 +1,4 @@
-"""Issue 24: the flow critic, the selection between it and the hybrid critic, and the read-out
+"""The flow critic, the selection between it and the hybrid critic, and the read-out
 that stays a bound. Small flows and few rows: every test takes seconds on one thread."""
 
 from __future__ import annotations
