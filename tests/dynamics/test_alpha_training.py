@@ -16,21 +16,8 @@ from deepscope.dynamics.ladder import (
 from deepscope.nets import MLP
 from deepscope.train import Run
 from deepscope.train.rng import fork_seeded, make_generator
-
-
-class _Killed(Exception):
-    pass
-
-
-class _KillAt(Run):
-    def __init__(self, *a, kill_at, **kw):
-        super().__init__(*a, **kw)
-        self.kill_at = kill_at
-
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == self.kill_at:
-            raise _Killed
+from tests.killing import KillAt as _KillAt
+from tests.killing import Killed as _Killed
 
 
 def _alpha_setup():
