@@ -141,11 +141,10 @@ def test_verdict_from_numbers():
 
 def test_one_factor_study_writes_its_table_with_the_base_and_flip_rate(tmp_path):
     out = tmp_path / "study"
-    result = execute_recipe("crosssplit", _cfg(out, study="one-factor",
-                                               rows=("base", "lambda_u=0", "equal-steps")),
-                            quiet=True)
+    rows = ("base", "lambda_u=0", "equal-steps", "equal-steps+lambda_u=0", "labels-all", "ce-es")
+    result = execute_recipe("crosssplit", _cfg(out, study="one-factor", rows=rows), quiet=True)
     stored = json.loads((out / "result.json").read_text())
-    assert set(stored["study"]) == {"base", "lambda_u=0", "equal-steps"}
+    assert set(stored["study"]) == set(rows)
     cell = stored["study"]["lambda_u=0"]["sym60"]
     assert {"mean", "std", "n"} <= set(cell["last"]) and cell["last"]["n"] == 1
     assert cell["minus_base"]["n"] == 1 and "minus_base" not in stored["study"]["base"]["sym60"]
@@ -154,6 +153,57 @@ def test_one_factor_study_writes_its_table_with_the_base_and_flip_rate(tmp_path)
     assert len(sub["test_acc_curve"]) == 2 * stored["settings"]["epochs"]
     assert abs(stored["realised_noise_rate"]["sym60"] - 0.54) < 0.05
     assert "flipped" in result["summary"] and "base" in stored["study_base"]
+    # a combined row: both changes (twice the epochs, and λ_u = 0 in its recorded config)
+    sub = read(out / "study" / "equal-steps+lambda_u=0" / "sym60" / "seed0")
+    assert len(sub["test_acc_curve"]) == 2 * stored["settings"]["epochs"]
+    # 10% of the 800 training rows held out with their noisy labels; every row is scored on them
+    assert stored["validation_rows"] == 80
+    for row in rows:
+        v = stored["study"][row]["sym60"]["noisy_val"]["mean"]
+        assert 0 <= v <= 100 and abs(0.8 * v - round(0.8 * v)) < 0.01  # k of 80 rows, one seed
+    assert "selected" in stored["study"]["ce-es"]["sym60"]
+    # the choice is among the paper's forms only (never labels-all, never a baseline row)
+    sel = stored["selection"]["sym60"]
+    assert set(sel["grid_noisy_val"]) == {"base", "lambda_u=0", "equal-steps", "equal-steps+lambda_u=0"}
+    assert sel["chosen"] == max(sel["grid_noisy_val"], key=sel["grid_noisy_val"].get)
+    assert sel["best_baseline"]["row"] == "ce-es" and "chosen on noisy validation" in result["summary"]
+
+
+def test_study_rows_combine_and_reject_bad_names():
+    what, kw, factor, method = rec.study_row("equal-steps+lambda_u=1+per-batch-targets")
+    assert factor == 2 and method == "crosssplit"
+    assert kw == {"unlabeled_weight": 1.0, "refresh": "batch", "peer_views": 2}
+    assert rec.is_candidate("equal-steps+lambda_u=1") and not rec.is_candidate("labels-all")
+    assert not rec.is_candidate("lambda_u=1+labels-all") and not rec.is_candidate("dividemix")
+    for bad, msg in [("lambda_u=2", "rows among"), ("ce+lambda_u=1", "CrossSplit rows only"),
+                     ("lambda_u=0+lambda_u=1", "do not both set unlabeled_weight")]:
+        with pytest.raises(ValueError, match=msg):
+            rec.study_row(bad)
+    with pytest.raises(ValueError, match="validation"):
+        rec.Config(validation=0.5)
+
+
+def test_study_verdict_judges_the_chosen_form_against_the_baseline_rows():
+    def cell(last, minus=None):
+        c = {"last": {"mean": last, "std": 1.0, "n": 3}}
+        return c | ({"minus_base": {"mean": minus, "std": 0.5, "n": 3}} if minus is not None else {})
+    study = {"base": {s: cell(v) for s, v in (("sym40", 95.0), ("sym60", 85.0), ("sym80", 50.0))},
+             "equal-steps": {s: cell(v, d) for s, v, d in (("sym40", 96.0, 1.0), ("sym60", 94.0, 9.0),
+                                                           ("sym80", 71.0, 21.0))},
+             "lambda_u=0": {s: cell(v, d) for s, v, d in (("sym40", 95.0, 0.0), ("sym60", 88.0, 3.0),
+                                                          ("sym80", 60.0, 10.0))},
+             "ce": {s: cell(v) for s, v in (("sym40", 94.0), ("sym60", 90.0), ("sym80", 65.0))}}
+    sel = {s: {"chosen": "equal-steps", "test": study["equal-steps"][s]["last"],
+               "best_baseline": {"row": "ce", "last": study["ce"][s]["last"]}}
+           for s in ("sym40", "sym60", "sym80")}
+    result = {"settings": {"dataset": "mnist1d"}, "study": study, "selection": sel}
+    v = rec.verdict(result)
+    assert v["verdict"] == "reproduced" and "largest one-factor gain" in v["measured"]
+    assert "equal-steps (+9.0 or more" in v["measured"]
+    sel["sym80"]["best_baseline"]["last"] = {"mean": 72.0, "std": 1.0, "n": 3}
+    assert rec.verdict(result)["verdict"] == "partly"  # above cross-entropy, not every baseline
+    del sel["sym40"]
+    assert rec.verdict(result)["verdict"] == "not run"
 
 
 def test_method_table_states_the_realised_flip_rate(quick_run):
