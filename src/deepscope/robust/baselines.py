@@ -431,15 +431,15 @@ def train_dividemix(
     p_threshold, temperature, mixup_alpha, unlabeled_weight, rampup_epochs, prior_weight
         τ = 0.5, T = 0.5, α = 4, λ_u, its linear ramp over 16 epochs after warm-up, and the
         prior term's weight: the released defaults. The paper chooses λ_u per dataset and
-        noise from {0, 25, 50, 150} on a small validation set (the released default, 25, is
-        its value for CIFAR-10 at 50% and 80% symmetric noise).
+        noise from {0, 25, 50, 150} on a small validation set; pass its value for the setting.
     loss_window : int
         Epochs of normalised losses averaged per example before the GMM: 1 (the released code
         at every noise level but 90%) or 5 (its setting at 90% noise, for a steadier division).
     mixup : bool
-        Ablation switch: False trains on the unmixed labelled and unlabeled views (the rest of
-        the loss unchanged). On MNIST-1D with the 1-D CNN, MixUp is what turns a class-skewed
-        first division into both networks predicting two classes within one epoch.
+        Ablation switch: False trains on the unmixed labelled and unlabeled views, the rest of
+        the loss unchanged (the released code always mixes). On MNIST-1D with the 1-D CNN at
+        60-80% symmetric noise, the mixed epochs drive both networks to predict one or two
+        classes; see docs/crosssplit.md.
     guess_views : int
         Weak views per example averaged for refinement and guessing and mixed into the batch (2).
     y_true : (N,) int tensor, optional
