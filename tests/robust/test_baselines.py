@@ -59,15 +59,20 @@ def _metrics(path):
             for s in (path / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("method", ["ce", "coteaching", "dividemix"])
+@pytest.mark.parametrize("method", ["ce", "coteaching", "dividemix", "dividemix-loss-window"])
 def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
-    x, y, y_true, xt, yt = _problem(n=120)
+    # overlapping classes for the loss window: clean probabilities short of 0 and 1
+    x, y, y_true, xt, yt = _problem(n=120, spread=0.5 if "window" in method else 2.0)
     train, kw = {
         "ce": (train_ce, dict(x_val=xt[:30], y_val=yt[:30])),
         "coteaching": (train_coteaching, dict(forget_rate=0.4, num_gradual=2, y_true=y_true)),
         "dividemix": (train_dividemix, dict(warmup_epochs=1, y_true=y_true)),
+        # killed after the 2nd co-divide: the resumed 3rd averages the checkpointed losses
+        "dividemix-loss-window": (train_dividemix, dict(warmup_epochs=1, y_true=y_true,
+                                                        loss_window=3)),
     }[method]
-    kw = {**NET, **kw, **_opts(epochs=4, batch_size=20), "x_test": xt, "y_test": yt}
+    kw = {**NET, **kw, **_opts(epochs=5 if "window" in method else 4, batch_size=20),
+          "x_test": xt, "y_test": yt}
     full = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "a", progress=False), **kw)
     with pytest.raises(_Killed):
         train(x, y, num_classes=3, generator=_g(), run=_KilledRun(tmp_path / "b", progress=False), **kw)
@@ -123,6 +128,49 @@ def test_dividemix_co_divide_finds_the_clean_examples():
     for name in ("net_a", "net_b"):
         assert last[f"labelled_precision_{name}"] > clean_rate + 0.15
         assert 0.3 < last[f"labelled_fraction_{name}"] < 0.95
+        assert last[f"clean_auc_{name}"] > 0.8  # the clean probabilities rank clean examples first
+
+
+def test_dividemix_loss_window_fits_the_gmm_to_the_mean_of_the_last_normalised_losses(monkeypatch):
+    # the released Train_cifar.py at 90% noise: the GMM sees the mean of the last 5 epochs'
+    # min-max-normalised losses of the dividing network, not the current epoch's alone
+    from deepscope.robust import baselines
+
+    seen: dict[str, list] = {"loss": [], "gmm": []}
+    normalised, gmm = baselines._normalised_loss, baselines._gmm_clean_probability
+    monkeypatch.setattr(baselines, "_normalised_loss",
+                        lambda *a, **k: seen["loss"].append(normalised(*a, **k)) or seen["loss"][-1])
+    monkeypatch.setattr(baselines, "_gmm_clean_probability",
+                        lambda loss, **k: seen["gmm"].append(loss) or gmm(loss, **k))
+    x, y, _, _, _ = _problem(n=120)
+    train_dividemix(x, y, num_classes=3, generator=_g(), warmup_epochs=1, loss_window=2, **NET,
+                    **_opts(epochs=4, batch_size=20))
+    losses, inputs = seen["loss"], seen["gmm"]
+    assert len(losses) == len(inputs) == 6  # 3 co-divides x 2 networks, in the order a, b
+    for i, loss in enumerate(losses):
+        assert 0.0 <= float(loss.min()) and float(loss.max()) == pytest.approx(1.0)
+        expected = loss if i < 2 else (losses[i - 2] + loss) / 2  # the same network's last two
+        torch.testing.assert_close(inputs[i], expected, rtol=0, atol=0)
+    assert not torch.equal(inputs[2], losses[2])  # the window changes what the GMM sees
+    with pytest.raises(ValueError, match=r"loss_window == 0, must be an integer >= 1"):
+        train_dividemix(x, y, num_classes=3, generator=_g(), loss_window=0)
+
+
+def test_dividemix_without_mixup_trains_on_unmixed_views(monkeypatch):
+    from deepscope.robust import baselines
+
+    calls = []
+    mix = baselines.mix
+    monkeypatch.setattr(baselines, "mix", lambda *a: calls.append(1) or mix(*a))
+    x, y, y_true, _, _ = _problem(n=300)
+    kw = dict(num_classes=3, warmup_epochs=2, y_true=y_true, **NET, **_opts(epochs=4, batch_size=20))
+    train_dividemix(x, y, generator=_g(), **kw)
+    assert calls  # MixUp, by default
+    calls.clear()
+    res = train_dividemix(x, y, generator=_g(), mixup=False, **kw)
+    assert not calls
+    clean_rate = float((y == y_true).double().mean())
+    assert res.history[-1]["labelled_precision_net_a"] > clean_rate + 0.15
 
 
 def test_confident_learning_through_cleanlab_finds_obvious_flips(tmp_path):
