@@ -21,7 +21,7 @@ Every generator returns a :class:`LabelNoise`: the noisy labels, the corrupted m
 (``noisy != clean``), the realised rate (the mask's mean), and the transition matrix
 ``T[i, j] = P(noisy = j | clean = i)`` of the process that drew them.
 
-Conventions (arXiv 2212.01674 follows DivideMix, arXiv 2002.06488):
+Conventions (arXiv 2212.01674 follows DivideMix, arXiv 2002.07394):
 
 - **symmetric, over all classes** (``include_true=True``, DivideMix): a fraction ``rate`` of
   each class is *re-drawn* uniformly over all K classes, the true class included, so the

@@ -59,7 +59,7 @@ DATASETS = {
 }
 
 #: Reference numbers, test accuracy in %, PreAct-ResNet-18, "best" epoch (selected on the test
-#: set), DivideMix's protocol, as DivideMix (arXiv 2002.06488, Table 1) reports them.
+#: set), DivideMix's protocol, as DivideMix (arXiv 2002.07394, Table 1) reports them.
 PAPER_CIFAR = {
     "cifar10": {"sym20": {"ce": 86.8, "dividemix": 96.1}, "sym50": {"ce": 79.4, "dividemix": 94.6},
                 "sym80": {"ce": 62.9, "dividemix": 93.2}, "sym90": {"ce": 42.7, "dividemix": 76.0}},
@@ -202,7 +202,8 @@ class Config(RunConfig):
 
     ssl: Literal["auto", "reduced", "paper"] = "auto"
     """CrossSplit's semi-supervised part: 'paper' (MixUp, 2 strong views, contrastive term, per-batch
-    targets) or 'reduced' (consistency only, 1 view, per-epoch targets); 'auto': reduced on MNIST-1D."""
+    targets) or 'reduced' (consistency only, 1 view, per-epoch targets; DivideMix without MixUp);
+    'auto': reduced on MNIST-1D."""
 
     unlabeled_weight: float = 30.0
     """lambda_u of CrossSplit's unlabeled term (30 in the paper); DivideMix uses 25."""

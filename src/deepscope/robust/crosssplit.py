@@ -33,7 +33,7 @@ eqs. (1), (2) and (4)); the JSD itself sits between them.
 **Cross-split semi-supervised training**: network k treats the other half's inputs as
 unlabeled. Their targets are k's own sharpened mean prediction over weak views. Labelled
 strong views (targets s_i) and unlabeled strong views are mixed (MixUp, λ ~ Beta(4, 4),
-λ = max(λ, 1 - λ)), and the loss is (as in DivideMix, arXiv 2002.06488, eqs. 9-12)::
+λ = max(λ, 1 - λ)), and the loss is (as in DivideMix, arXiv 2002.07394, eqs. 9-12)::
 
     L = soft-CE(labelled) + λ_u(t) MSE(softmax, targets | unlabeled)
         + KL(uniform || mean prediction) + 0.025 NT-Xent(two strong unlabeled views)

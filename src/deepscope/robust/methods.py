@@ -124,7 +124,10 @@ def _coteaching(x, y, common, a) -> TrainResult:
 def _dividemix(x, y, common, a) -> TrainResult:
     from deepscope.robust.baselines import train_dividemix
 
+    # the reduced form drops MixUp, as CrossSplit's does: on the MNIST-1D CNN one mixed epoch
+    # after the first co-divide collapses both networks to two or three classes (docs/crosssplit.md)
     return train_dividemix(x, y, y_true=a["y_true"], warmup_epochs=a["warmup_epochs"],
+                           mixup=a["ssl"] == "paper",
                            confidence_penalty=0.1 if a["asymmetric"] else 0.0, **common)
 
 
@@ -191,6 +194,7 @@ def train_noisy(
         CrossSplit's semi-supervised part: 'paper' (MixUp, two strong views, the contrastive
         term, targets per batch, a warm-up batch twice the labelled one) or 'reduced'
         (consistency only: one view, targets per epoch, no MixUp, no contrastive term).
+        DivideMix follows it for MixUp: 'reduced' trains it without MixUp.
     unlabeled_weight : float
         CrossSplit's λ_u (DivideMix keeps its own 25).
     asymmetric : bool
