@@ -211,3 +211,17 @@ def test_method_table_states_the_realised_flip_rate(quick_run):
     assert "labels flipped (realised)" in result["summary"]
     stored = result["table"]["ce"]["sym60"]
     assert abs(stored["realised_rate"] - 0.54) < 0.05
+
+
+def test_the_method_tables_crosssplit_form_is_a_study_row(tmp_path):
+    out = tmp_path / "form"
+    execute_recipe("crosssplit", _cfg(out, methods=("crosssplit", "ce"),
+                                      form="equal-steps+lambda_u=0"), quiet=True)
+    stored = json.loads((out / "result.json").read_text())
+    assert stored["settings"]["form"] == "equal-steps+lambda_u=0"
+    epochs = stored["settings"]["epochs"]
+    assert len(read(out / "crosssplit" / "sym60" / "seed0")["test_acc_curve"]) == 2 * epochs
+    assert len(read(out / "ce" / "sym60" / "seed0")["test_acc_curve"]) == epochs
+    for bad, msg in [("labels-all", "a form of the paper's method"), ("lambda_u=2", "rows among")]:
+        with pytest.raises(ValueError, match=msg):
+            rec.Config(form=bad)

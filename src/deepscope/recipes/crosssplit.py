@@ -58,6 +58,9 @@ DATASETS = {
                      ssl="paper"),
 }
 
+#: CrossSplit's default form in the method table, per dataset (a study row or rows joined by '+').
+FORMS = {"mnist1d": "base", "cifar10": "base", "cifar100": "base"}
+
 #: Reference numbers, test accuracy in %, PreAct-ResNet-18, "best" epoch (selected on the test
 #: set), DivideMix's protocol, as DivideMix (arXiv 2002.07394, Table 1) reports them.
 PAPER_CIFAR = {
@@ -208,6 +211,11 @@ class Config(RunConfig):
     unlabeled_weight: float = 30.0
     """lambda_u of CrossSplit's unlabeled term (30 in the paper); DivideMix uses 25."""
 
+    form: str = ""
+    """CrossSplit's form in the method table: a row of the one-factor study (STUDY_ROWS) or rows
+    joined by '+', e.g. 'equal-steps+lambda_u=1' ('' : the dataset's default, FORMS; 'base':
+    the reduced form with --unlabeled-weight and the baselines' epochs)."""
+
     study: Literal["none", "one-factor"] = "none"
     """'one-factor': instead of the method table, CrossSplit's one-factor study (STUDY_ROWS:
     each row changes one thing of the base, the default disjoint form) over --noise and seeds."""
@@ -254,6 +262,11 @@ class Config(RunConfig):
         require(self.study in ("none", "one-factor"), "study", self.study, "'none' or 'one-factor'")
         for r in self.rows:
             study_row(r)
+        if self.form:
+            study_row(self.form)
+            require(is_candidate(self.form), "form", self.form,
+                    "a form of the paper's method: study rows joined by '+' among "
+                    f"{[r for r in STUDY_ROWS if is_candidate(r)]}")
         require(0.0 <= self.validation < 0.5, "validation", self.validation,
                 "in [0, 0.5): the fraction of training rows held out by the study")
         if self.dataset != "mnist1d":
@@ -273,8 +286,8 @@ def settings(cfg: Config) -> dict:
          "warmup_epochs": d["warmup_epochs"] if cfg.warmup_epochs < 0 else cfg.warmup_epochs,
          "batch_size": cfg.batch_size or d["batch_size"], "lr": cfg.lr or d["lr"],
          "ssl": d["ssl"] if cfg.ssl == "auto" else cfg.ssl,
-         "unlabeled_weight": cfg.unlabeled_weight, "lr_min": 2e-3, "momentum": 0.9,
-         "weight_decay": 5e-4}
+         "unlabeled_weight": cfg.unlabeled_weight, "form": cfg.form or FORMS[cfg.dataset],
+         "lr_min": 2e-3, "momentum": 0.9, "weight_decay": 5e-4}
     if cfg.dataset == "mnist1d":
         s.update(n=cfg.n, data_seed=cfg.data_seed, channels=cfg.channels, augment=cfg.augment)
     return s
@@ -330,13 +343,16 @@ def run(cfg: Config, run) -> dict:
     def one(sub, setting, seed: int) -> dict:
         method, spec = setting
         noisy = noise(seed, spec)
+        opts, warmup, form = options, s["warmup_epochs"], None
+        if method == "crosssplit":  # the form the recipe runs (a study row; 'base' changes nothing)
+            _, opts, warmup, form = row_training(s["form"], s, options)
         res = train_noisy(
             method, data["x"], noisy.labels, num_classes=data["k"], y_true=data["y"],
             x_test=data["x_test"], y_test=data["y_test"], net=s["net"], net_kwargs=net_kwargs,
-            views=views, warmup_epochs=s["warmup_epochs"], ssl=s["ssl"],
+            views=views, warmup_epochs=warmup, ssl=s["ssl"],
             unlabeled_weight=s["unlabeled_weight"], asymmetric=noisy.kind in ("asym", "cyclic"),
-            noise_rate=noisy.rate, folds=cfg.cleanlab_folds, options=options,
-            generator=make_generator(seed, f"{method}/{spec}"), run=sub,
+            noise_rate=noisy.rate, folds=cfg.cleanlab_folds, options=opts,
+            crosssplit_options=form, generator=make_generator(seed, f"{method}/{spec}"), run=sub,
             desc=f"{method} {noisy.kind}{round(100 * noisy.nominal_rate)}")
         # ce-es's network is the one of its selected epoch
         models = {"net": res.info["best_val_state"]} if method == "ce-es" else res.models
@@ -356,6 +372,25 @@ def run(cfg: Config, run) -> dict:
     return summarise(run, grid, s)
 
 
+def row_training(row: str, s: dict, options) -> tuple[str, object, int, dict]:
+    """What a study row trains: ``(method, options, warm-up epochs, train_crosssplit keywords)``
+    from the resolved settings ``s`` and the base ``TrainOptions`` (a row with epoch factor f
+    stretches epochs, warm-up, λ_u ramp, γ schedule and learning-rate schedule by f)."""
+    from deepscope.robust.crosssplit import equal_step_schedule
+
+    _, overrides, factor, method = study_row(row)
+    overrides = dict(overrides)
+    opts, warmup = options, s["warmup_epochs"]
+    if overrides.pop("released_warmup_batch", False):
+        overrides["warmup_batch_size"] = 2 * s["batch_size"]
+    if factor != 1:
+        sched = equal_step_schedule(factor, epochs=s["epochs"], warmup_epochs=warmup)
+        opts = options.replace(epochs=sched.pop("epochs"))
+        warmup = sched.pop("warmup_epochs")
+        overrides.update(sched)
+    return method, opts, warmup, overrides
+
+
 def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, options,
            noise) -> dict:
     """The one-factor study: every row of ``cfg.rows`` at every noise setting and seed, each
@@ -364,7 +399,6 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
 
     import torch
 
-    from deepscope.robust.crosssplit import equal_step_schedule
     from deepscope.robust.methods import noisy_result, train_noisy
     from deepscope.robust.noisy_training import test_metrics
     from deepscope.train.rng import make_generator
@@ -378,17 +412,8 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
 
     def one(sub, setting, seed: int) -> dict:
         _, row, spec = setting
-        _, overrides, factor, method = study_row(row)
-        overrides = dict(overrides)
+        method, opts, warmup, overrides = row_training(row, s, options)
         noisy = noise(seed, spec)
-        opts, warmup = options, s["warmup_epochs"]
-        if overrides.pop("released_warmup_batch", False):
-            overrides["warmup_batch_size"] = 2 * s["batch_size"]
-        if factor != 1:
-            sched = equal_step_schedule(factor, epochs=s["epochs"], warmup_epochs=warmup)
-            opts = options.replace(epochs=sched.pop("epochs"))
-            warmup = sched.pop("warmup_epochs")
-            overrides.update(sched)
         # every crosssplit row of a seed draws the base's split, initialisation and batches
         res = train_noisy(
             method, data["x"][fit], noisy.labels[fit], num_classes=data["k"],
@@ -411,7 +436,8 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
     grid = run.grid([("study", r, nz) for r in rows for nz in cfg.noise],
                     range(cfg.seed, cfg.seed + cfg.seeds), one,
                     config=lambda st, seed: {"row": st[1], "noise": st[2], "seed": seed,
-                                             "validation": cfg.validation, **s})
+                                             "validation": cfg.validation,
+                                             **{k: v for k, v in s.items() if k != "form"}})
     return summarise_study(grid, s, rows, list(cfg.noise), n_val=n_val)
 
 
