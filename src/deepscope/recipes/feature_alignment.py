@@ -23,9 +23,8 @@ in by several short invocations into one --out. result.json aggregates the grid 
 in effective rank, per fraction the epoch each run fits and the gap, complexity and alignment read
 there and at the end, and the Spearman correlation of the complexity C with the gap over the
 setting's runs (at the fit and at the end; C / gamma beside it) with a bootstrap interval. The
-verdict judges C, and every
-setting that ran and names the claims that hold on each; a run of some settings only is never
-"reproduced".
+verdict judges every setting that ran (the complexity claim on C, not on C / gamma) and names
+the claims that hold on each; a run of some settings only is never "reproduced".
 """
 
 from __future__ import annotations
@@ -246,8 +245,8 @@ def _table(cfg: Config, out: dict) -> str:
         rows.append(f"  Spearman(C, gap) at fit {_fmt_rho(cg['at_fit'])}; at end {_fmt_rho(cg['at_end'])}; "
                     f"Spearman(C/gamma, gap) at fit {_fmt_rho(cg['per_margin_at_fit'])}")
     rows.append("(means over seeds; C: the complexity (1/n) sum_k ||dtheta_k|| sqrt(Tr K_k); "
-                "C/gamma: C over the training margin gamma; gap: train accuracy on the labels trained on - test accuracy; "
-                "[95% bootstrap interval over runs])")
+                "C/gamma: C over the training margin gamma; gap: train accuracy on the labels "
+                "trained on - test accuracy; [95% bootstrap interval over runs])")
     return "\n".join(rows)
 
 
