@@ -351,7 +351,7 @@ def _figures(cfg: Config, run, grid, out: dict) -> None:
                        label=f"random {f:g}")
         rho = out[s]["complexity_gap"]["at_fit"]["rho"]
         ax.set_title(f"{LABELS[s]} (Spearman {rho:+.2f})", fontsize=9)
-        ax.set_xlabel("complexity C = (1/n) Σ‖Δθ‖ √Tr K, read where the run fits")
+        ax.set_xlabel("complexity C = (1/n) Σ‖Δθ‖√Tr K at the fit")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("generalisation gap (train - test accuracy)")
