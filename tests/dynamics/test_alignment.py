@@ -179,7 +179,7 @@ def test_complexity_on_a_linear_model_is_its_closed_form_rademacher_complexity()
         assert rec["norm_dw"] == pytest.approx(step, rel=1e-12)
         assert rec["trace_k"] == pytest.approx(float(x.pow(2).sum()), rel=1e-10)  # Tr X X^T
         term = linear_rademacher_bound(step, rec["trace_k"], n)
-        assert rec["path_sum"] == pytest.approx(term, rel=1e-10)
+        assert rec["complexity"] == pytest.approx(term, rel=1e-10)
         rad = _exact_rademacher_of_the_ball(x, step)
         if exact:
             assert rad == pytest.approx(term, rel=1e-10)
@@ -261,14 +261,14 @@ def test_tracker_logs_on_schedule_without_the_global_rng(tmp_path):
     assert set(first["layer_align_train"]) == {"0", "3"} and set(first["layer_align_test"]) == {"0", "3"}
     for key in ("align_train", "align_test", "top_eigenvalue", "effective_rank", "trace_ratio_top5", "trace_k"):
         assert math.isfinite(first[key]), key
-    assert first["norm_dw"] == 0.0 and first["path_sum"] == 0.0 and last["path_sum"] > 0
+    assert first["norm_dw"] == 0.0 and first["complexity"] == 0.0 and last["complexity"] > 0
     # the logged numbers are the library's on the same probes
     net.eval()
     k = empirical_ntk(net, tracker.x_train)
     assert last["align_train"] == pytest.approx(kernel_alignment(k, tracker.y_train).item(), rel=1e-9)
     assert last["trace_k"] == pytest.approx(torch.einsum("nnoo->", k).item(), rel=1e-9)
     c = path_complexity([h["norm_dw"] for h in tracker.history_], [h["trace_k"] for h in tracker.history_], n=20)
-    assert last["path_sum"] == pytest.approx(c[-1], rel=1e-12)
+    assert last["complexity"] == pytest.approx(c[-1], rel=1e-12)
     assert tracker.seconds_ > 0
     # probes: a fixed draw from the given seed, reproducible
     again = AlignmentTracker(x_tr, y_tr, x_te, y_te, n_probe=20, seed=3)

@@ -123,15 +123,24 @@ def test_kaiming_init_and_augmented_probes():
         train_feature_alignment(x, y, xt, yt, generator=torch.Generator(), probe_augmented=True)
 
 
-def test_matched_training_readout_on_a_hand_made_trajectory():
+def _record(step, epoch, acc, test, path, gamma, *, stored_as_path_sum=False):
+    """A tracker record; ``stored_as_path_sum``: the form of runs finished before the measure was
+    named ``complexity`` (``path_sum`` the measure, ``complexity`` the per-margin variant)."""
+    per_margin = path / gamma if gamma > 0 else None
+    names = {"path_sum": path, "complexity": per_margin} if stored_as_path_sum else \
+        {"complexity": path, "complexity_per_margin": per_margin}
+    return {"step": step, "epoch": epoch, "train_acc": acc, "test_acc": test, **names,
+            "norm_dw": float(epoch), "margin": gamma,
+            "align_train": 0.1 * epoch, "align_test": 0.05 * epoch, "top_eigenvalue": 1.0 + epoch,
+            "effective_rank": 10.0 - epoch}
+
+
+@pytest.mark.parametrize("stored_as_path_sum", [False, True])
+def test_matched_training_readout_on_a_hand_made_trajectory(stored_as_path_sum):
     from deepscope.dynamics.alignment_experiment import per_run, readout, spearman_interval
 
-    def rec(step, epoch, acc, test, path, gamma):
-        return {"step": step, "epoch": epoch, "train_acc": acc, "test_acc": test, "path_sum": path,
-                "norm_dw": float(epoch),
-                "margin": gamma, "complexity": path / gamma if gamma > 0 else None,
-                "align_train": 0.1 * epoch, "align_test": 0.05 * epoch, "top_eigenvalue": 1.0 + epoch,
-                "effective_rank": 10.0 - epoch}
+    def rec(*args):
+        return _record(*args, stored_as_path_sum=stored_as_path_sum)
 
     h = [rec(0, 0, 0.1, 0.1, 0.0, -1.0), rec(5, 1, 0.7, 0.6, 2.0, -0.2), rec(9, 2, 0.985, 0.7, 3.0, 0.1),
          rec(12, 3, 0.991, 0.72, 4.0, 0.5), rec(20, 4, 0.98, 0.7, 5.0, 0.4), rec(30, 6, 1.0, 0.75, 6.0, 2.0)]
@@ -139,13 +148,17 @@ def test_matched_training_readout_on_a_hand_made_trajectory():
     r = per_run({"history": h, "final": {"gap": 0.25, "loss_gap": 0.0, "train_acc": 1.0, "test_acc": 0.75},
                  "fit_threshold": 0.99})
     assert r["fitted"] and r["fit_epoch"] == 3
-    assert r["complexity_fit"] == pytest.approx(8.0) and r["gap_fit"] == pytest.approx(0.991 - 0.72)
-    assert r["path_sum_fit"] == 4.0 and r["align_train_fit"] == pytest.approx(0.3)
-    assert r["complexity_end"] == pytest.approx(3.0) and r["gap_end"] == pytest.approx(0.25)
+    # the measure C and its margin-normalised variant C / gamma, read where the run fits
+    assert r["complexity_fit"] == 4.0 and r["gap_fit"] == pytest.approx(0.991 - 0.72)
+    assert r["complexity_per_margin_fit"] == pytest.approx(8.0) and r["margin_fit"] == 0.5
+    assert r["align_train_fit"] == pytest.approx(0.3)
+    assert r["complexity_end"] == 6.0 and r["complexity"] == 6.0
+    assert r["complexity_per_margin_end"] == pytest.approx(3.0) and r["gap_end"] == pytest.approx(0.25)
     assert r["path_length_fit"] == 0 + 1 + 2 + 3 and r["path_length_end"] == 16
     never = per_run({"history": h[:3], "final": {"gap": 0.285, "loss_gap": 0.0, "train_acc": 0.985,
                                                  "test_acc": 0.7}, "fit_threshold": 0.99})
     assert not never["fitted"] and math.isnan(never["complexity_fit"]) and math.isnan(never["gap_fit"])
+    assert math.isnan(never["complexity_per_margin_fit"])
     # the Spearman with its bootstrap interval; NaN pairs dropped
     up = spearman_interval([1, 2, 3, 4, 5, float("nan")], [0.1, 0.2, 0.3, 0.5, 0.9, 0.0])
     assert up["rho"] == pytest.approx(1.0) and up["ci95"] == (pytest.approx(1.0), pytest.approx(1.0))
@@ -218,12 +231,12 @@ def test_loop_killed_and_resumed_gives_identical_numbers(tmp_path):
     # the per-epoch lines and the records: complexity accumulates, step norms are >= 0
     assert [(r["step"], r["epoch"]) for r in a if "loss" in r] == [(5, 1), (10, 2), (15, 3)]
     recs = [r for r in a if "align_train" in r]
-    assert recs[0]["path_sum"] == 0 and recs[-1]["path_sum"] > recs[1]["path_sum"] > 0
-    # the normalised complexity is path_sum / margin where the margin is positive, else undefined
+    assert recs[0]["complexity"] == 0 and recs[-1]["complexity"] > recs[1]["complexity"] > 0
+    # the variant is complexity / margin where the margin is positive, else undefined
     for r in recs:
-        assert (r["complexity"] is None) == (r["margin"] <= 0)
+        assert (r["complexity_per_margin"] is None) == (r["margin"] <= 0)
         if r["margin"] > 0:
-            assert r["complexity"] == pytest.approx(r["path_sum"] / r["margin"], rel=1e-12)
+            assert r["complexity_per_margin"] == pytest.approx(r["complexity"] / r["margin"], rel=1e-12)
     assert set(recs[0]["layer_align_train"]) == {"1", "3"}
     # the final record's gap is its accuracies' difference
     assert full.info["final"]["gap"] == full.history[-1]["train_acc"] - full.history[-1]["test_acc"]
@@ -405,6 +418,43 @@ def test_verdict_judges_every_setting_and_says_which_claims_hold():
     assert "x5.0 alignment" in verdict(every)["measured"]
 
 
+
+@pytest.mark.parametrize("stored_as_path_sum", [False, True])
+def test_verdict_judges_the_complexity_not_its_margin_normalised_variant(stored_as_path_sum):
+    """Hand-made runs where C ranks like the gap and C / gamma against it, and the reverse."""
+    from deepscope.dynamics.alignment_experiment import cell_name, summarise_setting
+    from deepscope.recipes.feature_alignment import setting_checks, verdict
+    from deepscope.train.grid import Grid
+
+    fractions, seeds = (0.0, 0.2, 0.5), [0, 1, 2]
+
+    def grid(c_follows_gap: bool) -> Grid:
+        cells = {}
+        for i, f in enumerate(fractions):
+            for sd in seeds:
+                gap = 0.1 + 0.2 * i + 0.01 * sd
+                gamma = (0.5, 2.0, 6.0)[i] if c_follows_gap else (6.0, 2.0, 0.5)[i]
+                c = (1.0 + i + 0.1 * sd) if c_follows_gap else (3.0 - i - 0.1 * sd)
+                h = [_record(0, 0, 0.1, 0.1, 0.0, -1.0, stored_as_path_sum=stored_as_path_sum),
+                     _record(10, 5, 1.0, 1.0 - gap, c, gamma, stored_as_path_sum=stored_as_path_sum)]
+                cells[(cell_name("digits-small-cnn", f), sd)] = {
+                    "history": h, "fit_threshold": 0.99,
+                    "final": {"gap": gap, "loss_gap": 0.0, "train_acc": 1.0, "test_acc": 1.0 - gap}}
+        return Grid([cell_name("digits-small-cnn", f) for f in fractions], seeds, cells)
+
+    for c_follows_gap in (True, False):
+        r = summarise_setting(grid(c_follows_gap), "digits-small-cnn", fractions=fractions, seeds=seeds)
+        cg = r["complexity_gap"]
+        sign = 1 if c_follows_gap else -1
+        assert sign * cg["at_fit"]["rho"] == pytest.approx(1.0)
+        assert sign * cg["per_margin_at_fit"]["rho"] < 0  # the two forms disagree
+        assert setting_checks(r)["complexity"] is c_follows_gap
+        text = verdict({"results": {"digits-small-cnn": r}})["measured"]
+        claim = "complexity ranks runs like their gap"
+        assert (claim in text.split("fails:")[0]) is c_follows_gap
+        assert f"rho(C, gap) at fit {sign:+.2f} [" in text and "rho(C/gamma, gap) " in text
+
+
 # -- torchrun --------------------------------------------------------------------------------------
 
 @pytest.mark.distributed
@@ -429,6 +479,6 @@ def test_recipe_under_torchrun_gives_the_single_process_numbers(tmp_path):
     hb = json.loads((tmp_path / "two" / "digits-small-cnn" / "random50" / "seed0" / "result.json").read_text())
     assert [h["step"] for h in ha["history"]] == [h["step"] for h in hb["history"]]
     for a, b in zip(ha["history"], hb["history"]):
-        for key in ("align_train", "align_test", "top_eigenvalue", "train_acc", "path_sum"):
+        for key in ("align_train", "align_test", "top_eigenvalue", "train_acc", "complexity"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
 

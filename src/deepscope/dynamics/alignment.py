@@ -27,9 +27,9 @@ Cookbook::
     yky(net, x, y)                   # y^T K_c y = ||J^T y_c||^2, one vjp, K never formed
 
     # the complexity measure from per-checkpoint step lengths and kernel traces
-    path_complexity([0.0, 1.2, 0.8], [50.0, 80.0, 95.0], n=100)     # cumulative, (3,)
+    path_complexity([0.0, 1.2, 0.8], [50.0, 80.0, 95.0], n=100)     # C, cumulative, (3,)
     gamma = margin(net(x), y)                     # 10th percentile of f_y(x) - max_(j != y) f_j(x)
-    path_complexity([0.0, 1.2, 0.8], [50.0, 80.0, 95.0], n=100, margin=gamma)  # margin-normalised
+    path_complexity([0.0, 1.2, 0.8], [50.0, 80.0, 95.0], n=100, margin=gamma)  # variant C / gamma
 
 Label convention (as the paper's code computes it): ``y`` is one-hot ``(N, O)``, centred over the
 examples, and flattened output-major, ``y_vec[o * N + n] = y[n, o]``; the full kernel is the
@@ -342,15 +342,15 @@ def output_margins(logits: torch.Tensor, labels: Any) -> torch.Tensor:
 
 
 def margin(logits: torch.Tensor, labels: Any, *, quantile: float = 0.1) -> float:
-    """The margin ``gamma`` that normalises the complexity: a low quantile of :func:`output_margins`.
+    """The margin ``gamma`` of the margin-normalised complexity: a low quantile of :func:`output_margins`.
 
     The margin bound (``P(error) <= P_hat(margin < gamma) + 2 R_hat / gamma + ...``) holds for
     any ``gamma > 0``; taking the ``quantile``-th quantile of the training margins (default the
     10th percentile, the convention of Jiang et al., "Fantastic generalization measures", ICLR
     2020, and of Bartlett et al. 2017's figures) makes the empirical margin loss ``quantile``.
-    Non-positive while more than ``quantile`` of the examples are misclassified: the normalised
-    complexity is then undefined (``path_complexity`` returns NaN), one reason to read it only
-    once a run fits its labels.
+    Non-positive while more than ``quantile`` of the examples are misclassified: the
+    margin-normalised complexity is then undefined (``path_complexity`` returns NaN), one reason
+    to read it only once a run fits its labels.
     """
     if not 0.0 <= quantile < 1.0:
         raise ValueError(f"quantile == {quantile}, must be in [0, 1), e.g. 0.1")
@@ -375,29 +375,42 @@ def path_complexity(step_norms: Any, kernel_traces: Any, n: int, *,
                     margin: float | None = None) -> np.ndarray:
     """The tangent-kernel complexity measure along a training path, cumulated over checkpoints.
 
-    ``C_T = (1 / gamma) (1 / n) sum_(k : t_k <= T) ||theta_(t_k) - theta_(t_(k-1))||_2 sqrt(Tr K_(t_k))``
-
-    Source. Baratin et al., "Implicit Regularization via Neural Feature Alignment", AISTATS 2021
-    (arXiv 2008.00938), the section on the heuristic complexity measure: the Rademacher bound of
-    a linear class ``{<w, phi(x)> : ||w|| <= B}``, ``B sqrt(Tr K) / n``
-    (:func:`linear_rademacher_bound`), extrapolated to the sequence of tangent-kernel classes
-    visited along the path, each step ``theta_(t_(k-1)) -> theta_(t_k)`` moving a linear model on
-    the tangent features at ``t_k`` by ``||Delta theta||``; a classifier's Rademacher term enters
-    the generalisation bound divided by its margin ``gamma`` (the margin bound), so the measure
-    compared across runs is normalised by it. The two per-checkpoint quantities follow the
-    authors' code (github.com/tfjgeorge/ntk_alignment, commit 7132338, ``train.py
-    --complexity``: ``norm_dw`` between kernel checkpoints and ``trK`` on the 100 training
-    probes; their ``trK`` is nngeometry's trace of the per-example-averaged Jacobian product,
-    ``Tr K / n``, a constant factor from ours). The code never assembles the measure and the
-    paper's text (its equation number, and its exact choice of ``gamma``) could not be read
-    from this environment, where only its abstract is stored: the margin normalisation and
-    ``gamma`` as the 10th percentile of the training margins (:func:`margin`) are this
-    library's reading of the margin bound, stated as such in docs/feature_alignment.md.
-    ``margin=None`` gives the unnormalised sum (the form used before, kept because the docs
-    compare the two).
+    ``C_T = (1 / n) sum_(k : t_k <= T) ||theta_(t_k) - theta_(t_(k-1))||_2 sqrt(Tr K_(t_k))``
 
     ``K_t`` is the uncentred full tangent kernel on the ``n`` training probe examples at ``t``,
-    ``Tr K_t = sum_(i, o) ||d f_o(x_i) / d theta||^2``.
+    ``Tr K_t = sum_(i, o) ||d f_o(x_i) / d theta||^2 = ||Phi_t||_F^2``.
+
+    Sources. Baratin et al., "Implicit Regularization via Neural Feature Alignment", AISTATS
+    2021 (arXiv 2008.00938), the section on the heuristic complexity measure; its text could
+    not be read from this environment (only the abstract is stored), so the form is taken from
+    the two readable statements of it:
+
+    - Thomas Walker, "A Survey of Methods for Deriving Bounds on the Generalization of Deep
+      Neural Networks" (PDF in github.com/ThomasWalker1/Generalization-of-Neural-Networks,
+      commit 4f5873e, folder ``Reports and Presentation/``, section 19.2, p. 54), restating the
+      paper: the heuristic is ``C(f_w) = sum_t ||delta w_t|| ||Phi_t||_F``, ``Phi_t`` the
+      tangent-feature matrix at iteration ``t``, extrapolated from the Rademacher bound of
+      sequences of linear updates with ``||delta w_t|| <= m_t``,
+      ``R_hat_S <= sum_t (m_t / n) ||Phi_t||_F`` (each term :func:`linear_rademacher_bound`).
+      No margin; the bound has the ``1 / n``, the restated heuristic does not. The same
+      author's notebook re-implementation (``Generalization in Deep Learning/Tangent Kernel/
+      tangent_kernel_complexity.ipynb``) uses no margin either.
+    - The authors' code (github.com/tfjgeorge/ntk_alignment, commit 7132338, ``train.py
+      --complexity``) logs the two per-checkpoint quantities at the log-spaced iterations
+      0 and ``5 * 1.15^k``: ``norm_dw`` between kernel checkpoints and ``trK``, the trace of
+      the full 10-output kernel on 100 fixed training examples divided by ``n`` (nngeometry's
+      per-example-averaged Jacobian product, a constant factor from ours). It never assembles
+      the measure and computes no margin.
+
+    The ``1 / n`` is kept (the bound's normalisation): with the same probe set size it is one
+    constant for every run, so it changes no ranking.
+
+    ``margin=gamma`` gives the margin-normalised variant ``C_T / gamma``, this library's
+    reading of the margin bound (a classifier's Rademacher term enters its error bound divided
+    by the margin, ``P(error) <= P_hat(margin < gamma) + 2 R_hat / gamma + ...``), with
+    ``gamma`` the 10th percentile of the training margins (:func:`margin`). It is reported
+    beside the measure, not in its place: no readable source has it, and it is undefined
+    (``gamma <= 0``) before a run fits.
 
     Parameters
     ----------
@@ -408,12 +421,20 @@ def path_complexity(step_norms: Any, kernel_traces: Any, n: int, *,
     n : int
         Number of probe examples the traces were computed on.
     margin : float, optional
-        ``gamma`` at the read-out point (the whole cumulated path is divided by it); NaN when
-        ``gamma <= 0`` (the network does not separate its training labels at that margin).
+        ``gamma`` at the read-out point, for the margin-normalised variant (the whole cumulated
+        path is divided by it); NaN when ``gamma <= 0`` (the network does not separate its
+        training labels at that margin). ``None``: the measure itself.
 
     Returns
     -------
-    (T,) float64 array: ``C`` after each checkpoint.
+    (T,) float64 array: ``C`` (or ``C / gamma``) after each checkpoint.
+
+    Examples
+    --------
+    >>> path_complexity([0.0, 1.0, 2.0], [4.0, 9.0, 16.0], n=2)
+    array([0. , 1.5, 5.5])
+    >>> path_complexity([0.0, 1.0, 2.0], [4.0, 9.0, 16.0], n=2, margin=0.5)
+    array([ 0.,  3., 11.])
     """
     d = np.asarray(step_norms, dtype=np.float64)
     tr = np.asarray(kernel_traces, dtype=np.float64)

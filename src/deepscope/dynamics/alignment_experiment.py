@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["SETTINGS", "FIT_THRESHOLD", "setting_options", "setting_data", "cell_name",
-           "train_cell", "readout", "per_run", "spearman_interval", "summarise_setting"]
+           "train_cell", "readout", "record_value", "per_run", "spearman_interval", "summarise_setting"]
 
 #: Per setting: data, network and the training budget (fields a caller leaves at 0/"" take these).
 #: Every setting trains until its training accuracy on the labels trained on reaches
@@ -190,9 +190,26 @@ def readout(history: Sequence[dict], threshold: float, *, key: str = "train_acc"
 
 
 #: Numbers read at the fitting point and at the end of training (``<name>_fit``, ``<name>_end``).
-READ = {"complexity": "complexity", "path_sum": "path_sum", "margin": "margin",
-        "align_train": "align_train", "align_test": "align_test", "train_acc": "train_acc",
-        "test_acc": "test_acc"}
+READ = ("complexity", "complexity_per_margin", "margin", "align_train", "align_test", "train_acc",
+        "test_acc")
+
+
+def record_value(rec: dict, name: str) -> Any:
+    """``rec[name]`` from a history record, either way a finished run may have stored the measure.
+
+    A record holds the complexity measure as ``complexity`` and its margin-normalised variant as
+    ``complexity_per_margin``; runs finished before those names store the measure as
+    ``path_sum`` and the variant as ``complexity``. A record with ``path_sum`` is read in that
+    form, so result.json files of either form summarise alike without retraining.
+
+    >>> record_value({"path_sum": 6.0, "complexity": 3.0, "margin": 2.0}, "complexity")
+    6.0
+    >>> record_value({"path_sum": 6.0, "complexity": 3.0, "margin": 2.0}, "complexity_per_margin")
+    3.0
+    """
+    if "path_sum" in rec and name in ("complexity", "complexity_per_margin"):
+        return rec["path_sum"] if name == "complexity" else rec.get("complexity")
+    return rec.get(name)
 
 
 def per_run(r: dict, threshold: float | None = None) -> dict:
@@ -201,9 +218,11 @@ def per_run(r: dict, threshold: float | None = None) -> dict:
     ``*_init`` at step 0, ``*_final`` / ``*_end`` at the last record, ``*_fit`` at the
     :func:`readout` point (first record with training accuracy >= ``threshold``, default the
     run's own ``fit_threshold``, else :data:`FIT_THRESHOLD`; NaN where the run never fits):
-    the complexity (margin-normalised), ``path_sum`` (unnormalised), the margin, the gap
-    (train accuracy on the labels trained on minus test accuracy), the alignments, and the
-    epoch of the read-out (``fit_epoch``).
+    the complexity measure ``complexity`` (``C = (1/n) sum_k ||Delta theta_k|| sqrt(Tr K_k)``,
+    :func:`deepscope.dynamics.alignment.path_complexity`), its margin-normalised variant
+    ``complexity_per_margin`` (``C / gamma``), the margin, the gap (train accuracy on the labels
+    trained on minus test accuracy), the alignments, and the epoch of the read-out
+    (``fit_epoch``). Histories of either stored form are read (:func:`record_value`).
     """
     h = r["history"]
     first, last = h[0], h[-1]
@@ -219,7 +238,7 @@ def per_run(r: dict, threshold: float | None = None) -> dict:
         "erank_init": first["effective_rank"], "erank_final": last["effective_rank"],
         "erank_min": min(x["effective_rank"] for x in h),
         "erank_change": last["effective_rank"] - first["effective_rank"],
-        "complexity": _num(last.get("complexity")), "gap": r["final"]["gap"],
+        "complexity": _num(record_value(last, "complexity")), "gap": r["final"]["gap"],
         "loss_gap": r["final"]["loss_gap"], "train_acc": r["final"]["train_acc"],
         "test_acc": r["final"]["test_acc"],
         "layer_align_final": last.get("layer_align_train", {}),
@@ -227,9 +246,9 @@ def per_run(r: dict, threshold: float | None = None) -> dict:
         "end_epoch": last["epoch"], "gap_end": last["train_acc"] - last["test_acc"],
         "gap_fit": _num(fit["train_acc"] - fit["test_acc"] if fit else None),
     }
-    for name, key in READ.items():
-        out[f"{name}_end"] = _num(last.get(key))
-        out[f"{name}_fit"] = _num(fit.get(key) if fit else None)
+    for name in READ:
+        out[f"{name}_end"] = _num(record_value(last, name))
+        out[f"{name}_fit"] = _num(record_value(fit, name) if fit else None)
     # baselines for the ranking: the path length alone (no kernel term) and the epochs to fit
     steps = [x["step"] for x in h]
     upto = steps.index(fit["step"]) + 1 if fit else 0
@@ -282,9 +301,11 @@ def summarise_setting(grid: Any, setting: str, *, fractions: Sequence[float],
     ratio), the top-eigenvalue growth, the effective rank and the per-layer final alignment,
     each summarised over seeds (:func:`deepscope.train.stats.summarise`); per fraction the
     epoch each run fits and the numbers read there and at the end (:func:`per_run`); the
-    Spearman correlation of the complexity with the gap over every run of the setting, read
-    at the fit and at the end, with a bootstrap interval (:func:`spearman_interval`), for the
-    margin-normalised measure and the unnormalised sum. None when no cell is present.
+    Spearman correlation of the complexity measure with the gap over every run of the setting,
+    read at the fit and at the end, with a bootstrap interval (:func:`spearman_interval`)
+    (``complexity_gap``: ``at_fit``, ``at_end``), the same for its margin-normalised variant
+    (``per_margin_at_fit``, ``per_margin_at_end``) and for two baselines (the path length and
+    the epochs to fit), and per seed over the fractions. None when no cell is present.
     """
     from deepscope.train.stats import summarise
 
@@ -300,8 +321,8 @@ def summarise_setting(grid: Any, setting: str, *, fractions: Sequence[float],
     by_frac = {f"{f:g}": {k: iv(f, k) for k in (
         "align_train_final", "align_test_final", "align_train_max", "top_eig_growth",
         "erank_change", "complexity", "gap", "train_acc", "test_acc", "fit_epoch", "end_epoch",
-        "complexity_fit", "path_sum_fit", "margin_fit", "gap_fit", "align_train_fit",
-        "align_test_fit", "complexity_end", "path_sum_end", "margin_end", "gap_end")}
+        "complexity_fit", "complexity_per_margin_fit", "margin_fit", "gap_fit", "align_train_fit",
+        "align_test_fit", "complexity_end", "complexity_per_margin_end", "margin_end", "gap_end")}
         for f in fracs}
     for f in fracs:
         rows = [per_run(r) for r in grid.results(cells[f])]
@@ -310,8 +331,11 @@ def summarise_setting(grid: Any, setting: str, *, fractions: Sequence[float],
     runs = {(f, s): per_run(grid.cells[cells[f], s]) for f in fracs for s in seeds
             if (cells[f], s) in grid.cells}
     full = [s for s in seeds if all((f, s) in runs for f in fracs)]
-    rho_seed = [_spearman([runs[(f, s)]["complexity_fit"] for f in fracs],
-                          [runs[(f, s)]["gap_fit"] for f in fracs]) for s in full]
+
+    def per_seed(c: str) -> dict:
+        return summarise([_spearman([runs[(f, s)][c] for f in fracs],
+                                    [runs[(f, s)]["gap_fit"] for f in fracs]) for s in full])
+
     allr = list(runs.values())
     clean_rows = [per_run(r) for r in grid.results(cells[clean])]
     layers = list(clean_rows[0]["layer_align_final"])
@@ -336,15 +360,17 @@ def summarise_setting(grid: Any, setting: str, *, fractions: Sequence[float],
                               for ly in layers},
         "by_fraction": by_frac,
         "runs": len(allr), "runs_fitted": sum(r["fitted"] for r in allr),
-        # the paper's comparison: complexity vs gap over the setting's runs, each read where it
-        # fits its labels; at the end of training; and the unnormalised sum at both points
+        # the paper's comparison: the complexity measure vs the gap over the setting's runs,
+        # each read where it fits its labels; at the end of training; the margin-normalised
+        # variant at both points
         "complexity_gap": {"at_fit": rho("complexity_fit", "gap_fit"),
                            "at_end": rho("complexity_end", "gap_end"),
-                           "unnormalised_at_fit": rho("path_sum_fit", "gap_fit"),
-                           "unnormalised_at_end": rho("path_sum_end", "gap_end"),
+                           "per_margin_at_fit": rho("complexity_per_margin_fit", "gap_fit"),
+                           "per_margin_at_end": rho("complexity_per_margin_end", "gap_end"),
                            # baselines: anything that grows with the random fraction ranks too
                            "path_length_at_fit": rho("path_length_fit", "gap_fit"),
                            "fit_epoch_at_fit": rho("fit_epoch", "gap_fit"),
-                           "per_seed_at_fit": summarise(rho_seed)},
+                           "per_seed_at_fit": per_seed("complexity_fit"),
+                           "per_margin_per_seed_at_fit": per_seed("complexity_per_margin_fit")},
         "tracker_fraction": summarise(cost),
     }

@@ -232,7 +232,7 @@ def train_feature_alignment(
         probes are the first 100 examples of the augmented training loader, augmented once).
     margin_quantile : float
         Quantile of the training margins taken as ``gamma`` (:func:`deepscope.dynamics.
-        alignment.margin`), which normalises the complexity measure.
+        alignment.margin`) for the margin-normalised variant ``complexity_per_margin``.
     desc : str
         Progress-bar label.
 
@@ -241,12 +241,13 @@ def train_feature_alignment(
     TrainResult
         ``models["net"]``; ``history``: one record per tracker step (``step``, ``epoch``, the
         tracker's numbers ``align_train``, ``align_test``, ``layer_align_train``, ...,
-        ``path_sum``, the accuracies and losses on the whole sets, ``margin`` (``gamma``) and
-        ``complexity = path_sum / gamma`` (``None`` while ``gamma <= 0``));
+        ``complexity`` (the measure ``C`` cumulated so far), the accuracies and losses on the
+        whole sets, ``margin`` (``gamma``) and the variant ``complexity_per_margin = C / gamma``
+        (``None`` while ``gamma <= 0``));
         ``info``: ``labels`` (N,) the labels trained on, ``changed`` (N,) bool where they
         differ from ``y_train``, ``final`` the last record's accuracies and losses with ``gap``
         (train accuracy on the labels trained on minus test accuracy), ``loss_gap`` (test minus
-        train loss), ``complexity`` and ``step``; ``fit_epoch`` (the first epoch whose training
+        train loss), ``complexity``, ``complexity_per_margin`` and ``step``; ``fit_epoch`` (the first epoch whose training
         accuracy reached ``fit_threshold``, ``None`` if never or without a threshold);
         ``tracker_seconds`` and ``train_seconds`` (wall time of the kernel measurements and of
         the rest of the loop, this process's session; a resumed run counts from its restart
@@ -312,7 +313,7 @@ def train_feature_alignment(
         [(test_acc, test_loss)] = evaluate(model, xt, yt)
         gamma = st["margin"]
         line = {"epoch": epoch, **rec, **st, "test_acc": test_acc, "test_loss": test_loss,
-                "complexity": rec["path_sum"] / gamma if gamma > 0 else None}
+                "complexity_per_margin": rec["complexity"] / gamma if gamma > 0 else None}
         history.append({"step": step, **line})
         run.log(step, **line)
 
@@ -360,7 +361,7 @@ def train_feature_alignment(
                 break
     last = history[-1]
     final = {key: last[key] for key in ("train_acc", "train_acc_clean", "train_loss", "test_acc",
-                                        "test_loss", "complexity")}
+                                        "test_loss", "complexity", "complexity_per_margin")}
     final.update(gap=last["train_acc"] - last["test_acc"],
                  loss_gap=last["test_loss"] - last["train_loss"], step=last["step"])
     tracker_seconds = tracker.seconds_ - tracker_start

@@ -17,9 +17,10 @@ Cookbook::
 Each record holds ``align_train`` / ``align_test`` (``kernel_alignment`` of the centred full
 kernel with the centred one-hot labels), ``layer_align_train`` / ``layer_align_test``
 (``{layer: alignment}``), the spectrum of the centred train kernel (``eigen_stats``), and the
-complexity terms: ``trace_k`` (``Tr K`` of the uncentred train kernel), ``norm_dw``
-(``||theta_t - theta_prev||`` since the previous record) and ``path_sum`` (the unnormalised
-``path_complexity`` cumulated so far; the caller divides it by the margin at a read-out point).
+complexity measure: ``trace_k`` (``Tr K`` of the uncentred train kernel), ``norm_dw``
+(``||theta_t - theta_prev||`` since the previous record) and ``complexity`` (``path_complexity``,
+``(1/n) sum ||Delta theta|| sqrt(Tr K)``, cumulated so far; a caller with the training margin
+divides it by the margin for the margin-normalised variant).
 ``seconds_`` is the wall time spent in the tracker's measurements (its cost per checkpoint).
 """
 
@@ -185,7 +186,7 @@ class AlignmentTracker:
         step_norm = 0.0 if self._theta is None else float(torch.linalg.vector_norm(theta - self._theta))
         self._theta = theta.clone()
         self._complexity += step_norm * math.sqrt(max(trace, 0.0)) / self.x_train.shape[0]
-        rec.update(trace_k=trace, norm_dw=step_norm, path_sum=self._complexity)
+        rec.update(trace_k=trace, norm_dw=step_norm, complexity=self._complexity)
         return rec
 
     def __call__(self, step: int, model: nn.Module, *, force: bool = False) -> dict[str, Any] | None:

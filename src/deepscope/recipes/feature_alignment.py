@@ -15,15 +15,16 @@ by uniformly random ones, trained until its training accuracy on the labels trai
 the cap); at steps 0 and ``floor(5 * 1.15^k)``, at the fitting epoch and at the end, the full
 tangent kernel of fixed probe sets (100 training examples with the labels trained on, 100 test
 examples): its centred alignment with the labels (whole network and per layer), the spectrum of
-the centred train kernel and the path complexity measure, normalised by the training margin.
+the centred train kernel and the path complexity measure C = (1/n) sum_k ||Delta theta_k||
+sqrt(Tr K_k) (with its margin-normalised variant C / gamma beside it).
 Finished sub-runs are skipped, killed ones resume from their last epoch, so a grid can be filled
 in by several short invocations into one --out. result.json aggregates the grid of the config:
 95% intervals over seeds of the final/initial alignment, the top-eigenvalue growth, the change
 in effective rank, per fraction the epoch each run fits and the gap, complexity and alignment read
-there and at the end, and the Spearman correlation of the complexity with the gap over the
-setting's runs (at the fit and at the end) with a bootstrap interval. The verdict judges every
-setting that ran and names the claims that hold on each; a run of some settings only is never
-"reproduced".
+there and at the end, and the Spearman correlation of the complexity C with the gap over the
+setting's runs (at the fit and at the end; C / gamma beside it) with a bootstrap interval. The
+verdict judges every setting that ran (the complexity claim on C, not on C / gamma) and names
+the claims that hold on each; a run of some settings only is never "reproduced".
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ PAPER = ("Baratin et al. 2021 (arXiv 2008.00938), VGG-19 / ResNet-18 without Bat
 #: Thresholds of the verdict (named, so the docs and the tests quote the same numbers).
 RISE = 2.0            # final / initial train alignment on clean labels, mean over seeds
 EIG_GROWTH = 100.0    # final / initial top eigenvalue: two orders of magnitude
-RHO = 0.5             # Spearman(complexity, gap) over the setting's runs
+RHO = 0.5             # Spearman(complexity C, gap) over the setting's runs
 
 
 @dataclass(frozen=True)
@@ -228,22 +229,24 @@ def _table(cfg: Config, out: dict) -> str:
                     f"(x{a['final_over_initial']['mean']:.1f}), test {t['initial']['mean']:.3f} -> "
                     f"{t['final']['mean']:.3f}, top eigenvalue x{r['top_eigenvalue_growth']['mean']:.3g}, "
                     f"effective rank {e['initial']['mean']:.0f} -> {e['final']['mean']:.0f}")
-        rows.append("  random  fitted  fit epoch   gap@fit  C@fit     gap@end  C@end     A_train@fit  "
-                    "A_test@end")
+        rows.append("  random  fitted  fit epoch   gap@fit  C@fit     C/gamma@fit  gap@end  C@end     "
+                    "A_train@fit  A_test@end")
         for f in fr:
             b = r["by_fraction"].get(f)
             if b is None:
                 continue
             m = {k: b[k]["mean"] for k in b if isinstance(b[k], dict)}
             rows.append(f"  {f:<6}  {b['fitted']}/{b['runs']}     {m['fit_epoch']:7.1f}   "
-                        f"{m['gap_fit']:+.3f}   {m['complexity_fit']:8.3g}  {m['gap_end']:+.3f}   "
+                        f"{m['gap_fit']:+.3f}   {m['complexity_fit']:8.3g}  "
+                        f"{m['complexity_per_margin_fit']:8.3g}     {m['gap_end']:+.3f}   "
                         f"{m['complexity_end']:8.3g}  {m['align_train_fit']:.3f}        "
                         f"{m['align_test_final']:.3f}")
         cg = r["complexity_gap"]
         rows.append(f"  Spearman(C, gap) at fit {_fmt_rho(cg['at_fit'])}; at end {_fmt_rho(cg['at_end'])}; "
-                    f"unnormalised at fit {_fmt_rho(cg['unnormalised_at_fit'])}")
-    rows.append("(means over seeds; C: the margin-normalised complexity; gap: train accuracy on the "
-                "labels trained on - test accuracy; [95% bootstrap interval over runs])")
+                    f"Spearman(C/gamma, gap) at fit {_fmt_rho(cg['per_margin_at_fit'])}")
+    rows.append("(means over seeds; C: the complexity (1/n) sum_k ||dtheta_k|| sqrt(Tr K_k); "
+                "C/gamma: C over the training margin gamma; gap: train accuracy on the labels "
+                "trained on - test accuracy; [95% bootstrap interval over runs])")
     return "\n".join(rows)
 
 
@@ -348,7 +351,7 @@ def _figures(cfg: Config, run, grid, out: dict) -> None:
                        label=f"random {f:g}")
         rho = out[s]["complexity_gap"]["at_fit"]["rho"]
         ax.set_title(f"{LABELS[s]} (Spearman {rho:+.2f})", fontsize=9)
-        ax.set_xlabel("complexity C / margin, read where the run fits")
+        ax.set_xlabel("complexity C = (1/n) Σ‖Δθ‖√Tr K at the fit")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("generalisation gap (train - test accuracy)")
@@ -365,8 +368,9 @@ CHECKS = {"rise": "alignment rises", "eig": "top eigenvalue grows", "rank": "eff
 def setting_checks(r: dict) -> dict[str, bool | None]:
     """Each claim of the paper on one setting's summary: True (holds), False, None (not judged).
 
-    The complexity claim is judged on the Spearman of the margin-normalised complexity with the
-    gap, both read where each run fits its labels, over every run of the setting: it holds when
+    The complexity claim is judged on the Spearman of the complexity measure
+    ``C = (1/n) sum_k ||Delta theta_k|| sqrt(Tr K_k)`` (not its margin-normalised variant) with
+    the gap, both read where each run fits its labels, over every run of the setting: it holds when
     rho >= RHO and the bootstrap interval excludes 0; it is not judged (None) unless every run
     fitted and there are >= 2 fractions.
     """
@@ -397,9 +401,9 @@ def verdict(result: dict) -> dict:
     res = result.get("results", {})
     claim = (f"alignment rises (final/initial train alignment >= {RISE:g} on clean labels), the top "
              f"eigenvalue grows >= {EIG_GROWTH:g}x, the effective rank falls, random labels align "
-             f"less (final test alignment at the largest fraction < at 0) and the margin-normalised "
-             f"complexity, read where each run fits its labels, orders the runs like their gap "
-             f"(Spearman >= {RHO:g}, bootstrap interval above 0)")
+             f"less (final test alignment at the largest fraction < at 0) and the complexity C = (1/n) "
+             f"sum_k ||Delta theta_k|| sqrt(Tr K_k), read where each run fits its labels, orders "
+             f"the runs like their gap (Spearman >= {RHO:g}, bootstrap interval above 0)")
     if not res:
         return {"claim": claim, "measured": "no setting was run", "verdict": "not run"}
     parts, flags = [], []
@@ -409,11 +413,14 @@ def verdict(result: dict) -> dict:
         holds = [CHECKS[k] for k, v in c.items() if v]
         fails = [CHECKS[k] for k, v in c.items() if v is False]
         unjudged = [CHECKS[k] for k, v in c.items() if v is None]
-        cg = r["complexity_gap"]["at_fit"]
+        cg = r["complexity_gap"]
+        per_margin = cg.get("per_margin_at_fit")
         text = (f"{s}: x{r['align_train']['final_over_initial']['mean']:.1f} alignment, "
                 f"x{r['top_eigenvalue_growth']['mean']:.3g} top eig, "
-                f"{r['runs_fitted']}/{r['runs']} runs fit, rho(C, gap) at fit {_fmt_rho(cg)}"
-                f" -- holds: {', '.join(holds) or 'none'}")
+                f"{r['runs_fitted']}/{r['runs']} runs fit, rho(C, gap) at fit {_fmt_rho(cg['at_fit'])}"
+                + (f" (margin-normalised variant rho(C/gamma, gap) {_fmt_rho(per_margin)})"
+                   if per_margin else "")
+                + f" -- holds: {', '.join(holds) or 'none'}")
         if fails:
             text += f"; fails: {', '.join(fails)}"
         if unjudged:
