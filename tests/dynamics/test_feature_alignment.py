@@ -380,6 +380,11 @@ def test_cli_rejects_bad_options_in_one_line_before_writing(tmp_path, monkeypatc
     cfg = rec.Config(settings=("cifar10-resnet18",), data_root=tmp_path)
     opts = rec.resolved(cfg, "cifar10-resnet18")
     assert opts["net_kwargs"] == {"norm": "none"} and opts["augment"] and opts["lr"] == 0.01
+    # the checkpoint schedule's growth: recorded (and compared on resume) only when changed
+    assert "kernel_ratio" not in opts
+    assert rec.resolved(rec.Config(kernel_ratio=1.5), "digits-small-cnn")["kernel_ratio"] == 1.5
+    with pytest.raises(ValueError, match=r"kernel_ratio == 1.0, must be > 1 \(the paper's 1.15\)"):
+        rec.Config(kernel_ratio=1.0)
 
 
 # -- the verdict --------------------------------------------------------------------------------

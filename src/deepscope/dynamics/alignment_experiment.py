@@ -71,9 +71,10 @@ def setting_options(setting: str, *, epochs: int = 0, lr: float = 0.0, batch_siz
                     momentum: float = 0.9, weight_decay: float = 5e-4, n_probe: int = 100,
                     n: int = 5000, data_seed: int = 0, init: str = "",
                     fit_threshold: float = FIT_THRESHOLD, epochs_after_fit: int = -1,
-                    probe_augmented: bool = False) -> dict:
+                    probe_augmented: bool = False, kernel_ratio: float = 1.15) -> dict:
     """One setting's training options: the arguments where set (non-zero, non-empty, >= 0 for
-    ``epochs_after_fit``), else the setting's.
+    ``epochs_after_fit``), else the setting's. ``kernel_ratio`` is the growth of the kernel
+    checkpoint schedule ``floor(5 * ratio^k)`` (the paper's 1.15; recorded only when changed).
 
     The dict is the cell's sub-run config (compared on resume) and what :func:`train_cell`
     reads: ``setting, dataset, net, net_kwargs, epochs, lr, batch_size, momentum,
@@ -91,6 +92,7 @@ def setting_options(setting: str, *, epochs: int = 0, lr: float = 0.0, batch_siz
             "fit_threshold": fit_threshold,
             "epochs_after_fit": epochs_after_fit if epochs_after_fit >= 0 else d["epochs_after_fit"],
             "probe_augmented": bool(probe_augmented and d.get("augment", False)),
+            **({"kernel_ratio": kernel_ratio} if kernel_ratio != 1.15 else {}),
             **({"n": n} if d["dataset"] == "mnist1d" else {})}
 
 
@@ -150,7 +152,7 @@ def train_cell(sub: Any, data: dict, opts: dict, *, fraction: float, seed: int) 
         generator=make_generator(seed, setting), run=sub, random_labels=fraction,
         augment=augment, n_probe=opts["n_probe"], init=opts.get("init", "default"),
         fit_threshold=opts.get("fit_threshold"), epochs_after_fit=opts.get("epochs_after_fit"),
-        probe_augmented=opts.get("probe_augmented", False),
+        probe_augmented=opts.get("probe_augmented", False), ratio=opts.get("kernel_ratio", 1.15),
         desc=f"{setting} random {fraction:g} seed {seed}")
     shape = tuple(data["x"].shape[1:])
     save_model(sub.dir / "model.pt", res.model, opts["net"],

@@ -103,6 +103,10 @@ class Config(RunConfig):
     """Draw the training probes through the augmentation once (the authors' probes come from the
     augmented loader); settings with augmentation only (CIFAR-10)."""
 
+    kernel_ratio: float = 1.15
+    """Growth of the kernel checkpoints, at steps 0 and floor(5 * ratio^k) (the paper's 1.15);
+    larger: fewer checkpoints, a cheaper tracker and a coarser complexity sum."""
+
     batch_size: int = 128
     """Mini-batch size (the authors' code: 128)."""
 
@@ -137,6 +141,8 @@ class Config(RunConfig):
             require(s in SETTINGS, "settings", self.settings, f"among {list(SETTINGS)}")
         require(len(set(self.settings)) == len(self.settings), "settings", self.settings,
                 "without repeats")
+        require(self.kernel_ratio > 1.0, "kernel_ratio", self.kernel_ratio,
+                "> 1 (the paper's 1.15): the growth of the kernel checkpoint schedule")
         require(len(self.fractions) > 0 and all(0.0 <= f < 1.0 for f in self.fractions),
                 "fractions", self.fractions, "fractions in [0, 1), e.g. 0 0.2 0.5")
         require(len(set(self.fractions)) == len(self.fractions), "fractions", self.fractions,
@@ -168,7 +174,7 @@ def resolved(cfg: Config, setting: str) -> dict:
                            momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            n_probe=cfg.n_probe, n=cfg.n, data_seed=cfg.data_seed, init=cfg.init,
                            fit_threshold=cfg.fit_threshold, epochs_after_fit=cfg.epochs_after_fit,
-                           probe_augmented=cfg.probe_augmented)
+                           probe_augmented=cfg.probe_augmented, kernel_ratio=cfg.kernel_ratio)
 
 
 def run(cfg: Config, run) -> dict:
