@@ -5,15 +5,17 @@
         --threads 1 --out runs/crosssplit                              # one part; rerun to fill in
     deepscope run crosssplit --dataset cifar10 --data-root ~/data --device cuda    # paper scale
     deepscope run crosssplit --quick
-    deepscope run crosssplit --study one-factor --rows base lambda_u=0 lambda_u=1 \\
-        --noise sym60 --seeds 2 --threads 1 --out runs/crosssplit-study   # STUDY_ROWS
+    deepscope run crosssplit --study one-factor --rows base lambda_u=0 equal-steps+lambda_u=1 \\
+        ce coteaching --noise sym60 --seeds 2 --threads 1 --out runs/crosssplit-study   # STUDY_ROWS
 
 CPU scale: MNIST-1D (20,000 samples generated offline, 80% for training), the MNIST-1D CNN
 with 64 channels, symmetric noise 0/40/60/80% (DivideMix's convention: the new label is
 uniform over all classes) and asymmetric 40% (the CIFAR-10 map 9->1, 2->0, 4->7, 3<->5 on
 the ten digit classes), every method, 3 seeds. CrossSplit runs in its reduced form there
 (label correction + a consistency term on the other half with weak shift augmentation; no
-MixUp, no contrastive term; predictions refreshed once per epoch). Paper scale: CIFAR-10/100
+MixUp, no contrastive term; predictions refreshed once per epoch) and, by default, in the form the
+one-factor study chose on noisy validation labels: the optimiser steps of cross-entropy (twice the
+epochs: a network trains on half the data) and λ_u = 1 (``--form``). Paper scale: CIFAR-10/100
 from ``--data-root`` with PreAct-ResNet-18, the paper's schedule (300 epochs, SGD 0.1, cosine,
 batch 256/128), crop+flip weak views and AutoAugment strong views, and mixed precision on CUDA.
 
@@ -58,8 +60,11 @@ DATASETS = {
                      ssl="paper"),
 }
 
-#: CrossSplit's default form in the method table, per dataset (a study row or rows joined by '+').
-FORMS = {"mnist1d": "base", "cifar10": "base", "cifar100": "base"}
+#: CrossSplit's default form in the method table, per dataset (a study row or rows joined by
+#: '+'). MNIST-1D: the form the one-factor study's noisy validation chose at 60 and 80% noise
+#: (docs/crosssplit.md): the optimiser steps of cross-entropy (twice the epochs) and λ_u = 1.
+#: CIFAR: the paper's form.
+FORMS = {"mnist1d": "equal-steps+lambda_u=1", "cifar10": "base", "cifar100": "base"}
 
 #: Reference numbers, test accuracy in %, PreAct-ResNet-18, "best" epoch (selected on the test
 #: set), DivideMix's protocol, as DivideMix (arXiv 2002.07394, Table 1) reports them.
@@ -209,12 +214,14 @@ class Config(RunConfig):
     'auto': reduced on MNIST-1D."""
 
     unlabeled_weight: float = 30.0
-    """lambda_u of CrossSplit's unlabeled term (30 in the paper); DivideMix uses 25."""
+    """lambda_u of CrossSplit's unlabeled term in the study's base form (30 in the paper); a
+    --form that sets lambda_u (e.g. lambda_u=1) uses its own. DivideMix uses 25."""
 
     form: str = ""
     """CrossSplit's form in the method table: a row of the one-factor study (STUDY_ROWS) or rows
-    joined by '+', e.g. 'equal-steps+lambda_u=1' ('' : the dataset's default, FORMS; 'base':
-    the reduced form with --unlabeled-weight and the baselines' epochs)."""
+    joined by '+' ('': the dataset's default -- MNIST-1D 'equal-steps+lambda_u=1', the form the
+    study's noisy validation chose; CIFAR 'base', the paper's; 'base': the reduced form with
+    --unlabeled-weight at the baselines' epochs)."""
 
     study: Literal["none", "one-factor"] = "none"
     """'one-factor': instead of the method table, CrossSplit's one-factor study (STUDY_ROWS:
@@ -288,6 +295,8 @@ def settings(cfg: Config) -> dict:
          "ssl": d["ssl"] if cfg.ssl == "auto" else cfg.ssl,
          "unlabeled_weight": cfg.unlabeled_weight, "form": cfg.form or FORMS[cfg.dataset],
          "lr_min": 2e-3, "momentum": 0.9, "weight_decay": 5e-4}
+    _, form_kw, factor, _ = study_row(s["form"])
+    s["form_options"] = {**form_kw, "epoch_factor": factor}  # what the form changes of the base
     if cfg.dataset == "mnist1d":
         s.update(n=cfg.n, data_seed=cfg.data_seed, channels=cfg.channels, augment=cfg.augment)
     return s
@@ -437,7 +446,8 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
                     range(cfg.seed, cfg.seed + cfg.seeds), one,
                     config=lambda st, seed: {"row": st[1], "noise": st[2], "seed": seed,
                                              "validation": cfg.validation,
-                                             **{k: v for k, v in s.items() if k != "form"}})
+                                             **{k: v for k, v in s.items()
+                                                if k not in ("form", "form_options")}})
     return summarise_study(grid, s, rows, list(cfg.noise), n_val=n_val)
 
 
@@ -652,7 +662,9 @@ def verdict(result: dict) -> dict:
         others[s] = max(((v[s]["selected" if m == "ce-es" else "last"]["mean"], m)
                          for m, v in table.items() if not m.startswith("crosssplit") and s in v),
                         default=(float("-inf"), "none"))
-    measured = ", ".join(f"{s} {ours[s]:.1f} (n={cs[s]['last']['n']})" for s in settings) + \
+    form = result["settings"].get("form", "base")
+    measured = f"CrossSplit ({form}): " + ", ".join(
+        f"{s} {ours[s]:.1f} (n={cs[s]['last']['n']})" for s in settings) + \
         "; best baseline " + ", ".join(f"{s} {v[1]} {v[0]:.1f}" for s, v in others.items())
     released = table.get("crosssplit-all", {})  # the ablation: both networks on all the data
     if released:
