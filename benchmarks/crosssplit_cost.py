@@ -39,7 +39,7 @@ import torch
 from deepscope.data import load_dataset
 from deepscope.data.augment import signal_views
 from deepscope.data.noise import make_label_noise
-from deepscope.recipes.crosssplit import study_row
+from deepscope.robust.crosssplit_study import study_row
 from deepscope.robust import train_ce, train_coteaching, train_crosssplit, train_dividemix
 from deepscope.train import Run
 
