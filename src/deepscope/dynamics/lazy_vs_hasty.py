@@ -491,8 +491,10 @@ class RealComparison:
     Attributes
     ----------
     result : dict
-        ``n_train``, ``n_probe``, ``lr`` (the SGD step per alpha); per measure ``delta`` (Delta over seeds with ``per_seed``,
-        ``shared_rungs``, ``lowest_shared_level``), ``spearman`` and ``spearman_full_ladder``
+        ``n_train``, ``n_probe``, ``lr`` (the SGD step per alpha), ``levels`` (the ladder); per
+        measure ``delta`` (Delta over seeds with ``per_seed``, ``shared_rungs``,
+        ``lowest_shared_level`` and ``per_rung``: per seed, gap(alpha_min) - gap(alpha_max) at
+        each shared rung, whose mean is that seed's Delta), ``spearman`` and ``spearman_full_ladder``
         (difficulty vs learning time per alpha), ``groups`` (group names); per condition and
         alpha ``conditions`` (test accuracy, rungs, linearity at the end); ``cscore_source`` or
         ``cscore_reliability`` when the c-score was used.
@@ -647,6 +649,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     from deepscope.dynamics.alpha_scaling import AlphaScaled
     from deepscope.dynamics.difficulty import knn_agreement, quantile_groups, spurious_patch
     from deepscope.dynamics.ladder import (
+        group_gap,
         ladder_levels,
         learning_time_spearman,
         learning_times,
@@ -681,7 +684,8 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
 
     # ---- difficulty scores that do not depend on the seed: c-score, kNN agreement ----
     scores = {}
-    out = {"n_train": n, "n_probe": int(len(probe)), "lr": {f"{a:g}": alpha_options[a].lr for a in alphas}}
+    out = {"n_train": n, "n_probe": int(len(probe)), "lr": {f"{a:g}": alpha_options[a].lr for a in alphas},
+           "levels": levels}
     if "cscore" in measures:
         scores["cscore"], extra = _cscores(run, done, data, x, options=options, cscores=cscores,
                                            folds=cscore_folds, repeats=cscore_seeds,
@@ -742,7 +746,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     curves: dict = {}
     for m in measures:
         cond = CONDITION[m]
-        deltas, rungs = [], []
+        deltas, rungs, per_rung = [], [], []
         rho, rho_full = {a: [] for a in alphas}, {a: [] for a in alphas}
         curves[m] = {}
         for k in range(seeds):
@@ -758,6 +762,9 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
             d, r = regime_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"], hard_m, easy_m)
             deltas.append(d)
             rungs.append(r)
+            per_rung.append((group_gap(records[cond, a_lo, k]["loss"][:r], hard_m, easy_m)
+                             - group_gap(records[cond, a_hi, k]["loss"][:r], hard_m, easy_m)).tolist()
+                            if r else [])
             # learning times on the rungs every alpha reached (matched training loss), and on
             # each alpha's own full ladder (a shorter ladder caps more examples at "not learned")
             shared = min(len(records[cond, a, k]["correct"]) for a in alphas)
@@ -774,7 +781,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
                     (learning_times(rec["correct"][:shared]) if shared else None, g))
         ok = [d for d in deltas if d == d]
         out["delta"][m] = {**(summarise(ok) if ok else {"mean": None, "n": 0}),
-                           "per_seed": deltas, "shared_rungs": rungs,
+                           "per_seed": deltas, "shared_rungs": rungs, "per_rung": per_rung,
                            "lowest_shared_level": levels[min(rungs) - 1] if min(rungs) else None}
         out["spearman"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho.items()}
         out["spearman_full_ladder"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho_full.items()}
