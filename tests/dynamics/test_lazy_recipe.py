@@ -77,6 +77,8 @@ def test_mnist1d_quick_all_four_groupings(mnist1d_quick):
         assert d["n"] == 2 and len(d["per_seed"]) == 2 and min(d["shared_rungs"]) >= 1
         for per_rung, delta, rungs in zip(d["per_rung"], d["per_seed"], d["shared_rungs"]):
             assert len(per_rung) == rungs and np.mean(per_rung) == pytest.approx(delta)
+        dm = res["delta_matched_loss"][m]
+        assert len(dm["per_seed"]) == 2 and len(dm["levels_compared"]) == 2
         assert set(res["spearman"][m]) == {"1", "100"}
     assert res["groups"]["noise"] == ["clean labels", "noisy labels"]
     assert 0 <= res["cscore_reliability"]["n_seeds"] == 2

@@ -494,7 +494,10 @@ class RealComparison:
         ``n_train``, ``n_probe``, ``lr`` (the SGD step per alpha), ``levels`` (the ladder); per
         measure ``delta`` (Delta over seeds with ``per_seed``, ``shared_rungs``,
         ``lowest_shared_level`` and ``per_rung``: per seed, gap(alpha_min) - gap(alpha_max) at
-        each shared rung, whose mean is that seed's Delta), ``spearman`` and ``spearman_full_ladder``
+        each shared rung, whose mean is that seed's Delta), ``delta_matched_loss`` (the same
+        comparison at matched actual mean training loss,
+        :func:`~deepscope.dynamics.ladder.matched_loss_delta`, with ``per_seed`` and
+        ``levels_compared``), ``spearman`` and ``spearman_full_ladder``
         (difficulty vs learning time per alpha), ``groups`` (group names); per condition and
         alpha ``conditions`` (test accuracy, rungs, linearity at the end); ``cscore_source`` or
         ``cscore_reliability`` when the c-score was used.
@@ -653,6 +656,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
         ladder_levels,
         learning_time_spearman,
         learning_times,
+        matched_loss_delta,
         regime_delta,
     )
 
@@ -743,10 +747,11 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     # ---- analysis: per measure, groups, Delta, learning-time correlations ----
     a_lo, a_hi = alphas[0], alphas[-1]
     out["delta"], out["spearman"], out["spearman_full_ladder"], out["groups"] = {}, {}, {}, {}
+    out["delta_matched_loss"] = {}
     curves: dict = {}
     for m in measures:
         cond = CONDITION[m]
-        deltas, rungs, per_rung = [], [], []
+        deltas, rungs, per_rung, matched, matched_levels = [], [], [], [], []
         rho, rho_full = {a: [] for a in alphas}, {a: [] for a in alphas}
         curves[m] = {}
         for k in range(seeds):
@@ -762,6 +767,10 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
             d, r = regime_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"], hard_m, easy_m)
             deltas.append(d)
             rungs.append(r)
+            dm, nm = matched_loss_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"],
+                                        hard_m, easy_m, levels)
+            matched.append(dm)
+            matched_levels.append(nm)
             per_rung.append((group_gap(records[cond, a_lo, k]["loss"][:r], hard_m, easy_m)
                              - group_gap(records[cond, a_hi, k]["loss"][:r], hard_m, easy_m)).tolist()
                             if r else [])
@@ -783,6 +792,9 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
         out["delta"][m] = {**(summarise(ok) if ok else {"mean": None, "n": 0}),
                            "per_seed": deltas, "shared_rungs": rungs, "per_rung": per_rung,
                            "lowest_shared_level": levels[min(rungs) - 1] if min(rungs) else None}
+        ok = [d for d in matched if d == d]
+        out["delta_matched_loss"][m] = {**(summarise(ok) if ok else {"mean": None, "n": 0}),
+                                        "per_seed": matched, "levels_compared": matched_levels}
         out["spearman"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho.items()}
         out["spearman_full_ladder"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho_full.items()}
         out["groups"][m] = (list(GROUP_NAMES[m]) if m in GROUP_NAMES else

@@ -514,6 +514,15 @@ def _summary(c: Config, out: dict) -> str:
         cis = f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""
         lines.append(f"{m:>9} {mean} {cis:>20} {d.get('n', 0):>3} {min(d['shared_rungs']):>6}  "
                      f"{fmt(rho[f'{a_lo:g}'])} / {fmt(rho[f'{a_hi:g}'])}")
+    lines.append("Delta at matched actual mean training loss (each regime's gap against its recorded "
+                 "mean loss, on the ladder's levels both cover; the rungs fire on a running mean "
+                 "that lags where the loss falls fast):")
+    for m in c.measures:
+        d = out["delta_matched_loss"][m]
+        ci = d.get("ci95")
+        lines.append(f"{m:>9} " + (f"{d['mean']:8.4f}" if d.get("mean") is not None else "     n/a")
+                     + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+                     + f", levels compared {min(d['levels_compared'])}-{max(d['levels_compared'])}")
     for cond, per in out["conditions"].items():
         parts = []
         for a, v in per.items():
