@@ -13,6 +13,8 @@ from deepscope.dynamics.ladder import (
     group_gap,
     ladder_levels,
     learning_times,
+    matched_loss_delta,
+    regime_delta,
 )
 
 # --- per-example losses, the ladder, learning times ------------------------------------------
@@ -108,3 +110,35 @@ def test_group_gap():
         group_gap(losses, hard, np.zeros(4, bool))
 
 
+
+
+def test_matched_loss_delta_equals_the_rung_delta_when_records_sit_on_the_levels():
+    # records whose mean loss is exactly each level: interpolating at the levels returns the
+    # records themselves, so the matched-loss Delta is regime_delta over the shared rungs
+    rng = np.random.default_rng(0)
+    levels = ladder_levels(10, min_loss=0.5)
+    hard = np.arange(40) < 10
+
+    def on_levels(n_rungs):
+        x = rng.uniform(0.2, 1.8, size=(n_rungs, 40))
+        return x * (np.array(levels[:n_rungs]) / x.mean(1))[:, None]
+
+    a, b = on_levels(len(levels)), on_levels(12)
+    d, n = matched_loss_delta(a, b, hard, ~hard, levels)
+    assert n == 12 and d == pytest.approx(regime_delta(a, b, hard, ~hard)[0])
+
+
+def test_matched_loss_delta_pairs_by_actual_loss_not_by_rung():
+    # regime a's records lag: its rung k sits at the mean loss of b's rung k + 1; with the same
+    # gap-vs-loss curve the matched-loss Delta is 0, the rung-by-rung Delta is not
+    levels = ladder_levels(10, min_loss=0.5)
+    hard = np.array([True, False])
+
+    def records(means):
+        return np.stack([[m * 1.5, m * 0.5] for m in means])   # gap = mean loss
+
+    a, b = records(levels[1:]), records(levels[:-1])
+    assert regime_delta(a, b, hard, ~hard)[0] < -0.01
+    d, n = matched_loss_delta(a, b, hard, ~hard, levels)
+    assert n == len(levels) - 2 and d == pytest.approx(0, abs=1e-12)
+    assert matched_loss_delta(a[:0], b, hard, ~hard, levels) == (pytest.approx(float("nan"), nan_ok=True), 0)

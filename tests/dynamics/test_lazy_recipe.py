@@ -75,6 +75,10 @@ def test_mnist1d_quick_all_four_groupings(mnist1d_quick):
     for m in rec.MEASURES:
         d = res["delta"][m]
         assert d["n"] == 2 and len(d["per_seed"]) == 2 and min(d["shared_rungs"]) >= 1
+        for per_rung, delta, rungs in zip(d["per_rung"], d["per_seed"], d["shared_rungs"]):
+            assert len(per_rung) == rungs and np.mean(per_rung) == pytest.approx(delta)
+        dm = res["delta_matched_loss"][m]
+        assert len(dm["per_seed"]) == 2 and len(dm["levels_compared"]) == 2
         assert set(res["spearman"][m]) == {"1", "100"}
     assert res["groups"]["noise"] == ["clean labels", "noisy labels"]
     assert 0 <= res["cscore_reliability"]["n_seeds"] == 2
@@ -95,6 +99,34 @@ def test_mnist1d_quick_lazy_run_stays_linear(mnist1d_quick):
     assert min(c["100"]["final_sign_agreement"]) > max(c["1"]["final_sign_agreement"])
     assert min(c["100"]["final_kernel_alignment"]) > 0.99
     assert min(c["100"]["final_kernel_alignment"]) > max(c["1"]["final_kernel_alignment"])
+
+
+def test_lazy_lr_reaches_the_lazy_runs_only(mnist1d_quick, tmp_path):
+    # --lazy-lr 1: the alpha = 100 networks train at step 1, the alpha = 1 networks (and the
+    # hold-out c-score models) at --lr, so alpha = 1 trains exactly as without the option
+    base_out, base = mnist1d_quick
+    out = tmp_path / "eta"
+    res = execute_recipe("lazy-vs-hasty", _cfg(out, mode="mnist1d", measures=("noise",), lazy_lr=1.0),
+                         quiet=True)
+    assert base["lr"] == {"1": 0.1, "100": 0.1}
+    assert res["lr"] == {"1": 0.1, "100": 1.0} and res["settings"]["lazy_lr"] == 1.0
+    assert "alpha=100: 1" in res["summary"]
+    for a, lr in (("1", 0.1), ("100", 1.0)):
+        sub = json.loads((out / "noise" / f"alpha{a}" / "seed0" / "config.json").read_text())
+        assert sub["options"]["lr"] == lr
+    curve = lambda root, a: [r["running_loss"] for r in map(json.loads, (  # noqa: E731
+        root / "noise" / f"alpha{a}" / "seed0" / "metrics.jsonl").open()) if "running_loss" in r]
+    assert curve(out, 1) == curve(base_out, 1) and len(curve(out, 1)) == 3
+    assert curve(out, 100) != curve(base_out, 100)
+
+
+def test_compare_real_rejects_a_rate_for_an_alpha_it_does_not_train():
+    from deepscope.dynamics.lazy_vs_hasty import compare_real
+
+    with pytest.raises(ValueError, match=r"lr_per_alpha == \{10.0: 1.0\}, must map some of alphas"):
+        compare_real(None, None, alphas=(1.0, 100.0), lr_per_alpha={10: 1.0})
+    with pytest.raises(ValueError, match="rates > 0"):
+        compare_real(None, None, alphas=(1.0, 100.0), lr_per_alpha={100: 0.0})
 
 
 class _Killed(Exception):
@@ -176,6 +208,8 @@ def test_cifar10_mode_on_tiny_fake_data(tmp_path, monkeypatch):
     (["--alphas", "1"], "alphas == (1.0,), must be at least two distinct values > 0"),
     (["--mode", "mnist1d", "--cscores", "x.npz"], "cscores == 'x.npz', must be given with --mode cifar10"),
     (["--mode", "cifar10"], "data_root == None, must be a folder holding cifar-10-batches-py"),
+    (["--mode", "mnist1d", "--lazy-lr", "-1"], "lazy_lr == -1.0, must be >= 0 (0: the same as --lr)"),
+    (["--lazy-lr", "10"], "lazy_lr == 10.0, must be given with --mode mnist1d, cifar10 or toy+mnist1d only"),
 ])
 def test_cli_bad_option_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     from deepscope.cli import main

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "example_losses", "ladder_levels", "LossLadder", "learning_times", "group_gap",
-    "regime_delta", "learning_time_spearman",
+    "regime_delta", "matched_loss_delta", "learning_time_spearman",
 ]
 
 
@@ -298,6 +298,55 @@ def regime_delta(losses_a: Any, losses_b: Any, hard: Any, easy: Any) -> tuple[fl
     a = np.asarray(losses_a.cpu() if isinstance(losses_a, torch.Tensor) else losses_a)[:r]
     b = np.asarray(losses_b.cpu() if isinstance(losses_b, torch.Tensor) else losses_b)[:r]
     return float(np.mean(group_gap(a, hard, easy) - group_gap(b, hard, easy))), r
+
+
+def matched_loss_delta(losses_a: Any, losses_b: Any, hard: Any, easy: Any,
+                       levels: Sequence[float]) -> tuple[float, int]:
+    """``gap_a - gap_b`` at matched *actual* mean loss, averaged over ``levels`` both cover.
+
+    :func:`regime_delta` pairs the regimes rung by rung. A rung fires when the running mean
+    training loss (over the last epoch of minibatches) reaches it; where the loss falls fast,
+    that mean lags and the network recorded at a rung has a lower mean loss than the rung.
+    Here each regime's gap is read against its own mean loss over the recorded examples (the
+    x-axis of the paper's figures), interpolated linearly onto the ``levels`` inside the range
+    of mean losses both regimes recorded, and the differences are averaged.
+
+    Parameters
+    ----------
+    losses_a, losses_b : (Ra, N), (Rb, N) tensors or arrays
+        Per-example losses at each record of the two regimes (``a``: alpha = 1).
+    hard, easy : (N,) bool masks
+    levels : sequence of float
+        Mean losses at which the gaps are compared (the ladder's levels).
+
+    Returns
+    -------
+    delta : float
+        NaN when no level lies in both ranges.
+    levels_compared : int
+
+    Examples
+    --------
+    >>> lo = np.array([[2.0, 2.0], [1.0, 0.0]])      # a: gap 0 at mean 2, gap 1 at mean 0.5
+    >>> hi = np.array([[2.0, 2.0], [1.5, 0.5]])      # b: gap 0 at mean 2, gap 1 at mean 1
+    >>> d, n = matched_loss_delta(lo, hi, np.array([True, False]), np.array([False, True]), [1.5, 1.0])
+    >>> round(d, 4), n                                # at 1.5: 1/3 - 1/2; at 1.0: 2/3 - 1
+    (-0.25, 2)
+    """
+    fns = []
+    for losses in (losses_a, losses_b):
+        lo = np.asarray(losses.cpu() if isinstance(losses, torch.Tensor) else losses, dtype=float)
+        if len(lo) == 0:
+            return float("nan"), 0
+        mean = lo.mean(1)
+        order = np.argsort(mean)
+        fns.append((mean[order], group_gap(lo, hard, easy)[order]))
+    top = min(f[0][-1] for f in fns)
+    bottom = max(f[0][0] for f in fns)
+    grid = np.asarray([v for v in levels if bottom * (1 - 1e-9) <= v <= top * (1 + 1e-9)], dtype=float)
+    if not len(grid):
+        return float("nan"), 0
+    return float(np.mean(np.interp(grid, *fns[0]) - np.interp(grid, *fns[1]))), len(grid)
 
 
 def learning_time_spearman(difficulty: Any, times: Any) -> float:

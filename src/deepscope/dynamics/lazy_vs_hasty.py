@@ -491,8 +491,13 @@ class RealComparison:
     Attributes
     ----------
     result : dict
-        ``n_train``, ``n_probe``; per measure ``delta`` (Delta over seeds with ``per_seed``,
-        ``shared_rungs``, ``lowest_shared_level``), ``spearman`` and ``spearman_full_ladder``
+        ``n_train``, ``n_probe``, ``lr`` (the SGD step per alpha), ``levels`` (the ladder); per
+        measure ``delta`` (Delta over seeds with ``per_seed``, ``shared_rungs``,
+        ``lowest_shared_level`` and ``per_rung``: per seed, gap(alpha_min) - gap(alpha_max) at
+        each shared rung, whose mean is that seed's Delta), ``delta_matched_loss`` (the same
+        comparison at matched actual mean training loss,
+        :func:`~deepscope.dynamics.ladder.matched_loss_delta`, with ``per_seed`` and
+        ``levels_compared``), ``spearman`` and ``spearman_full_ladder``
         (difficulty vs learning time per alpha), ``groups`` (group names); per condition and
         alpha ``conditions`` (test accuracy, rungs, linearity at the end); ``cscore_source`` or
         ``cscore_reliability`` when the c-score was used.
@@ -554,6 +559,11 @@ def _cscores(run, done, data: RealData, x: torch.Tensor, *, options: TrainOption
     return c.score, {"cscore_reliability": c.reliability}
 
 
+def _options_config(options: TrainOptions) -> dict:
+    """The set fields of ``options``, as a sub-run's config records them."""
+    return {k: v for k, v in vars(options).items() if v is not None}
+
+
 def _train_cell(sub, model, xs, ys, *, data: RealData, probe, levels, options: TrainOptions,
                 order: torch.Generator, lin_x, ker_x, linearity_every: int) -> dict:
     """One (condition, alpha, seed) network on the ladder: its result, its ladder in ladder.pt."""
@@ -595,6 +605,7 @@ def _train_cell(sub, model, xs, ys, *, data: RealData, probe, levels, options: T
 def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0), seeds: int = 3,
                  measures: Sequence[str] = ("cscore", "noise", "spurious", "boundary"),
                  options: TrainOptions | Mapping[str, Any] | None = None,
+                 lr_per_alpha: Mapping[float, float] | None = None,
                  ratio: float = 0.96, min_loss: float = 0.05, groups: int = 5,
                  noise_fraction: float = 0.15, spurious_majority: float = 0.9, patch_size: int = 4,
                  cscores: str | Path | None = None, cscore_folds: int = 4, cscore_seeds: int = 3,
@@ -621,6 +632,11 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     options : TrainOptions or dict, optional
         SGD for every network (``epochs`` is a cap: a run stops when its ladder is done);
         unset fields take :data:`REAL_DEFAULTS`.
+    lr_per_alpha : dict of float -> float, optional
+        SGD step of the networks of the alphas it names (e.g. ``{100.0: 10.0}``: a larger step
+        that takes the lazy network down the ladder, the regimes being compared at matched
+        training loss, not matched time); the other alphas, and the hold-out c-score models,
+        train at ``options.lr``. The rate used per alpha is ``result["lr"]``.
     ratio, min_loss : float
         The ladder ``ln(C) ratio^k`` down to ``min_loss``.
     probe_size : int
@@ -636,14 +652,22 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     from deepscope.dynamics.alpha_scaling import AlphaScaled
     from deepscope.dynamics.difficulty import knn_agreement, quantile_groups, spurious_patch
     from deepscope.dynamics.ladder import (
+        group_gap,
         ladder_levels,
         learning_time_spearman,
         learning_times,
+        matched_loss_delta,
         regime_delta,
     )
 
     alphas = sorted(alphas)
     options = TrainOptions.resolve(options, REAL_DEFAULTS)
+    lr_per_alpha = {float(a): float(v) for a, v in (lr_per_alpha or {}).items()}
+    unknown = sorted(set(lr_per_alpha) - set(alphas))
+    if unknown or any(not v > 0 for v in lr_per_alpha.values()):
+        raise ValueError(f"lr_per_alpha == {lr_per_alpha}, must map some of alphas {alphas} to "
+                         "rates > 0, e.g. {100.0: 10.0}")
+    alpha_options = {a: options.replace(lr=lr_per_alpha.get(a, options.lr)) for a in alphas}
     done = _Finished(run)
     dev = run.device
     x = data.prep(data.x_raw)
@@ -655,7 +679,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
                            min_loss=min(min_loss, np.log(data.num_classes)))
     lin_x, ker_x = x[:sign_probe], x[:kernel_probe]
     config = {"alphas": alphas, "seeds": seeds, "measures": list(measures),
-              "options": {k: v for k, v in vars(options).items() if v is not None},
+              "options": _options_config(options),
               "ratio": ratio, "min_loss": min_loss, "noise_fraction": noise_fraction,
               "spurious_majority": spurious_majority, "patch_size": patch_size,
               "cscore_folds": cscore_folds, "cscore_seeds": cscore_seeds,
@@ -664,7 +688,8 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
 
     # ---- difficulty scores that do not depend on the seed: c-score, kNN agreement ----
     scores = {}
-    out = {"n_train": n, "n_probe": int(len(probe))}
+    out = {"n_train": n, "n_probe": int(len(probe)), "lr": {f"{a:g}": alpha_options[a].lr for a in alphas},
+           "levels": levels}
     if "cscore" in measures:
         scores["cscore"], extra = _cscores(run, done, data, x, options=options, cscores=cscores,
                                            folds=cscore_folds, repeats=cscore_seeds,
@@ -697,7 +722,7 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
         with fork_seeded(make_generator(run.seed, f"init-{k}")):
             model = AlphaScaled(data.build(), a)  # the same initial network for every alpha
         ladders[setting, k], result = _train_cell(sub, model, xs, ys, data=data, probe=probe, levels=levels,
-                             options=options, order=make_generator(run.seed, f"order-{k}"),
+                             options=alpha_options[a], order=make_generator(run.seed, f"order-{k}"),
                              lin_x=lin_x, ker_x=ker_x, linearity_every=linearity_every)
         done(f"{cond}/alpha{a:g}/seed{k}")
         return result
@@ -705,7 +730,8 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     settings = [(cond, f"alpha{a:g}") for cond in conditions for a in alphas]
     ladders = {}  # the ladders trained now; finished sub-runs' are read from their ladder.pt
     grid = run.grid(settings, range(seeds), cell,
-                    config=lambda s, k: {**config, "condition": s[0], "alpha": s[1], "seed_index": k})
+                    config=lambda s, k: {**config, "condition": s[0], "alpha": s[1], "seed_index": k,
+                                         "options": _options_config(alpha_options[float(s[1][5:])])})
     records = {}  # (condition, alpha, seed) -> dict
     for cond in conditions:
         for a in alphas:
@@ -721,10 +747,11 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
     # ---- analysis: per measure, groups, Delta, learning-time correlations ----
     a_lo, a_hi = alphas[0], alphas[-1]
     out["delta"], out["spearman"], out["spearman_full_ladder"], out["groups"] = {}, {}, {}, {}
+    out["delta_matched_loss"] = {}
     curves: dict = {}
     for m in measures:
         cond = CONDITION[m]
-        deltas, rungs = [], []
+        deltas, rungs, per_rung, matched, matched_levels = [], [], [], [], []
         rho, rho_full = {a: [] for a in alphas}, {a: [] for a in alphas}
         curves[m] = {}
         for k in range(seeds):
@@ -740,6 +767,13 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
             d, r = regime_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"], hard_m, easy_m)
             deltas.append(d)
             rungs.append(r)
+            dm, nm = matched_loss_delta(records[cond, a_lo, k]["loss"], records[cond, a_hi, k]["loss"],
+                                        hard_m, easy_m, levels)
+            matched.append(dm)
+            matched_levels.append(nm)
+            per_rung.append((group_gap(records[cond, a_lo, k]["loss"][:r], hard_m, easy_m)
+                             - group_gap(records[cond, a_hi, k]["loss"][:r], hard_m, easy_m)).tolist()
+                            if r else [])
             # learning times on the rungs every alpha reached (matched training loss), and on
             # each alpha's own full ladder (a shorter ladder caps more examples at "not learned")
             shared = min(len(records[cond, a, k]["correct"]) for a in alphas)
@@ -756,8 +790,11 @@ def compare_real(run, data: RealData, *, alphas: Sequence[float] = (1.0, 100.0),
                     (learning_times(rec["correct"][:shared]) if shared else None, g))
         ok = [d for d in deltas if d == d]
         out["delta"][m] = {**(summarise(ok) if ok else {"mean": None, "n": 0}),
-                           "per_seed": deltas, "shared_rungs": rungs,
+                           "per_seed": deltas, "shared_rungs": rungs, "per_rung": per_rung,
                            "lowest_shared_level": levels[min(rungs) - 1] if min(rungs) else None}
+        ok = [d for d in matched if d == d]
+        out["delta_matched_loss"][m] = {**(summarise(ok) if ok else {"mean": None, "n": 0}),
+                                        "per_seed": matched, "levels_compared": matched_levels}
         out["spearman"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho.items()}
         out["spearman_full_ladder"][m] = {f"{a:g}": summarise(v) if v else None for a, v in rho_full.items()}
         out["groups"][m] = (list(GROUP_NAMES[m]) if m in GROUP_NAMES else
