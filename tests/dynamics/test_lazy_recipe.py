@@ -314,3 +314,14 @@ def test_mean_map_statistics_on_a_hand_made_map():
         mean_map_statistics(runs[:, :50], d)
     with pytest.raises(ValueError, match="bands == 1"):
         mean_map_statistics(runs, d, bands=1)
+
+
+def test_real_data_verdict_reads_delta_at_matched_actual_loss():
+    iv = lambda m, lo, hi: {"mean": m, "ci95": [lo, hi], "n": 3}  # noqa: E731
+    result = {"delta": {"cscore": iv(0.18, 0.01, 0.35), "noise": iv(0.57, 0.34, 0.80)},
+              "delta_matched_loss": {"cscore": iv(0.045, -0.21, 0.30), "noise": iv(0.32, 0.07, 0.57)}}
+    v = rec._real_verdict(result)
+    # rung by rung both intervals clear 0; at matched loss only label noise's does
+    assert v["verdict"] == "partly" and "cscore: Delta 0.045" in v["measured"]
+    del result["delta_matched_loss"]  # results written before the matched-loss read-out
+    assert rec._real_verdict(result)["verdict"] == "reproduced"
