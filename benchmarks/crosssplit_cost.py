@@ -39,8 +39,8 @@ import torch
 from deepscope.data import load_dataset
 from deepscope.data.augment import signal_views
 from deepscope.data.noise import make_label_noise
-from deepscope.robust.crosssplit_study import study_row
 from deepscope.robust import train_ce, train_coteaching, train_crosssplit, train_dividemix
+from deepscope.robust.crosssplit_study import study_row
 from deepscope.train import Run
 
 REDUCED = dict(refresh="epoch", mixup=False, contrastive_weight=0.0, train_views=1, peer_views=0)
