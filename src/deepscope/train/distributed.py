@@ -34,6 +34,7 @@ on gathered rows (CrossSplit's projection head) sees the whole batch.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -118,7 +119,15 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[Dist, torch.d
         return Dist(), dev
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        # leave the group before the interpreter tears down: a gloo group destroyed at exit can
+        # abort the process ("terminate called without an active exception")
+        atexit.register(_leave_group)
     return current(), dev
+
+
+def _leave_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def shard(indices: torch.Tensor, dist: Dist | None = None, *, even: bool = True) -> torch.Tensor:
