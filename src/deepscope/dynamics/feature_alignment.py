@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepscope.dynamics.ntk_tracker import AlignmentTracker, log_steps
+from deepscope.dynamics.ntk_tracker import PAPER_RATIO, AlignmentTracker, log_steps
 from deepscope.train.config import check_float, check_int
 from deepscope.train.distributed import all_reduce_mean, shard
 from deepscope.train.loop import (
@@ -156,7 +156,7 @@ def train_feature_alignment(
     n_probe: int = 100,
     per_layer: bool = True,
     first_step: float = 5.0,
-    ratio: float = 1.15,
+    ratio: float = PAPER_RATIO,
     init: str = "default",
     fit_threshold: float | None = None,
     epochs_after_fit: int | None = None,

@@ -40,7 +40,11 @@ from deepscope.dynamics.ntk import empirical_ntk
 __all__ = ["AlignmentTracker", "log_steps"]
 
 
-def log_steps(max_step: int, *, first: float = 5.0, ratio: float = 1.15,
+#: Growth of the paper's kernel checkpoint schedule, steps ``floor(5 * 1.15^k)`` (arXiv 2008.00938).
+PAPER_RATIO = 1.15
+
+
+def log_steps(max_step: int, *, first: float = 5.0, ratio: float = PAPER_RATIO,
               include_zero: bool = True) -> list[int]:
     """The distinct ``floor(first * ratio^k) <= max_step``, ``k = 0, 1, ...``, ascending.
 

@@ -255,7 +255,7 @@ def run(cfg: Config, run) -> dict:
     from deepscope.data.noise import make_label_noise
     from deepscope.nets.io import save_model
     from deepscope.robust.crosssplit_study import row_training
-    from deepscope.robust.methods import noisy_result, train_noisy
+    from deepscope.robust.methods import noisy_models, noisy_result, train_noisy
     from deepscope.train.loop import TrainOptions
     from deepscope.train.rng import make_generator
 
@@ -291,8 +291,7 @@ def run(cfg: Config, run) -> dict:
             noise_rate=noisy.rate, folds=cfg.cleanlab_folds, options=opts,
             crosssplit_options=form, generator=make_generator(seed, f"{method}/{spec}"), run=sub,
             desc=f"{method} {noisy.kind}{round(100 * noisy.nominal_rate)}")
-        # ce-es's network is the one of its selected epoch
-        models = {"net": res.info["best_val_state"]} if method == "ce-es" else res.models
+        models = noisy_models(method, res)
         for name, model in models.items():
             file = "model.pt" if len(models) == 1 else f"model-{name}.pt"
             save_model(sub.dir / file, model, s["net"], attrs=attrs,
@@ -318,7 +317,7 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
     import torch
 
     from deepscope.robust.crosssplit_study import row_training, summarise_study
-    from deepscope.robust.methods import noisy_result, train_noisy
+    from deepscope.robust.methods import noisy_models, noisy_result, train_noisy
     from deepscope.robust.noisy_training import test_metrics
     from deepscope.train.rng import make_generator
 
@@ -346,8 +345,7 @@ def _study(cfg: Config, run, s: dict, data: dict, views, net_kwargs: dict, optio
         out = {"row": row, "noise": spec, "seed": seed, "realised_rate": noisy.rate,
                **noisy_result(method, res), "seconds": round(time.time() - sub.started, 2)}
         if n_val:  # what a user can measure: accuracy on held-out rows with their noisy labels
-            models = {"net": res.info["best_val_state"]} if method == "ce-es" else res.models
-            out["noisy_val_acc"] = test_metrics(models, data["x"][val], noisy.labels[val],
+            out["noisy_val_acc"] = test_metrics(noisy_models(method, res), data["x"][val], noisy.labels[val],
                                                 views=views, device=run.device)["test_acc"]
         return out
 

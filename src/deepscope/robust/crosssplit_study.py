@@ -133,7 +133,8 @@ def summarise_study(grid, s: dict, rows: list, noises: list, *, n_val: int = 0) 
     validation accuracy and the form it chooses per noise setting."""
     from deepscope.train.stats import summarise as over
 
-    last, best = (grid.summary(k, scale=100, digits=2) for k in ("last_test_acc", "best_test_acc"))
+    last, best, selected = (grid.summary(k, scale=100, digits=2)
+                            for k in ("last_test_acc", "best_test_acc", "selected_test_acc"))
     table: dict = {}
     realised: dict = {}
     for nz in noises:
@@ -147,8 +148,7 @@ def summarise_study(grid, s: dict, rows: list, noises: list, *, n_val: int = 0) 
                     "seeds": [r["seed"] for r in rs], "changes": study_row(row)[0],
                     "seconds_per_run": round(over(r["seconds"] for r in rs)["mean"], 1)}
             if all("selected_test_acc" in r for r in rs):  # ce-es: its selected epoch
-                cell["selected"] = grid.summary("selected_test_acc", scale=100,
-                                                digits=2)[("study", row, nz)]
+                cell["selected"] = selected[("study", row, nz)]
             if all("noisy_val_acc" in r for r in rs):
                 v = over(100 * r["noisy_val_acc"] for r in rs)
                 cell["noisy_val"] = {k: round(v[k], 2) for k in ("mean", "std")} | {"n": v["n"]}

@@ -233,6 +233,11 @@ def train_noisy(
     return _NOISY[method](x, y, common, extra)
 
 
+def noisy_models(method: NoisyMethod, res: TrainResult) -> dict:
+    """The networks a method's result stands for: ce-es's is the one of its selected epoch."""
+    return {"net": res.info["best_val_state"]} if method == "ce-es" else res.models
+
+
 def noisy_result(method: NoisyMethod, res: TrainResult) -> dict:
     """The JSON-able numbers of :func:`train_noisy`'s result: last and best test accuracy,
     the test-accuracy curve, and what the method adds (CrossSplit's corrected-label accuracy
