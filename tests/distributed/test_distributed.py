@@ -63,3 +63,40 @@ def test_resume_under_torchrun(tmp_path):
     b = torch.load(tmp_path / "two" / "final.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+EXIT_SCRIPT = '''
+import sys, torch
+from deepscope.train.distributed import init_distributed
+dist, _ = init_distributed("cpu")
+if dist.rank == 1 and sys.argv[1] == "fail":
+    raise ValueError("rank 1 fails on purpose")
+t = torch.ones(1)
+for _ in range(3 if sys.argv[1] == "clean" else 10**9):
+    torch.distributed.all_reduce(t)
+print("rank", dist.rank, "value", float(t), flush=True)
+'''
+
+
+def _launch(tmp_path, mode):
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script), mode]
+    return subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
+
+
+def test_every_process_leaves_the_group_cleanly(tmp_path):
+    # at exit every process waits for the others before it destroys its group (train.distributed)
+    p = _launch(tmp_path, "clean")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("value 8.0") == 2
+    assert "destroy_process_group() was not called" not in p.stderr
+
+
+def test_one_failing_process_ends_the_launch_instead_of_hanging(tmp_path):
+    # the exit wait is skipped after an uncaught exception: the peer in its loop is stopped
+    p = _launch(tmp_path, "fail")
+    assert p.returncode != 0
+    assert "rank 1 fails on purpose" in p.stderr

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 from torch import nn
@@ -119,15 +121,45 @@ def init_distributed(device: str | torch.device = "auto") -> tuple[Dist, torch.d
         return Dist(), dev
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        # leave the group before the interpreter tears down: a gloo group destroyed at exit can
-        # abort the process ("terminate called without an active exception")
+        _watch_uncaught()
         atexit.register(_leave_group)
     return current(), dev
 
 
+_uncaught: list[BaseException] = []
+
+
+def _watch_uncaught() -> None:
+    """Note an uncaught exception on its way out, so that :func:`_leave_group` does not wait."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        _uncaught.append(value)
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
 def _leave_group() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    """Leave the process group at exit, after the other processes have finished their work.
+
+    A process that destroys its gloo group while a peer is still completing the last
+    collective can make that peer abort ("terminate called without an active exception",
+    SIGABRT), so on a clean exit every process first waits for the others (gloo's
+    ``monitored_barrier``, which gives up after a minute rather than hang). After an uncaught
+    exception there is no wait: the others are still in their loops and torchrun stops them.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if not _uncaught:
+        try:
+            if torch.distributed.get_backend() == "gloo":
+                torch.distributed.monitored_barrier(timeout=timedelta(seconds=60))
+            else:
+                torch.distributed.barrier()
+        except RuntimeError:  # a peer that left early: nothing left to wait for
+            pass
+    torch.distributed.destroy_process_group()
 
 
 def shard(indices: torch.Tensor, dist: Dist | None = None, *, even: bool = True) -> torch.Tensor:
