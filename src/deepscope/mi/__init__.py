@@ -30,7 +30,7 @@ _HOME = {
     "MILoss": "loss", "adaptive_gradient_clip": "loss", "bound_on_batch": "loss",
     "Bound": "bounds", "BOUNDS": "bounds",
     "ConcatCritic": "critics", "SeparableCritic": "critics", "HybridCritic": "critics",
-    "make_critic": "critics", "gaussian_log_ratio": "critics",
+    "make_critic": "critics", "gaussian_log_ratio": "critics", "student_t_copula_ratio": "critics",
     "ksg": "knn", "gaussian_mi": "knn", "gaussian_mi_estimate": "knn",
     "train_staircase": "staircase",
     "train_gan": "gan", "GANGenerator": "gan", "Discriminator": "gan", "Toy2D": "gan",

@@ -43,6 +43,8 @@ class EstimateArgs:
     """Validation evaluations without improvement before stopping (default: the preset's, 2)."""
     rank: int | None = None
     """Canonical pairs kept in the hybrid critic's Gaussian part (default: chosen on validation; see docs/mine.md)."""
+    dof: float | None = None
+    """Degrees of freedom of the hybrid critic's parametric part: inf for the Gaussian part, a number for a Student-t copula part (shared heavy tails; needs --transform gaussianize and no --rank) (default: chosen on validation among the Gaussian part and nu in 1, 2, 3, 4, 6, 10, 20)."""
     eval_every: int | None = None
     """Steps between validation evaluations (default: the preset's, 25)."""
     transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
@@ -114,7 +116,7 @@ def estimate_main(argv: list[str]) -> int:
     from deepscope.train import Run
 
     given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
-                                          "patience", "eval_every", "rank")}
+                                          "patience", "eval_every", "rank", "dof")}
     options = {
         **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
         "transform": args.transform, "n_restarts": args.n_restarts,
@@ -145,7 +147,7 @@ def estimate_main(argv: list[str]) -> int:
         "n_train": est.n_train_, "n_val": est.n_val_, "n_test": est.n_test_,
         "restarts": est.restarts_, "warnings": est.warnings_, "preset": args.preset,
         "seconds_by_stage": est.timings_,
-        "gaussian_part": {"shrinkage": est.shrinkage_, "rank": est.gaussian_rank_},
+        "parametric_part": {"shrinkage": est.shrinkage_, "rank": est.gaussian_rank_, "dof": est.dof_},
         "readout": est.readout_, "selection": getattr(est, "selection_", None),
     }
     run.write_result(result)

@@ -23,6 +23,7 @@ A user module only needs ``forward(x, y) -> (K,)`` or ``(K, 1)``;
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,7 +34,7 @@ from deepscope.nets import MLP, make_activation
 __all__ = [
     "ConcatCritic", "HybridCritic", "SeparableCritic", "canonical_pairs", "canonical_terms",
     "gaussian_log_ratio", "gaussian_moments", "joint_scores", "make_critic", "mlp", "pairwise_scores",
-    "shrink_covariance",
+    "shrink_covariance", "student_t_copula_ratio", "student_t_quantile_table",
 ]
 
 def mlp(dim_in: int, hidden: Sequence[int], dim_out: int, *, activation: str = "relu") -> nn.Sequential:
@@ -269,51 +270,150 @@ def gaussian_log_ratio(
     return mu.float(), ((m + m.T) / 2).float(), c.float()
 
 
-class HybridCritic(ConcatCritic):
-    """T(x, y) = q(x, y) + MLP([x, y]): a Gaussian log density ratio plus a learned residual.
+#: The normal scores a Student-t part maps: |z| beyond it is clamped (a Gaussianiser fitted on
+#: fewer than 10^6 rows never goes past 4.9).
+T_TABLE_Z_MAX = 6.0
 
-    q is the fixed quadratic of :func:`gaussian_log_ratio` (buffers ``mu``, ``m``, ``c``); the
-    MLP's last layer starts at zero, so the untrained critic is exactly the Gaussian ratio and
-    training only has to learn what the Gaussian misses (tails, nonlinear maps). On
-    Gaussianised inputs q is the Gaussian-copula ratio, which is where most of the MI of
-    smooth tasks sits; it also needs no data-hungry search for the few informative coordinates.
+
+def student_t_quantile_table(dof: float, *, z_max: float = T_TABLE_Z_MAX, points: int = 2049) -> torch.Tensor:
+    """The Student-t quantile of the standard normal CDF, F_nu^-1(Phi(z)), on a uniform z grid.
+
+    Returns ``(points,)`` float64 values at ``torch.linspace(-z_max, z_max, points)``: the
+    monotone map that turns normal scores into t scores with ``dof`` degrees of freedom.
+    Computed without scipy (whose import costs more than an estimate): with t = sqrt(nu)
+    sinh(s), the t density becomes c cosh(s)^-nu in s, whose CDF a fine trapezoid on
+    s in [-30, 30] gives to about 1e-9 (the mass beyond s = -30 is below e^-30); each Phi(z)
+    is then inverted by linear interpolation in s. Symmetric by construction.
+    """
+    if not dof > 0:
+        raise ValueError(f"dof == {dof}, must be > 0")
+    s = torch.linspace(-30.0, 0.0, 30_001, dtype=torch.float64)
+    log_f = -dof * (torch.logaddexp(s, -s) - math.log(2.0))  # log cosh(s)^-nu
+    f = torch.exp(log_f - log_f.max())
+    cdf = torch.cat([f.new_zeros(1), torch.cumulative_trapezoid(f, s)])
+    cdf = cdf / (2.0 * cdf[-1])  # the half line s <= 0 holds half the mass
+    z = torch.linspace(-z_max, 0.0, points // 2 + 1, dtype=torch.float64)
+    p = torch.special.ndtr(z)
+    i = torch.searchsorted(cdf, p).clamp(1, len(s) - 1)
+    w = (p - cdf[i - 1]) / (cdf[i] - cdf[i - 1]).clamp_min(1e-300)
+    q = math.sqrt(dof) * torch.sinh(s[i - 1] + w * (s[i] - s[i - 1]))
+    q[-1] = 0.0
+    return torch.cat([q, -q[:-1].flip(0)])
+
+
+def student_t_copula_ratio(corr: torch.Tensor, dx: int, dof: float) -> dict[str, torch.Tensor]:
+    """The log density ratio of a Student-t copula, as buffers for :class:`HybridCritic`.
+
+    For normal scores z = [z_x, z_y] (Gaussianised columns) mapped to t scores
+    u = F_nu^-1(Phi(z)) (:func:`student_t_quantile_table`), the t copula with correlation
+    ``corr`` (D, D) and ``dof`` degrees of freedom has
+
+        log c(z) / c_x(z_x) c_y(z_y) = log t_nu(u; R) - log t_nu(u_x; R_xx) - log t_nu(u_y; R_yy)
+
+    (the univariate t densities of the copulas cancel), with the multivariate t density
+    log t_nu(u; R) = log G((nu + d) / 2) - log G(nu / 2) - d/2 log(nu pi) - 1/2 log det R
+    - (nu + d)/2 log(1 + u^T R^-1 u / nu). This is the exact ratio when X and Y share a
+    heavy-tailed scale (a multivariate t, whatever the marginal maps), which no Gaussian
+    ratio captures; nu -> infinity gives the Gaussian-copula ratio. ``corr`` is the
+    correlation of the normal scores (close to the t copula's R for moderate correlations).
+
+    Returns ``{"dof", "m", "m_x", "m_y", "c", "qmap"}``: the joint precision R^-1, the blocks'
+    own precisions, the constant and the quantile table.
+    """
+    d = corr.shape[0]
+    dy = d - dx
+    r = corr.double()
+    lg = torch.special.gammaln
+    nu = torch.tensor(float(dof), dtype=torch.float64)
+    c = (lg((nu + d) / 2) + lg(nu / 2) - lg((nu + dx) / 2) - lg((nu + dy) / 2)
+         - 0.5 * (torch.logdet(r) - torch.logdet(r[:dx, :dx]) - torch.logdet(r[dx:, dx:])))
+    sym = lambda a: ((a + a.T) / 2).float()  # noqa: E731
+    return {"dof": nu.float(), "m": sym(torch.linalg.inv(r)), "m_x": sym(torch.linalg.inv(r[:dx, :dx])),
+            "m_y": sym(torch.linalg.inv(r[dx:, dx:])), "c": c.float(),
+            "qmap": student_t_quantile_table(float(dof)).float()}
+
+
+class HybridCritic(ConcatCritic):
+    """T(x, y) = q(x, y) + MLP([x, y]): a parametric log density ratio plus a learned residual.
+
+    q is fixed (buffers): the Gaussian ratio of :func:`gaussian_log_ratio` (``mu``, ``m``,
+    ``c``) or, with ``dof``, the Student-t copula ratio of :func:`student_t_copula_ratio`
+    (``dof``, ``m``, ``m_x``, ``m_y``, ``c``, ``qmap``). The MLP's last layer starts at zero, so
+    the untrained critic is exactly q and training only has to learn what q misses (tails,
+    nonlinear maps). On Gaussianised inputs the Gaussian q is the Gaussian-copula ratio, which
+    is where most of the MI of smooth tasks sits; it also needs no data-hungry search for the
+    few informative coordinates.
 
     Parameters
     ----------
     dim_x, dim_y : int
     hidden : sequence of int
     mu, m, c : tensors from :func:`gaussian_log_ratio` (default: zeros, i.e. a plain MLP critic)
+    dof, m_x, m_y, qmap : the Student-t part's other buffers (default: the Gaussian part)
     activation : str
     """
 
     def __init__(self, dim_x: int, dim_y: int, hidden: Sequence[int] = (100, 100), *,
                  mu: torch.Tensor | None = None, m: torch.Tensor | None = None,
-                 c: torch.Tensor | None = None, radial: bool = False, activation: str = "relu"):
+                 c: torch.Tensor | None = None, dof: torch.Tensor | None = None,
+                 m_x: torch.Tensor | None = None, m_y: torch.Tensor | None = None,
+                 qmap: torch.Tensor | None = None, radial: bool = False, activation: str = "relu"):
         super().__init__(dim_x, dim_y, hidden, activation=activation)
         d = dim_x + dim_y
         self.radial = radial
         if radial:  # the first layer also reads |x|^2 / dx and |y|^2 / dy
             self.radial_w = nn.Linear(2, hidden[0], bias=False)
-        self.register_buffer("mu", torch.zeros(d) if mu is None else mu.detach().clone().float())
-        self.register_buffer("m", torch.zeros(d, d) if m is None else m.detach().clone().float())
-        self.register_buffer("c", torch.zeros(()) if c is None else c.detach().clone().float())
+        buf = lambda name, t, shape: self.register_buffer(  # noqa: E731
+            name, torch.zeros(shape) if t is None else t.detach().clone().float())
+        buf("mu", mu, d)
+        buf("m", m, (d, d))
+        buf("c", c, ())
+        self.student_t = dof is not None
+        if self.student_t:
+            buf("dof", dof, ())
+            buf("m_x", m_x, (dim_x, dim_x))
+            buf("m_y", m_y, (dim_y, dim_y))
+            buf("qmap", qmap, qmap.shape)
         last = [mod for mod in self.rest.modules() if isinstance(mod, nn.Linear)][-1]
         with torch.no_grad():
             last.weight.zero_()
             last.bias.zero_()
 
+    def _t_scores(self, z: torch.Tensor) -> torch.Tensor:
+        """Normal scores -> t scores through the quantile table (clamped to its range)."""
+        n = self.qmap.shape[0]
+        pos = ((z / T_TABLE_Z_MAX).clamp(-1.0, 1.0) + 1.0) * (0.5 * (n - 1))
+        i = pos.floor().clamp(max=n - 2).long()
+        w = pos - i
+        return self.qmap[i] * (1.0 - w) + self.qmap[i + 1] * w
+
     def _quad_parts(self, x: torch.Tensor, y: torch.Tensor):
+        """Per-row parts of q: (a (Nx, dx), b (Ny, dx), sx, sy) with q(x_i, y_j) depending on the
+        rows only through sx[i], sy[j] and the cross term a_i . b_j (:meth:`_combine`)."""
         dx = self.dim_x
+        if self.student_t:
+            ux, uy = self._t_scores(x), self._t_scores(y)
+            mxx, mxy, myy = self.m[:dx, :dx], self.m[:dx, dx:], self.m[dx:, dx:]
+            sx = torch.stack([((ux @ mxx) * ux).sum(-1), ((ux @ self.m_x) * ux).sum(-1)], -1)
+            sy = torch.stack([((uy @ myy) * uy).sum(-1), ((uy @ self.m_y) * uy).sum(-1)], -1)
+            return ux, uy @ mxy.T, sx, sy
         xc, yc = x - self.mu[:dx], y - self.mu[dx:]
         mxx, mxy, myy = self.m[:dx, :dx], self.m[:dx, dx:], self.m[dx:, dx:]
-        qx = ((xc @ mxx) * xc).sum(-1)
-        qy = ((yc @ myy) * yc).sum(-1)
-        return xc, yc @ mxy.T, qx, qy
+        return xc, yc @ mxy.T, ((xc @ mxx) * xc).sum(-1), ((yc @ myy) * yc).sum(-1)
+
+    def _combine(self, sx: torch.Tensor, sy: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
+        if not self.student_t:  # c - (z - mu)^T M (z - mu) / 2
+            return self.c - 0.5 * (sx + sy) - cross
+        nu, dx, dy = self.dof, self.dim_x, self.dim_y
+        joint = (sx[..., 0] + sy[..., 0] + 2.0 * cross).clamp_min(0.0)
+        return (self.c - 0.5 * (nu + dx + dy) * torch.log1p(joint / nu)
+                + 0.5 * (nu + dx) * torch.log1p(sx[..., 1] / nu)
+                + 0.5 * (nu + dy) * torch.log1p(sy[..., 1] / nu))
 
     def quadratic(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """q(x_i, y_i) for aligned pairs: (K,)."""
-        xc, ym, qx, qy = self._quad_parts(x, y)
-        return self.c - 0.5 * (qx + qy) - (xc * ym).sum(-1)
+        a, b, sx, sy = self._quad_parts(x, y)
+        return self._combine(sx, sy, (a * b).sum(-1))
 
     def _halves(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hx, hy = super()._halves(x, y)
@@ -328,18 +428,18 @@ class HybridCritic(ConcatCritic):
         return self.rest(hx + hy).squeeze(-1) + self.quadratic(x, y)
 
     def scores_at(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        xc, ym, qx, qy = self._quad_parts(x, y)
-        q = self.c - 0.5 * (qx[rows] + qy[cols]) - (xc[rows] * ym[cols]).sum(-1)
+        a, b, sx, sy = self._quad_parts(x, y)
+        q = self._combine(sx[rows], sy[cols], (a[rows] * b[cols]).sum(-1))
         return super().scores_at(x, y, rows, cols) + q
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        xc, ym, qx, qy = self._quad_parts(x, y)
-        q = self.c - 0.5 * (qx[:, None] + qy[None, :]) - xc @ ym.T
+        a, b, sx, sy = self._quad_parts(x, y)
+        q = self._combine(sx[:, None], sy[None, :], a @ b.T)
         return super().pairwise(x, y) + q
 
     def joint_and_shuffled(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tj, tm = super().joint_and_shuffled(x, y, perm)
-        xc, ym, qx, qy = self._quad_parts(x, y)
-        qj = self.c - 0.5 * (qx + qy) - (xc * ym).sum(-1)
-        qm = self.c - 0.5 * (qx + qy[perm]) - (xc * ym[perm]).sum(-1)
+        a, b, sx, sy = self._quad_parts(x, y)
+        qj = self._combine(sx, sy, (a * b).sum(-1))
+        qm = self._combine(sx, sy[perm], (a * b[perm]).sum(-1))
         return tj + qj, tm + qm

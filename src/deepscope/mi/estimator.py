@@ -49,6 +49,7 @@ from deepscope.mi.critics import (
     make_critic,
     pairwise_scores,
     shrink_covariance,
+    student_t_copula_ratio,
 )
 from deepscope.mi.loss import bound_on_batch
 from deepscope.train.rng import derive_seed, make_generator
@@ -142,6 +143,8 @@ _TRANSFORMS = ("standardize", "gaussianize", "none")
 _CRITICS = ("auto", "hybrid", "concat", "separable", "flow", "select")
 # Covariance shrinkage values tried for the hybrid critic's Gaussian part (shrinkage='auto').
 _SHRINKAGE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+# Degrees of freedom of the Student-t copula parts tried beside the Gaussian part (dof='auto').
+_DOF_GRID = (1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0)
 # Inputs are processed in row chunks of about this many elements (2 MB in float64):
 # big temporaries would be kept by the C allocator after use and inflate the
 # process's memory well beyond the one float32 copy fit() makes.
@@ -301,6 +304,15 @@ class MINE(_Params):
         (``gaussian_rank_``). When a few directions carry the MI among many coordinates, the
         full ratio pays on held-out rows for every fitted cross-covariance (docs/mine.md,
         "Reduced-rank Gaussian part").
+    dof : 'auto', float or math.inf
+        Degrees of freedom of the hybrid critic's parametric part. ``math.inf``: the Gaussian
+        part (above). A number: the Student-t copula ratio with that many degrees of freedom
+        (:func:`~deepscope.mi.critics.student_t_copula_ratio`: the exact ratio when X and Y
+        share a heavy-tailed scale, which a Gaussian ratio misses; it reads normal scores, so
+        it needs ``transform='gaussianize'``). ``'auto'`` (default) keeps, of the Gaussian part
+        and the Student-t parts with nu in (1, 2, 3, 4, 6, 10, 20) at full rank, the one that
+        alone reads the highest validation bound (``dof_``); with a fixed ``rank``, InfoNCE or
+        another transform, only the Gaussian part is a candidate.
     radial : bool
         The hybrid critic's MLP also reads |x|^2/dx and |y|^2/dy (a shared scale, as in
         heavy-tailed elliptical data, is then one ReLU away).
@@ -391,9 +403,13 @@ class MINE(_Params):
     shrinkage_ : float
         The hybrid critic's covariance shrinkage (chosen on validation with ``'auto'``).
     gaussian_rank_ : int or None
-        Canonical pairs in the hybrid critic's Gaussian part (None for other critics).
+        Canonical pairs in the hybrid critic's Gaussian part (None for other critics and for a
+        Student-t part).
+    dof_ : float
+        Degrees of freedom of the hybrid critic's parametric part: ``inf`` for the Gaussian
+        part, a number for a Student-t copula part (nan for other critics).
     timings_ : dict
-        Seconds spent per stage of ``fit``: ``prepare_and_transform``, ``gaussian_part``,
+        Seconds spent per stage of ``fit``: ``prepare_and_transform``, ``parametric_part``,
         ``train`` (steps only), ``validation``, ``test``, ``bootstrap`` and ``total``
         (and ``flow`` with ``critic='flow'``).
     flows_ : FlowPair or None
@@ -414,6 +430,7 @@ class MINE(_Params):
         embed: int = 32,
         shrinkage: float | str = "auto",
         rank: int | str = "auto",
+        dof: float | str = "auto",
         radial: bool = True,
         batch_size: int = 1024,
         lr: float = 1e-2,
@@ -441,6 +458,7 @@ class MINE(_Params):
         self.embed = embed
         self.shrinkage = shrinkage
         self.rank = rank
+        self.dof = dof
         self.radial = radial
         self.batch_size = batch_size
         self.lr = lr
@@ -503,6 +521,16 @@ class MINE(_Params):
         if not (self.rank == "auto" or (isinstance(self.rank, int) and not isinstance(self.rank, bool)
                                         and self.rank >= 0)):
             raise ValueError(f"rank == {self.rank!r}, must be 'auto' or an integer >= 0")
+        if not (self.dof == "auto" or (isinstance(self.dof, (int, float)) and not isinstance(self.dof, bool)
+                                       and self.dof > 0)):
+            raise ValueError(f"dof == {self.dof!r}, must be 'auto', a number > 0 or math.inf (Gaussian)")
+        if (self.dof != "auto" and math.isfinite(self.dof)
+                and (self.transform != "gaussianize" or self.rank != "auto" or self.bound == "infonce")):
+            raise ValueError(
+                f"dof == {self.dof!r} needs the Student-t copula part, which reads normal scores at full "
+                "rank: use transform='gaussianize', rank='auto' and a bound other than 'infonce', "
+                "or dof='auto'"
+            )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
         if self.transform not in _TRANSFORMS:
@@ -602,10 +630,10 @@ class MINE(_Params):
             splits = map_splits(self.flows_, splits)
             timings["flow"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._quadratic, self.shrinkage_, self.gaussian_rank_ = None, math.nan, None
+        self._quadratic, self.shrinkage_, self.gaussian_rank_, self.dof_ = None, math.nan, None, math.nan
         if self._critic_kind() == "hybrid":
             self._quadratic = self._fit_quadratic(splits, seed)
-        timings["gaussian_part"] = time.perf_counter() - t
+        timings["parametric_part"] = time.perf_counter() - t
         runs = []
         for r in range(self.n_restarts):
             runs.append(self._train_one(splits, dims, bs, seed, r, dev))
@@ -710,14 +738,16 @@ class MINE(_Params):
             return "separable" if self.bound == "infonce" else "hybrid"
         return self.critic
 
-    def _fit_quadratic(self, splits, seed: int) -> tuple[torch.Tensor, ...]:
-        """The hybrid critic's Gaussian part, fitted on the training rows.
+    def _fit_quadratic(self, splits, seed: int) -> dict[str, torch.Tensor]:
+        """The hybrid critic's parametric part, fitted on the training rows: its buffers.
 
-        Its covariance shrinkage is ``self.shrinkage`` and its number of canonical pairs
-        ``self.rank``; each ``'auto'`` one is chosen by the Gaussian ratio's own bound on the
-        validation rows (no training involved). Every rank of one shrinkage is scored at once:
-        the ratio is a sum over canonical pairs, so the scores of rank k are a cumulative sum
-        (:func:`~deepscope.mi.critics.canonical_terms`).
+        The Gaussian part's covariance shrinkage is ``self.shrinkage`` and its number of
+        canonical pairs ``self.rank``; each ``'auto'`` one is chosen by the Gaussian ratio's own
+        bound on the validation rows (no training involved). Every rank of one shrinkage is
+        scored at once: the ratio is a sum over canonical pairs, so the scores of rank k are a
+        cumulative sum (:func:`~deepscope.mi.critics.canonical_terms`). With ``dof='auto'`` the
+        Student-t copula parts (correlation of the chosen shrinkage, full rank) are scored on
+        the same validation pairs, and the best of all is kept (``dof_``).
         """
         xtr, ytr = splits["train"]
         xv, yv = splits["val"]
@@ -726,10 +756,16 @@ class MINE(_Params):
         moments = gaussian_moments(xtr, ytr)
         mu = moments[0]
         fixed_rank = None if self.rank == "auto" else int(self.rank)
+        self.dof_ = math.inf
+        if self.dof != "auto" and math.isfinite(self.dof):  # a fixed Student-t part
+            self.shrinkage_, self.gaussian_rank_, self.dof_ = grid[0], None, float(self.dof)
+            return self._student_t_part(moments, grid[0], dx, self.dof_)
+        gaussian = lambda lam, k: dict(zip(("mu", "m", "c"), gaussian_log_ratio(  # noqa: E731
+            xtr, ytr, shrinkage=lam, rank=k, moments=moments)))
         if (len(grid) == 1 and fixed_rank is not None) or self.bound == "infonce":
             # nothing to choose (InfoNCE's K x K read-out is not scored here: full rank)
             self.shrinkage_, self.gaussian_rank_ = grid[0], k_max if fixed_rank is None else fixed_rank
-            return gaussian_log_ratio(xtr, ytr, shrinkage=grid[0], rank=fixed_rank, moments=moments)
+            return gaussian(grid[0], fixed_rank)
         rows, cols = _shuffle_pairs(xv.shape[0], self._val_pairs(), derive_seed(seed, "val-pairs"), xv.device)
         xc, yc = (xv - mu[:dx].to(xv)).double(), (yv - mu[dx:].to(yv)).double()
         best_val, choice = -math.inf, (grid[0], 0)
@@ -748,7 +784,24 @@ class MINE(_Params):
             if float(vals[k]) > best_val:
                 best_val, choice = float(vals[k]), (lam, k if fixed_rank is None else fixed_rank)
         self.shrinkage_, self.gaussian_rank_ = choice
-        return gaussian_log_ratio(xtr, ytr, shrinkage=choice[0], rank=choice[1], moments=moments)
+        part = gaussian(*choice)
+        if self.dof == "auto" and fixed_rank is None and self.transform == "gaussianize":
+            for nu in _DOF_GRID:  # Student-t copula parts: strictly better on validation to be kept
+                t_part = self._student_t_part(moments, choice[0], dx, nu)
+                with torch.random.fork_rng(devices=[]):  # the unused MLP's init leaves the global RNG
+                    q = HybridCritic(dx, yv.shape[1], hidden=(1,), **t_part).to(xv.device)
+                with torch.no_grad():
+                    val = float(self._dv_value(q.quadratic(xv, yv).double().mean(), bounds.logmeanexp(
+                        self._clip(q.scores_at(xv, yv, rows, cols).double()), dim=0)))
+                if val > best_val:
+                    best_val, part, self.dof_, self.gaussian_rank_ = val, t_part, nu, None
+        return part
+
+    @staticmethod
+    def _student_t_part(moments, shrinkage: float, dx: int, dof: float) -> dict[str, torch.Tensor]:
+        s = shrink_covariance(moments[1], shrinkage)
+        sd = torch.diagonal(s).sqrt()
+        return student_t_copula_ratio(s / torch.outer(sd, sd), dx, dof)
 
     def _val_pairs(self) -> int:
         # A fifth of the test's marginal pairs: the joint term's noise dominates anyway.
@@ -764,8 +817,7 @@ class MINE(_Params):
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
             elif self._critic_kind() == "hybrid":
-                mu, m, c0 = self._quadratic
-                c = HybridCritic(*dims, hidden=self.hidden, mu=mu, m=m, c=c0, radial=self.radial)
+                c = HybridCritic(*dims, hidden=self.hidden, radial=self.radial, **self._quadratic)
             else:
                 c = make_critic(self._critic_kind(), *dims, hidden=self.hidden, embed=self.embed)
         return c.to(dev)
