@@ -14,6 +14,7 @@ from torch import nn
 from deepscope.dynamics.feature_alignment import train_feature_alignment
 from deepscope.runner import execute_recipe
 from deepscope.train import Run
+from tests.killing import Killed
 
 
 def _digits(n_train=160, n_test=60):
@@ -190,10 +191,6 @@ def test_output_independent_kernels_align_at_most_one_over_sqrt_o_o_minus_1():
 
 # -- the loop: kill and resume ---------------------------------------------------------------------
 
-class _Killed(Exception):
-    pass
-
-
 class _KilledRun(Run):
     """A Run that 'dies' right after logging step ``kill_at`` (the loop checkpoints per epoch)."""
 
@@ -202,7 +199,7 @@ class _KilledRun(Run):
     def log(self, step, **metrics):
         super().log(step, **metrics)
         if step == self.kill_at and "align_train" in metrics:
-            raise _Killed
+            raise Killed
 
 
 def _train(x, y, xt, yt, run, **kw):
@@ -218,7 +215,7 @@ def test_loop_killed_and_resumed_gives_identical_numbers(tmp_path):
     assert [h["step"] for h in full.history] == [0, 5, 6, 7, 8, 10, 11, 13, 15]
     run = _KilledRun(tmp_path / "b", seed=0, progress=False)
     run.kill_at = 13  # in epoch 3; the last checkpoint is the end of epoch 2 (step 10)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         _train(x, y, xt, yt, run)
     res = _train(x, y, xt, yt, Run(tmp_path / "b", seed=0, progress=False))
     for k, v in full.model.state_dict().items():
@@ -333,10 +330,10 @@ def test_recipe_resumes_a_killed_sub_run_to_the_same_numbers(quick, tmp_path, mo
     def dying(self, step, **metrics):  # dies at step 30; the last checkpoint is step 22
         original(self, step, **metrics)
         if step == 30 and "align_train" in metrics:
-            raise _Killed
+            raise Killed
 
     monkeypatch.setattr(Run, "log", dying)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         execute_recipe("feature-alignment", cfg, quiet=True)
     monkeypatch.setattr(Run, "log", original)
     sub = tmp_path / "b" / "digits-small-cnn" / "random00" / "seed0"

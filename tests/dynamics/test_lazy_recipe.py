@@ -10,6 +10,7 @@ import torch
 from deepscope.recipes import lazy_vs_hasty as rec
 from deepscope.runner import execute_recipe
 from deepscope.train import Run
+from tests.killing import Killed
 
 
 def _cfg(out, **kw):
@@ -129,10 +130,6 @@ def test_compare_real_rejects_a_rate_for_an_alpha_it_does_not_train():
         compare_real(None, None, alphas=(1.0, 100.0), lr_per_alpha={100: 0.0})
 
 
-class _Killed(Exception):
-    pass
-
-
 class _KillingRun(Run):
     """A run whose sub-run 'noise/alpha100/seed1' dies logging step 30, the end of epoch 2 (480
     examples, batch 32: 15 steps an epoch), just before that epoch's checkpoint; the last
@@ -147,7 +144,7 @@ class _KillingRun(Run):
             def log(self, step, **metrics):
                 super().log(step, **metrics)
                 if step == 30:
-                    raise _Killed
+                    raise Killed
 
         return _Child(parent.dir / name, config=config, seed=self.seed if seed is None else seed,
                       device=self.device, progress=False)
@@ -161,7 +158,7 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path):
     full = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "a", **kw), quiet=True)
     cfg = _cfg(tmp_path / "b", **kw).with_preset()
     config = {"recipe": "lazy-vs-hasty", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         rec.run(cfg, _KillingRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
     assert not (tmp_path / "b" / "noise" / "alpha100" / "seed1" / "result.json").exists()
     resumed = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "b", **kw), quiet=True)
@@ -260,7 +257,7 @@ class _KillingToyRun(Run):
             def log(self, step, **metrics):
                 super().log(step, **metrics)
                 if step == 300:
-                    raise _Killed
+                    raise Killed
 
         return _Child(self.dir / name, config=config, seed=self.seed, device=self.device,
                       progress=False)
@@ -273,7 +270,7 @@ def test_toy_killed_run_resumes_to_identical_numbers(tmp_path):
     full = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "a", **kw), quiet=True)
     cfg = _cfg(tmp_path / "b", **kw).with_preset()
     config = {"recipe": "lazy-vs-hasty", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         rec.run(cfg, _KillingToyRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
     assert not (tmp_path / "b" / "toy" / "disk" / "extra0" / "alpha1" / "result.json").exists()
     resumed = execute_recipe("lazy-vs-hasty", _cfg(tmp_path / "b", **kw), quiet=True)

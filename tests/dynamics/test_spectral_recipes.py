@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepscope.runner import execute_recipe
-from deepscope.train import Run
+from tests.killing import KillAt, Killed
 
 
 def _cfg(module, out, **kw):
@@ -44,27 +44,15 @@ def test_sinusoids_low_frequencies_first_in_both_cases(sinusoids_full):
     assert set(blob["objects"]["models"]) == {"equal_s0", "increasing_s0"}
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledRun(Run):
-    """A Run whose process 'dies' right after logging step 260 (last checkpoint: step 200)."""
-
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == 260:
-            raise _Killed
-
-
 def test_sinusoids_killed_run_resumes_to_identical_numbers(sinusoids_full, tmp_path):
     from deepscope.recipes import spectral_sinusoids as rec
 
     full_dir, full = sinusoids_full
     cfg = _cfg(rec, tmp_path / "b").with_preset()
     config = {"recipe": "spectral-sinusoids", **{f.name: getattr(cfg, f.name) for f in fields(cfg)}}
-    with pytest.raises(_Killed):
-        rec.run(cfg, _KilledRun(cfg.out, config=config, seed=0, device="cpu", progress=False))
+    with pytest.raises(Killed):
+        # dies right after logging step 260; the last checkpoint is step 200
+        rec.run(cfg, KillAt(cfg.out, config=config, seed=0, device="cpu", progress=False, kill_at=260))
     assert max(json.loads(x)["step"] for x in (tmp_path / "b" / "metrics.jsonl").open()) == 260
     resumed = execute_recipe("spectral-sinusoids", cfg, quiet=True)
     a = [json.loads(x) for x in (full_dir / "metrics.jsonl").open()]

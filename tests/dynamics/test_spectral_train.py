@@ -16,6 +16,7 @@ from deepscope.dynamics.spectral_train import (
 )
 from deepscope.nets import MLP
 from deepscope.train import Run
+from tests.killing import KillAt, Killed
 
 Z = torch.arange(64, dtype=torch.float32) / 64
 X = Z[:, None]
@@ -34,17 +35,6 @@ def _record():
     return lambda step, models: {**spectra(step, models), **_extra(step, models)}
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledRun(Run):
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == 25:  # last checkpoint: step 20
-            raise _Killed
-
-
 def _train(run, **kw):
     return train_lockstep(X, TARGETS, generator=torch.Generator().manual_seed(7), run=run,
                           record=_record(), **{**SMALL, **kw})
@@ -60,8 +50,8 @@ def _strip(metrics):
 
 def test_killed_loop_resumes_to_identical_weights_and_metrics(tmp_path):
     full = _train(Run(tmp_path / "a", config={}, progress=False))
-    with pytest.raises(_Killed):
-        _train(_KilledRun(tmp_path / "b", config={}, progress=False))
+    with pytest.raises(Killed):
+        _train(KillAt(tmp_path / "b", config={}, progress=False, kill_at=25))  # last checkpoint: 20
     assert max(r["step"] for r in Run(tmp_path / "b", config={}).metrics()) == 25
     torch.randn(10)  # the global RNG plays no part
     run_b = Run(tmp_path / "b", config={}, progress=False)
@@ -175,8 +165,8 @@ def test_batched_equals_separate_lockstep_runs(tmp_path):
 
 def test_batched_killed_and_resumed_equals_uninterrupted(tmp_path):
     full = _pair(train_batched, Run(tmp_path / "a", config={}, progress=False), steps=30)
-    with pytest.raises(_Killed):
-        _pair(train_batched, _KilledRun(tmp_path / "b", config={}, progress=False), steps=30)
+    with pytest.raises(Killed):
+        _pair(train_batched, KillAt(tmp_path / "b", config={}, progress=False, kill_at=25), steps=30)
     torch.randn(3)  # the global RNG plays no part
     run_b = Run(tmp_path / "b", config={}, progress=False)
     resumed = _pair(train_batched, run_b, steps=30)

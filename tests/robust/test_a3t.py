@@ -8,8 +8,8 @@ from deepscope.nets import MLP, build_net
 from deepscope.robust.a3t import A3T, linear_cka, representation_gap, split_model, train_a3t
 from deepscope.robust.adversarial import FGSMAT, PGDAT, TRADES, Standard, train_robust
 from deepscope.robust.methods import make_objective
-from deepscope.train import Run
 from deepscope.train.rng import fork_seeded, make_generator
+from tests.killing import KillAt, Killed
 
 
 def _data(n=96, d=12, k=3, seed=0):
@@ -123,23 +123,12 @@ def test_a3t_with_beta_zero_is_fgsm_adversarial_training_and_trades_with_beta_ze
     assert lp > ls
 
 
-class _KillingRun(Run):
-    def __init__(self, *a, kill_at=None, **k):
-        super().__init__(*a, **k)
-        self.kill_at = kill_at
-
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == self.kill_at:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("method", ["a3t", "pgd-at", "trades"])
 def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
     x, y = _data(n=70)
 
     def train(dir, kill_at=None):
-        run = _KillingRun(dir, config={"m": method}, seed=3, progress=False, kill_at=kill_at)
+        run = KillAt(dir, config={"m": method}, seed=3, progress=False, kill_at=kill_at)
         g = make_generator(3, "train")
         net = _net(3)
         obj = make_objective(method, eps=0.1, bounds=(0.0, 1.0), steps=2) if method != "a3t" \
@@ -150,7 +139,7 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
         return net, obj, run
 
     full, obj_full, run_full = train(tmp_path / "a")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Killed):
         train(tmp_path / "b", kill_at=8)        # last checkpoint at step 5 (epoch 1), mid-epoch 2
     torch.randn(7)                                # the global RNG is not what the loop draws from
     res, obj_res, run_res = train(tmp_path / "b")

@@ -15,6 +15,7 @@ from deepscope.robust.baselines import (
     train_dividemix,
 )
 from deepscope.train import Run
+from tests.killing import KillAt, Killed
 
 
 def _problem(n=240, k=3, seed=0, noise="sym40", spread=2.0):
@@ -43,17 +44,6 @@ def _weights(model):
     return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledRun(Run):
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == 3:
-            raise _Killed
-
-
 def _metrics(path):
     return [{k: v for k, v in json.loads(s).items() if k != "time"}
             for s in (path / "metrics.jsonl").read_text().splitlines()]
@@ -74,8 +64,8 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path, method):
     kw = {**NET, **kw, **_opts(epochs=5 if "window" in method else 4, batch_size=20),
           "x_test": xt, "y_test": yt}
     full = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "a", progress=False), **kw)
-    with pytest.raises(_Killed):
-        train(x, y, num_classes=3, generator=_g(), run=_KilledRun(tmp_path / "b", progress=False), **kw)
+    with pytest.raises(Killed):
+        train(x, y, num_classes=3, generator=_g(), run=KillAt(tmp_path / "b", progress=False, kill_at=3), **kw)
     torch.manual_seed(99)
     resumed = train(x, y, num_classes=3, generator=_g(), run=Run(tmp_path / "b", progress=False), **kw)
     for name in full.models:

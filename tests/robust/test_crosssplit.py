@@ -26,6 +26,7 @@ from deepscope.robust.crosssplit import (
 )
 from deepscope.robust.noisy_training import jsd, nt_xent, prior_penalty, sharpen, split_halves
 from deepscope.train import Run
+from tests.killing import KillAt, Killed
 
 LOG2 = math.log(2)
 
@@ -242,17 +243,6 @@ def test_mixup_and_contrastive_switches():
     assert con.history[-1]["loss_con_net_a"] > 0 and off1.history[-1]["loss_con_net_a"] == 0
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KilledRun(Run):
-    def log(self, step, **metrics):
-        super().log(step, **metrics)
-        if step == 3:
-            raise _Killed
-
-
 def test_kill_and_resume_gives_identical_numbers(tmp_path):
     x, y, y_true, xt, yt = _problem(n=120)
     # the paper's configuration: per-batch refresh, MixUp, two strong views, contrastive term
@@ -261,9 +251,9 @@ def test_kill_and_resume_gives_identical_numbers(tmp_path):
           "train_views": 2, "peer_views": 2, "x_test": xt, "y_test": yt, "y_true": y_true}
     full = train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(1),
                             run=Run(tmp_path / "a", progress=False), **kw)
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(1),
-                         run=_KilledRun(tmp_path / "b", progress=False), **kw)
+                         run=KillAt(tmp_path / "b", progress=False, kill_at=3), **kw)
     torch.manual_seed(1234)  # the global RNG is not what the loop draws from
     resumed = train_crosssplit(x, y, num_classes=3, generator=torch.Generator().manual_seed(1),
                                run=Run(tmp_path / "b", progress=False), **kw)

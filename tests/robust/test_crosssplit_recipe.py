@@ -8,6 +8,7 @@ import pytest
 from deepscope.recipes import crosssplit as rec
 from deepscope.runner import execute_recipe
 from deepscope.train import Run
+from tests.killing import Killed
 
 
 def _cfg(out, **kw):
@@ -75,10 +76,6 @@ def test_rerun_skips_finished_sub_runs_and_gathers_them(quick_run, tmp_path):
     assert both["table"]["crosssplit"]["sym60"]["last"]["n"] == 2
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_killed_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path / "a", methods=("crosssplit", "ce"), n=400)
     full = execute_recipe("crosssplit", cfg, quiet=True)
@@ -87,11 +84,11 @@ def test_killed_run_resumes_to_identical_numbers(tmp_path, monkeypatch):
     def dying_log(self, step, **metrics):
         log(self, step, **metrics)
         if self.dir.parts[-3:] == ("crosssplit", "sym60", "seed0") and step == 2:
-            raise _Killed
+            raise Killed
 
     monkeypatch.setattr(Run, "log", dying_log)
     cfg_b = replace(cfg, out=tmp_path / "b")
-    with pytest.raises(_Killed):
+    with pytest.raises(Killed):
         execute_recipe("crosssplit", cfg_b, quiet=True)
     assert not (tmp_path / "b" / "crosssplit" / "sym60" / "seed0" / "result.json").exists()
     monkeypatch.setattr(Run, "log", log)
