@@ -4,10 +4,11 @@
    each bound in --bounds (MINE and SMILE by default) with KSG beside them: the
    target is |estimate - truth| <= 0.05 + 0.1 * truth for truth <= 4.
 2. The same Gaussians under invertible per-coordinate maps (MI unchanged), estimated
-   with transform='standardize' and transform='gaussianize': the measurement behind
-   the estimator's default transform.
+   with transform='standardize', 'gaussianize' and 'auto' (the one of the two with the
+   higher validation bound): the measurement behind the estimator's default transform.
 
     python benchmarks/mi_accuracy.py [--quick] [--seeds 2] [--bounds mine,smile] [--preset concat-mine] [--out ...]
+    python benchmarks/mi_accuracy.py --maps-only --seeds 3 --out benchmarks/results/mi_transform.json
 
 The tables in docs/mine.md's "Benchmarks" section were measured with ``--preset concat-mine``
 (the MINE paper's concatenation critic and bound); the hard task families and the comparison
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--bounds", default="mine,smile", help="comma-separated MINE(bound=...) values to measure")
     ap.add_argument("--preset", default="default", choices=sorted(PRESETS), help="MINE configuration")
+    ap.add_argument("--maps-only", action="store_true", help="only part 2, the per-coordinate maps")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mi_accuracy.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,7 +49,7 @@ def main() -> None:
     bound_names = [b.strip() for b in args.bounds.split(",") if b.strip()]
 
     gauss = []
-    for d in dims:
+    for d in () if args.maps_only else dims:
         for mi in mis:
             for s in seeds:
                 x, y, truth = tasks.correlated_gaussian(n, d=d, mi=mi, seed=s)
@@ -72,12 +74,14 @@ def main() -> None:
         for s in seeds:
             x, y, truth = tasks.transformed_gaussian(n, d=5, mi=2.0, transform=tf, seed=s)
             row = {"map": tf, "truth": truth, "seed": s}
-            for pre in ("standardize", "gaussianize"):
-                est = MINE(**PRESETS[args.preset], transform=pre, random_state=s).fit(x, y)
+            for pre in ("standardize", "gaussianize", "auto"):
+                est = MINE(**{**PRESETS[args.preset], "transform": pre}, random_state=s).fit(x, y)
                 row[pre] = est.mi_
+                if pre == "auto":
+                    row["auto_chose"] = est.transform_
             marg.append(row)
             print(f"map={tf:9s} truth={truth:.2f} standardize={row['standardize']:.3f} "
-                  f"gaussianize={row['gaussianize']:.3f}", flush=True)
+                  f"gaussianize={row['gaussianize']:.3f} auto={row['auto']:.3f} ({row['auto_chose']})", flush=True)
 
     def mean_abs(rows, key):
         return float(np.mean([abs(r[key] - r["truth"]) for r in rows]))
@@ -92,7 +96,7 @@ def main() -> None:
             for b in bound_names
         },
         "transform_mean_abs_error": {
-            "standardize": mean_abs(marg, "standardize"), "gaussianize": mean_abs(marg, "gaussianize"),
+            t: mean_abs(marg, t) for t in ("standardize", "gaussianize", "auto")
         },
     }
     out = {

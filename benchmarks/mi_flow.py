@@ -9,12 +9,13 @@ benchmarks/results/mi_flow.json.
 Families: the nine of ``deepscope.mi.tasks.FAMILIES`` (N = 5,000) and three BMI-like tasks
 written from their definitions (Czyz et al., NeurIPS 2023): the half-cube map of a 5 + 5
 Gaussian, the spiral of a 5 + 5 Gaussian, and a 1 + 1 Student-t with one degree of freedom.
-Per family and seed: ``MINE(critic="hybrid", dof=math.inf)`` ("gaussian": the hybrid critic with
-only its Gaussian part as candidate), ``MINE(critic="hybrid")`` (the Gaussian or a Student-t copula
-part, chosen on validation), ``MINE(critic="flow")``, ``select`` (the one of
-the two with the higher validation bound: ``MINE(critic="select")`` returns exactly that fit,
-tests/mi/test_flow.py checks it, so it is not fitted a third time; its seconds are the sum) and
-``MINE()`` (the default). The flow options were chosen on seeds 20, 21, 30 and 31 (spiral,
+Per family and seed, each on the same split: "gaussian", ``MINE(critic="hybrid", dof=math.inf,
+transform="gaussianize")`` (the hybrid critic with only its Gaussian part, on Gaussianised
+columns); "hybrid", the same with ``dof="auto"`` (the Gaussian or a Student-t copula part, chosen
+on validation); "default", ``MINE()`` (``dof="auto"`` and ``transform="auto"``: Gaussianised or
+standardised columns, chosen on validation); "flow", ``MINE(critic="flow", transform="gaussianize")``;
+"select", ``MINE(critic="select")`` (hybrid or flow, each Gaussianised or standardised: four
+candidates, chosen on validation; its ``selection_`` is recorded). The flow options were chosen on seeds 20, 21, 30 and 31 (spiral,
 shear, additive noise, Student-t 5 + 5); the default ``--seeds`` (40, 41, 42) chose nothing.
 
 Summary per configuration: the mean absolute error over the nine families (and over all
@@ -51,7 +52,7 @@ EXTRA = {  # BMI-like tasks (not in tasks.FAMILIES)
     "bmi-spiral-5d": lambda n, seed: tasks.mapped_gaussian(n, d=5, mi=1.0, map="spiral", seed=seed),
     "bmi-student-t-1d-dof1": lambda n, seed: tasks.student_t(n, dim_x=1, dim_y=1, dof=1.0, seed=seed),
 }
-CONFIGS = ("gaussian", "hybrid", "flow", "select", "default")
+CONFIGS = ("gaussian", "hybrid", "default", "flow", "select")
 BARE_TORCH = "import torch, os; torch.set_num_threads(1); os._exit(0)"
 
 
@@ -60,7 +61,8 @@ def fit(x, y, seed: int, **kw) -> dict:
     est = MINE(random_state=seed, **kw).fit(x, y)
     out = {"estimate": est.mi_, "ci": list(est.ci_), "val": max(r["val"] for r in est.restarts_),
            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-           "readout": est.readout_, "dof": est.dof_}
+           "readout": est.readout_, "dof": est.dof_, "transform": est.transform_,
+           "selection": getattr(est, "selection_", None)}
     if est.flows_ is not None:
         out["flow_steps"] = est.flow_history_[-1]["step"]
         out["flow_seconds"] = est.timings_["flow"]
@@ -74,14 +76,12 @@ def accuracy(families: dict, seeds: list[int]) -> list[dict]:
         for seed in seeds:
             x, y, truth = sampler(5000, seed)
             row = {"family": fam, "seed": seed, "truth": truth, "dims": [x.shape[1], y.shape[1]]}
-            row["gaussian"] = fit(x, y, seed, critic="hybrid", dof=math.inf)
-            row["hybrid"] = fit(x, y, seed, critic="hybrid")
-            row["flow"] = fit(x, y, seed, critic="flow")
-            chosen = "flow" if row["flow"]["val"] > row["hybrid"]["val"] else "hybrid"
-            row["select"] = {**row[chosen], "chosen": chosen,
-                             "seconds": row["hybrid"]["seconds"] + row["flow"]["seconds"],
-                             "cpu_seconds": row["hybrid"]["cpu_seconds"] + row["flow"]["cpu_seconds"]}
+            row["gaussian"] = fit(x, y, seed, critic="hybrid", dof=math.inf, transform="gaussianize")
+            row["hybrid"] = fit(x, y, seed, critic="hybrid", transform="gaussianize")
             row["default"] = fit(x, y, seed)
+            row["flow"] = fit(x, y, seed, critic="flow", transform="gaussianize")
+            row["select"] = fit(x, y, seed, critic="select")
+            chosen = row["select"]["selection"]["chosen"]
             rows.append(row)
             print(f"{fam:22s} seed {seed} truth {truth:.3f} " + " ".join(
                 f"{c}={row[c]['estimate']:.3f}({row[c]['cpu_seconds']:.1f}s)" for c in CONFIGS)
@@ -113,8 +113,9 @@ def summarise(rows: list[dict], families: list[str], floor: dict) -> dict:
             "cpu_seconds_median": float(np.median([r[c]["cpu_seconds"] for r in rows])),
             "per_family": per_family,
         }
+        out[c]["chosen_standardize"] = sum(r[c]["transform"] == "standardize" for r in rows)
         if c == "select":
-            out[c]["chosen_flow"] = sum(r["select"]["chosen"] == "flow" for r in rows)
+            out[c]["chosen_flow"] = sum(r["select"]["selection"]["chosen"].startswith("flow") for r in rows)
             out[c]["chosen_of"] = len(rows)
     return out
 

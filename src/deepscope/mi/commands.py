@@ -47,8 +47,8 @@ class EstimateArgs:
     """Degrees of freedom of the hybrid critic's parametric part: inf for the Gaussian part, a number for a Student-t copula part (shared heavy tails; needs --transform gaussianize and no --rank) (default: chosen on validation among the Gaussian part and nu in 1, 2, 3, 4, 6, 10, 20)."""
     eval_every: int | None = None
     """Steps between validation evaluations (default: the preset's, 25)."""
-    transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
-    """Per-column preprocessing fitted on the training split (gaussianize: ranks -> normal quantiles; MI is unchanged)."""
+    transform: Literal["auto", "gaussianize", "standardize", "none"] | None = None
+    """Per-column preprocessing fitted on the training split (gaussianize: ranks -> normal quantiles; MI is unchanged; auto: gaussianize or standardize, whichever reads the higher validation bound) (default: the preset's; auto for default, gaussianize for concat-mine)."""
     n_restarts: int = 1
     """Independent critics; the best on validation reports on the test split."""
     seed: int = 0
@@ -82,8 +82,8 @@ class EstimateCsvArgs:
     """Seed of the split, the initialisation and the batches."""
     bound: Literal["mine", "dv", "nwj", "infonce", "smile"] | None = None
     """Lower bound trained and reported (default: the preset's; smile for default, mine for concat-mine)."""
-    transform: Literal["gaussianize", "standardize", "none"] = "gaussianize"
-    """Per-column preprocessing fitted on the training split."""
+    transform: Literal["auto", "gaussianize", "standardize", "none"] | None = None
+    """Per-column preprocessing fitted on the training split (auto: gaussianize or standardize, by the validation bound) (default: the preset's; auto for default, gaussianize for concat-mine)."""
     preset: Literal["default", "concat-mine"] = "default"
     """Named configuration (deepscope.mi.estimator.PRESETS): concat-mine is the MINE paper's concatenation critic and bound with long early-stopped training."""
     critic: Literal["auto", "hybrid", "concat", "separable", "flow", "select"] | None = None
@@ -116,10 +116,10 @@ def estimate_main(argv: list[str]) -> int:
     from deepscope.train import Run
 
     given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
-                                          "patience", "eval_every", "rank", "dof")}
+                                          "patience", "eval_every", "rank", "dof", "transform")}
     options = {
         **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
-        "transform": args.transform, "n_restarts": args.n_restarts,
+        "n_restarts": args.n_restarts,
         "random_state": args.seed, "verbose": args.progress,
     }
     try:  # bad input is refused before the run directory exists
@@ -148,6 +148,7 @@ def estimate_main(argv: list[str]) -> int:
         "restarts": est.restarts_, "warnings": est.warnings_, "preset": args.preset,
         "seconds_by_stage": est.timings_,
         "parametric_part": {"shrinkage": est.shrinkage_, "rank": est.gaussian_rank_, "dof": est.dof_},
+        "transform": est.transform_,
         "readout": est.readout_, "selection": getattr(est, "selection_", None),
     }
     run.write_result(result)
@@ -181,10 +182,8 @@ def estimate_csv_main(argv: list[str]) -> int:
                 f"{args.path} has {data.shape[1]} columns but DIM_X + DIM_Y == {args.dim_x + args.dim_y}"
             )
         x, y = data[:, : args.dim_x], data[:, args.dim_x :]
-        bound = {} if args.bound is None else {"bound": args.bound}
-        if args.critic is not None:
-            bound["critic"] = args.critic
-        est = MINE(**{**PRESETS[args.preset], **bound, "transform": args.transform,
+        given = {k: getattr(args, k) for k in ("bound", "critic", "transform")}
+        est = MINE(**{**PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
                       "random_state": args.seed}).fit(
             np.ascontiguousarray(x), np.ascontiguousarray(y)
         )

@@ -65,7 +65,7 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "concat-mine": {
         "bound": "mine", "critic": "concat", "hidden": (100, 100), "batch_size": 256, "lr": 1e-3,
-        "radial": False,
+        "radial": False, "transform": "gaussianize",
         "max_steps": 10_000, "eval_every": 100, "patience": 10, "lr_decay": True,
         "eval_pairs": 100_000, "n_bootstrap": 500,
     },
@@ -139,7 +139,9 @@ class MIWarning(UserWarning):
     """An estimate at a known ceiling, a diverged training run, or a similar caveat."""
 
 
-_TRANSFORMS = ("standardize", "gaussianize", "none")
+_TRANSFORMS = ("auto", "gaussianize", "standardize", "none")
+# The transforms that transform='auto' chooses between, by the validation bound (first wins ties).
+_AUTO_TRANSFORMS = ("gaussianize", "standardize")
 _CRITICS = ("auto", "hybrid", "concat", "separable", "flow", "select")
 # Covariance shrinkage values tried for the hybrid critic's Gaussian part (shrinkage='auto').
 _SHRINKAGE_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
@@ -335,11 +337,16 @@ class MINE(_Params):
         Held-out fractions of the rows (test rows are never used in training or selection).
     transform : str
         Per-coordinate preprocessing fitted on the training split: ``'gaussianize'``
-        (default: ranks -> standard-normal quantiles, a monotone map, so the MI is
-        unchanged), ``'standardize'`` (mean 0, variance 1) or ``'none'``. Measured in
-        ``benchmarks/mi_accuracy.py``: the two agree on Gaussian marginals, and
-        gaussianize is far closer on cubic, log-normal, sinh and half-cube marginals
-        (standardize can fail outright on heavy tails), hence the default.
+        (ranks -> standard-normal quantiles, a monotone map, so the MI is unchanged),
+        ``'standardize'`` (mean 0, variance 1), ``'none'``, or ``'auto'`` (default: fit with
+        each of gaussianize and standardize on the same split and keep the one with the higher
+        validation bound, ``selection_``; ``transform_`` is the one used). Measured in
+        ``benchmarks/mi_accuracy.py``: the two agree on Gaussian marginals, and gaussianize is
+        far closer on cubic, log-normal, sinh and half-cube marginals (standardize can fail
+        outright on heavy tails); standardize is closer where the dependence has sharp edges
+        along the raw coordinates (y = x + uniform noise) or a linear map mixes the
+        coordinates (shear), because a monotone map per column bends those edges
+        (``benchmarks/mi_flow.py``, docs/mine.md).
     ema_alpha : float
         Moving-average weight for ``bound='mine'``.
     tau : float
@@ -415,7 +422,11 @@ class MINE(_Params):
     flows_ : FlowPair or None
         With ``critic='flow'``: the fitted flows (``flow_history_``: their training curve).
     selection_ : dict
-        With ``critic='select'``: each candidate's validation bound and the ``'chosen'`` one.
+        With ``critic='select'`` or ``transform='auto'``: each candidate's validation bound
+        and the ``'chosen'`` one (labels: ``'hybrid'``/``'flow'``, ``'gaussianize'``/
+        ``'standardize'``, or both joined by ``/``).
+    transform_ : str
+        The transform the estimate used (``'auto'`` chooses one).
     readout_ : str
         What ``mi_`` is: the bound's own read-out, or ``'dv-clipped'`` where SMILE's clipped
         read-out stops being a bound (:func:`deepscope.mi.readout.stay_a_bound`).
@@ -439,7 +450,7 @@ class MINE(_Params):
         patience: int = 2,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
-        transform: str = "gaussianize",
+        transform: str = "auto",
         ema_alpha: float = 0.01,
         tau: float = 5.0,
         eval_pairs: int = 50_000,
@@ -524,6 +535,8 @@ class MINE(_Params):
         if not (self.dof == "auto" or (isinstance(self.dof, (int, float)) and not isinstance(self.dof, bool)
                                        and self.dof > 0)):
             raise ValueError(f"dof == {self.dof!r}, must be 'auto', a number > 0 or math.inf (Gaussian)")
+        if self.transform not in _TRANSFORMS:
+            raise ValueError(f"transform == {self.transform!r}; choose one of {_TRANSFORMS}")
         if (self.dof != "auto" and math.isfinite(self.dof)
                 and (self.transform != "gaussianize" or self.rank != "auto" or self.bound == "infonce")):
             raise ValueError(
@@ -533,8 +546,6 @@ class MINE(_Params):
             )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision == {self.precision!r}; choose 'fp32' or 'bf16'")
-        if self.transform not in _TRANSFORMS:
-            raise ValueError(f"transform == {self.transform!r}; choose one of {_TRANSFORMS}")
         rs = self.random_state
         if rs is not None and (isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or rs < 0):
             raise ValueError(f"random_state == {rs!r}, must be None or an integer >= 0")
@@ -586,8 +597,9 @@ class MINE(_Params):
         t_fit = time.perf_counter()
         timings: dict[str, float] = {}
         self._check_params()
-        if self.critic == "select":  # hybrid or flow, by the validation bound
+        if self.critic == "select" or self.transform == "auto":  # candidates, by the validation bound
             return _fit_selected(self, x, y)
+        self.transform_ = self.transform
         tx, ty = prepare_inputs(x, y)
         self._check_rank(tx.shape[1], ty.shape[1])
         dev = resolve_device(self.device)
@@ -640,6 +652,11 @@ class MINE(_Params):
         timings["train"] = sum(rr["train_seconds"] - rr["val_seconds"] for rr in runs)
         timings["validation"] = sum(rr["val_seconds"] for rr in runs)
         best = max(runs, key=lambda rr: rr["val"])
+        if self.bound != "infonce":  # how far the chosen critic's validation joint scores pass tau
+            from deepscope.mi.readout import smile_excess
+
+            with torch.no_grad():
+                self._val_excess = smile_excess(_scores(best["critic"], *splits["val"]), tau=self.tau)
         t = time.perf_counter()
         test_values = []
         for rr in runs:
@@ -1022,10 +1039,10 @@ class MINE(_Params):
         out = []
         for t, which in ((tx, "x"), (ty, "y")):
             t = t.to(dev, torch.float32).clone()
-            if self.transform == "standardize":
+            if self.transform_ == "standardize":
                 mean, std = getattr(self, f"scale_{which}_")
                 t = (t - mean.to(dev)) / std.to(dev)
-            elif self.transform == "gaussianize":
+            elif self.transform_ == "gaussianize":
                 tc = t.cpu()
                 getattr(self, f"gaussianizer_{which}_")(tc)
                 t = tc.to(dev)
@@ -1059,28 +1076,46 @@ def _scores(critic: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return t[:, 0] if t.ndim == 2 else t
 
 
-def _fit_selected(est, x, y, *, kinds: tuple[str, ...] = ("hybrid", "flow")):
-    """``MINE(critic="select").fit``: fit one estimator per critic kind, keep the best on validation.
+def _fit_selected(est, x, y):
+    """Fit one estimator per candidate and keep the best on validation.
 
-    Every candidate sees the same split, transform and validation pairs (the same
+    The candidates are the critics of ``critic='select'`` (hybrid, flow) and the transforms of
+    ``transform='auto'`` (gaussianize, standardize), crossed; a concrete option is its own
+    only candidate. Every candidate sees the same split and validation pairs (the same
     ``random_state``), so their validation bounds compare like for like; the test split is
-    read once: only the chosen candidate's test bound is kept. Ties go to the first kind (the hybrid critic, the cheaper one).
-    The fitted attributes of the chosen estimator are copied onto ``est``; ``est.selection_``
-    holds each candidate's validation bound and the choice, ``est.timings_["total"]`` the
-    seconds of all candidates. Warnings of the candidate not chosen are dropped.
+    read once: only the chosen candidate's test bound is kept. Ties go to the first candidate
+    (the hybrid critic, the cheaper one; gaussianize). The fitted attributes of the chosen
+    estimator are copied onto ``est``; ``est.selection_`` holds each candidate's validation
+    bound under its label (what varies: ``'flow'``, ``'standardize'`` or
+    ``'flow/standardize'``) and the choice, ``est.timings_["total"]`` the seconds of all
+    candidates. Warnings of the candidates not chosen are dropped. A standardised candidate
+    whose validation joint scores pass ``tau`` by more than :data:`deepscope.mi.readout.TOL`
+    nats on average (heavy tails on the raw coordinates) is not eligible.
     """
+    import itertools
     import time
     import warnings
 
     t0 = time.perf_counter()
     params = est.get_params()
+    critics = ("hybrid", "flow") if est.critic == "select" else (est.critic,)
+    transforms = _AUTO_TRANSFORMS if est.transform == "auto" else (est.transform,)
     fits, vals = {}, {}
-    for kind in kinds:
+    for critic, transform in itertools.product(critics, transforms):
+        label = "/".join(part for part, options in ((critic, critics), (transform, transforms))
+                         if len(options) > 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fits[kind] = type(est)(**{**params, "critic": kind}).fit(x, y)
-        vals[kind] = max(r["val"] for r in fits[kind].restarts_)
-    chosen = max(kinds, key=lambda k: (vals[k], -kinds.index(k)))
+            fits[label] = type(est)(**{**params, "critic": critic, "transform": transform}).fit(x, y)
+        vals[label] = max(r["val"] for r in fits[label].restarts_)
+    # A standardised candidate stands only where its validation joint scores stay under tau:
+    # on heavy-tailed raw coordinates a few rows dominate both held-out bounds (e.g. 52.9 nats on
+    # validation for a true 0.19), while Gaussianised inputs are bounded by construction.
+    from deepscope.mi.readout import TOL
+
+    labels = [k for k in fits if fits[k].transform_ != "standardize"
+              or getattr(fits[k], "_val_excess", 0.0) <= TOL] or list(fits)
+    chosen = max(labels, key=lambda k: (vals[k], -labels.index(k)))
     for key, value in vars(fits[chosen]).items():
         if key.endswith("_") and not key.startswith("_"):
             setattr(est, key, value)
