@@ -13,10 +13,11 @@ True
 True
 
 Protocol (why the number can be trusted): the rows are shuffled and split into
-train / validation / test; each input column is Gaussianised (or standardised)
-with statistics of the training split only; the critic (by default the log density
-ratio of the Gaussian fitted to the training rows plus an MLP residual that starts at
-zero) is trained on the training split with early stopping on the validation bound,
+train / validation / test; each input column is Gaussianised or standardised (by default
+both are fitted and the higher validation bound is kept) with statistics of the training
+split only; the critic (by default the log density ratio of the Gaussian, or of a Student-t
+copula, fitted to the training rows plus an MLP residual that starts at zero) is trained
+on the training split with early stopping on the validation bound,
 the untrained critic being a candidate too; ``mi_`` is the bound of the critic that
 did best on validation, evaluated **once** on the test split. The maximum over
 evaluations would be optimistic; a critic evaluated on its own training rows overfits
