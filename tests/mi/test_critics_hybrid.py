@@ -52,7 +52,7 @@ def test_hybrid_paths_agree(radial):
     mu, m, c = gaussian_log_ratio(*_data())
     torch.manual_seed(0)
     critic = HybridCritic(3, 2, (16, 16), mu=mu, m=m, c=c, radial=radial)
-    torch.testing.assert_close(critic(x, y), critic.quadratic(x, y))  # the MLP starts at zero
+    torch.testing.assert_close(critic(x, y), critic.parametric(x, y))  # the MLP starts at zero
     with torch.no_grad():
         for p in critic.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -76,8 +76,8 @@ def test_full_rank_canonical_ratio_is_the_full_gaussian_ratio_and_rank_zero_is_i
     mu3, m3, c3 = gaussian_log_ratio(x, y, shrinkage=0.1, rank=3)
     torch.testing.assert_close(mu3, mu)
     torch.testing.assert_close(c3, c, rtol=1e-5, atol=1e-6)
-    want = HybridCritic(4, 3, (8,), mu=mu, m=m, c=c).quadratic(pts_x, pts_y)
-    got = HybridCritic(4, 3, (8,), mu=mu3, m=m3, c=c3).quadratic(pts_x, pts_y)
+    want = HybridCritic(4, 3, (8,), mu=mu, m=m, c=c).parametric(pts_x, pts_y)
+    got = HybridCritic(4, 3, (8,), mu=mu3, m=m3, c=c3).parametric(pts_x, pts_y)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     _, m0, c0 = gaussian_log_ratio(x, y, rank=0)
     assert torch.count_nonzero(m0) == 0 and float(c0) == 0.0
@@ -101,6 +101,6 @@ def test_rank_k_ratio_is_the_sum_of_the_k_strongest_canonical_pairs():
     assert torch.corrcoef(torch.cat([a, b], 1).T)[0, 3] == pytest.approx(float(r[0]), abs=1e-6)
     mu, m, c = gaussian_log_ratio(x, y, rank=2)
     assert float(c) == pytest.approx(float(-0.5 * torch.log1p(-r[:2] ** 2).sum()), rel=1e-6)
-    q = HybridCritic(4, 3, (8,), mu=mu, m=m, c=c).quadratic(x[:50], y[:50])
+    q = HybridCritic(4, 3, (8,), mu=mu, m=m, c=c).parametric(x[:50], y[:50])
     torch.testing.assert_close(q.double(), canonical_terms(a[:50], b[:50], r)[:, :2].sum(1),
                                rtol=1e-4, atol=1e-4)

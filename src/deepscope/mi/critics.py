@@ -387,7 +387,7 @@ class HybridCritic(ConcatCritic):
         w = pos - i
         return self.qmap[i] * (1.0 - w) + self.qmap[i + 1] * w
 
-    def _quad_parts(self, x: torch.Tensor, y: torch.Tensor):
+    def _parametric_rows(self, x: torch.Tensor, y: torch.Tensor):
         """Per-row parts of q: (a (Nx, dx), b (Ny, dx), sx, sy) with q(x_i, y_j) depending on the
         rows only through sx[i], sy[j] and the cross term a_i . b_j (:meth:`_combine`)."""
         dx = self.dim_x
@@ -410,9 +410,9 @@ class HybridCritic(ConcatCritic):
                 + 0.5 * (nu + dx) * torch.log1p(sx[..., 1] / nu)
                 + 0.5 * (nu + dy) * torch.log1p(sy[..., 1] / nu))
 
-    def quadratic(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def parametric(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """q(x_i, y_i) for aligned pairs: (K,)."""
-        a, b, sx, sy = self._quad_parts(x, y)
+        a, b, sx, sy = self._parametric_rows(x, y)
         return self._combine(sx, sy, (a * b).sum(-1))
 
     def _halves(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -425,21 +425,21 @@ class HybridCritic(ConcatCritic):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         hx, hy = self._halves(x, y)
-        return self.rest(hx + hy).squeeze(-1) + self.quadratic(x, y)
+        return self.rest(hx + hy).squeeze(-1) + self.parametric(x, y)
 
     def scores_at(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        a, b, sx, sy = self._quad_parts(x, y)
+        a, b, sx, sy = self._parametric_rows(x, y)
         q = self._combine(sx[rows], sy[cols], (a[rows] * b[cols]).sum(-1))
         return super().scores_at(x, y, rows, cols) + q
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        a, b, sx, sy = self._quad_parts(x, y)
+        a, b, sx, sy = self._parametric_rows(x, y)
         q = self._combine(sx[:, None], sy[None, :], a @ b.T)
         return super().pairwise(x, y) + q
 
     def joint_and_shuffled(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tj, tm = super().joint_and_shuffled(x, y, perm)
-        a, b, sx, sy = self._quad_parts(x, y)
+        a, b, sx, sy = self._parametric_rows(x, y)
         qj = self._combine(sx, sy, (a * b).sum(-1))
         qm = self._combine(sx, sy[perm], (a * b[perm]).sum(-1))
         return tj + qj, tm + qm

@@ -643,9 +643,9 @@ class MINE(_Params):
             splits = map_splits(self.flows_, splits)
             timings["flow"] = time.perf_counter() - t
         t = time.perf_counter()
-        self._quadratic, self.shrinkage_, self.gaussian_rank_, self.dof_ = None, math.nan, None, math.nan
+        self._parametric_part, self.shrinkage_, self.gaussian_rank_, self.dof_ = None, math.nan, None, math.nan
         if self._critic_kind() == "hybrid":
-            self._quadratic = self._fit_quadratic(splits, seed)
+            self._parametric_part = self._fit_parametric_part(splits, seed)
         timings["parametric_part"] = time.perf_counter() - t
         runs = []
         for r in range(self.n_restarts):
@@ -756,7 +756,7 @@ class MINE(_Params):
             return "separable" if self.bound == "infonce" else "hybrid"
         return self.critic
 
-    def _fit_quadratic(self, splits, seed: int) -> dict[str, torch.Tensor]:
+    def _fit_parametric_part(self, splits, seed: int) -> dict[str, torch.Tensor]:
         """The hybrid critic's parametric part, fitted on the training rows: its buffers.
 
         The Gaussian part's covariance shrinkage is ``self.shrinkage`` and its number of
@@ -809,7 +809,7 @@ class MINE(_Params):
                 with torch.random.fork_rng(devices=[]):  # the unused MLP's init leaves the global RNG
                     q = HybridCritic(dx, yv.shape[1], hidden=(1,), **t_part).to(xv.device)
                 with torch.no_grad():
-                    val = float(self._dv_value(q.quadratic(xv, yv).double().mean(), bounds.logmeanexp(
+                    val = float(self._dv_value(q.parametric(xv, yv).double().mean(), bounds.logmeanexp(
                         self._clip(q.scores_at(xv, yv, rows, cols).double()), dim=0)))
                 if val > best_val:
                     best_val, part, self.dof_, self.gaussian_rank_ = val, t_part, nu, None
@@ -835,7 +835,7 @@ class MINE(_Params):
                     if hasattr(m, "reset_parameters"):
                         m.reset_parameters()
             elif self._critic_kind() == "hybrid":
-                c = HybridCritic(*dims, hidden=self.hidden, radial=self.radial, **self._quadratic)
+                c = HybridCritic(*dims, hidden=self.hidden, radial=self.radial, **self._parametric_part)
             else:
                 c = make_critic(self._critic_kind(), *dims, hidden=self.hidden, embed=self.embed)
         return c.to(dev)
@@ -958,7 +958,7 @@ class MINE(_Params):
                             for s in range(0, n, _EVAL_ROWS)])
             rows, cols = _shuffle_pairs(n, pairs or self.eval_pairs, seed, x.device)
             reps = rows.shape[0] // n
-            if hasattr(critic, "scores_at"):  # per-row work (first layer, quadratic) done once
+            if hasattr(critic, "scores_at"):  # per-row work (first layer, parametric part) done once
                 def at(r, c):
                     return critic.scores_at(x, y, r, c)
             else:
@@ -1120,7 +1120,7 @@ def _fit_selected(est, x, y):
     for key, value in vars(fits[chosen]).items():
         if key.endswith("_") and not key.startswith("_"):
             setattr(est, key, value)
-    est._quadratic = fits[chosen]._quadratic
+    est._parametric_part = fits[chosen]._parametric_part
     est.selection_ = {**vals, "chosen": chosen}
     est.timings_ = {**fits[chosen].timings_, "total": time.perf_counter() - t0}
     for msg in est.warnings_:
