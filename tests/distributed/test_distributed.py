@@ -20,12 +20,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(out, steps, kill_at=None):
+def _launch(script, *args):
+    """Two CPU processes under torchrun, one thread each."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-           str(SCRIPT), str(out), str(steps)] + ([str(kill_at)] if kill_at else [])
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script), *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _torchrun(out, steps, kill_at=None):
+    return _launch(SCRIPT, out, steps, *([kill_at] if kill_at else []))
 
 
 def _single(out, steps):
@@ -78,18 +82,15 @@ print("rank", dist.rank, "value", float(t), flush=True)
 '''
 
 
-def _launch(tmp_path, mode):
+def _launch_exit_script(tmp_path, mode):
     script = tmp_path / "exit.py"
     script.write_text(EXIT_SCRIPT)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), str(script), mode]
-    return subprocess.run(cmd, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=240)
+    return _launch(script, mode)
 
 
 def test_every_process_leaves_the_group_cleanly(tmp_path):
     # at exit every process waits for the others before it destroys its group (train.distributed)
-    p = _launch(tmp_path, "clean")
+    p = _launch_exit_script(tmp_path, "clean")
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("value 8.0") == 2
     assert "destroy_process_group() was not called" not in p.stderr
@@ -97,6 +98,6 @@ def test_every_process_leaves_the_group_cleanly(tmp_path):
 
 def test_one_failing_process_ends_the_launch_instead_of_hanging(tmp_path):
     # the exit wait is skipped after an uncaught exception: the peer in its loop is stopped
-    p = _launch(tmp_path, "fail")
+    p = _launch_exit_script(tmp_path, "fail")
     assert p.returncode != 0
     assert "rank 1 fails on purpose" in p.stderr

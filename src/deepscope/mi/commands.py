@@ -92,6 +92,13 @@ class EstimateCsvArgs:
     """CPU threads for torch (0: torch's default)."""
 
 
+def _preset_with(args, names: tuple[str, ...]) -> dict:
+    """The preset's MINE options, overridden by the command-line options in ``names`` that were given."""
+    from deepscope.mi.estimator import PRESETS
+
+    return {**PRESETS[args.preset], **{k: getattr(args, k) for k in names if getattr(args, k) is not None}}
+
+
 def _plot_history(history: list[dict], path: Path, mi: float, ci: tuple[float, float]) -> None:
     from deepscope.report.figures import plt, save
 
@@ -111,14 +118,13 @@ def estimate_main(argv: list[str]) -> int:
     args = tyro.cli(EstimateArgs, args=argv, prog="deepscope mi estimate")
     import time
 
-    from deepscope.mi.estimator import MINE, PRESETS, prepare_inputs
+    from deepscope.mi.estimator import MINE, prepare_inputs
     from deepscope.mi.io import load_source
     from deepscope.train import Run
 
-    given = {k: getattr(args, k) for k in ("bound", "critic", "hidden", "batch_size", "lr", "max_steps",
-                                          "patience", "eval_every", "rank", "dof", "transform")}
     options = {
-        **PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
+        **_preset_with(args, ("bound", "critic", "hidden", "batch_size", "lr", "max_steps", "patience",
+                              "eval_every", "rank", "dof", "transform")),
         "n_restarts": args.n_restarts,
         "random_state": args.seed, "verbose": args.progress,
     }
@@ -167,7 +173,7 @@ def estimate_csv_main(argv: list[str]) -> int:
         import numpy as np
         import torch
 
-        from deepscope.mi.estimator import MINE, PRESETS
+        from deepscope.mi.estimator import MINE
         from deepscope.mi.io import read_csv
 
         if args.threads > 0:
@@ -182,9 +188,7 @@ def estimate_csv_main(argv: list[str]) -> int:
                 f"{args.path} has {data.shape[1]} columns but DIM_X + DIM_Y == {args.dim_x + args.dim_y}"
             )
         x, y = data[:, : args.dim_x], data[:, args.dim_x :]
-        given = {k: getattr(args, k) for k in ("bound", "critic", "transform")}
-        est = MINE(**{**PRESETS[args.preset], **{k: v for k, v in given.items() if v is not None},
-                      "random_state": args.seed}).fit(
+        est = MINE(**_preset_with(args, ("bound", "critic", "transform")), random_state=args.seed).fit(
             np.ascontiguousarray(x), np.ascontiguousarray(y)
         )
     except Exception as e:  # one line, non-zero exit: the client shows it as the failure
