@@ -9,7 +9,9 @@ TORCH ?= torch==2.13.0
 
 .PHONY: env demo test test-browser test-distributed test-slurm test-vision lint bench docs gpu-check clean
 
-# torchvision (image datasets) needs another torch build: it gets its own environment.
+# torchvision (image datasets) needs another torch build: it gets its own environment. On x86_64
+# that build is a CUDA one (about 5.6 GiB installed): its files are not precompiled (Python
+# compiles what the tests import) and pip keeps no cache of them.
 VENV_VISION ?= .venv-vision
 TORCH_VISION ?= torch==2.14.1 torchvision==0.29.1
 
@@ -50,8 +52,8 @@ test-slurm: env
 $(VENV_VISION)/bin/deepscope: pyproject.toml
 	$(PY) -m venv $(VENV_VISION)
 	$(VENV_VISION)/bin/pip install -q --upgrade pip
-	$(VENV_VISION)/bin/pip install -q $(TORCH_VISION)
-	$(VENV_VISION)/bin/pip install -q -e ".[dev,vision]"
+	$(VENV_VISION)/bin/pip install -q --no-cache-dir --no-compile $(TORCH_VISION)
+	$(VENV_VISION)/bin/pip install -q --no-cache-dir -e ".[dev,vision]"
 	touch $@
 
 test-vision: $(VENV_VISION)/bin/deepscope
