@@ -91,9 +91,15 @@ def center_kernel(k: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(k, torch.Tensor) or k.ndim not in (2, 3, 4):
         raise ValueError(f"k has shape {getattr(k, 'shape', type(k).__name__)}, must be a 2-, 3- or 4-D kernel")
+    return _center_in_place(k.clone())
+
+
+def _center_in_place(k: torch.Tensor) -> torch.Tensor:
+    """``center_kernel`` written into ``k`` itself (one kernel-sized tensor fewer per call)."""
     m0 = k.mean(0, keepdim=True)
     m1 = k.mean(1, keepdim=True)
-    return k - m0 - m1 + m0.mean(1, keepdim=True)
+    m01 = m0.mean(1, keepdim=True)
+    return k.sub_(m0).sub_(m1).add_(m01)
 
 
 def label_targets(y: Any, n_classes: int | None = None, *, centered: bool = True,
@@ -170,8 +176,8 @@ def kernel_alignment(k: torch.Tensor, y: Any, *, centered: bool = True,
             f"y gives targets of shape {tuple(t.shape)} but the kernel is {tuple(k.shape)}; "
             f"they must share N (and O)"
         )
-    kd = k.to(torch.float64)
-    kc = center_kernel(kd) if centered else kd
+    kd = k.to(torch.float64, copy=True)
+    kc = _center_in_place(kd) if centered else kd
     if kind == "full":
         num = torch.einsum("no,nmop,mp->", t, kc, t)
         den = t.pow(2).sum()
@@ -201,9 +207,9 @@ def cka(k1: torch.Tensor, k2: torch.Tensor, *, centered: bool = True) -> torch.T
     _kernel_kind(k2, "k2")
     if k1.shape != k2.shape:
         raise ValueError(f"k1 has shape {tuple(k1.shape)} and k2 {tuple(k2.shape)}; they must match")
-    a, b = k1.to(torch.float64), k2.to(torch.float64)
+    a, b = k1.to(torch.float64, copy=True), k2.to(torch.float64, copy=True)
     if centered:
-        a, b = center_kernel(a), center_kernel(b)
+        a, b = _center_in_place(a), _center_in_place(b)
     return (a * b).sum() / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
 
 
