@@ -77,7 +77,7 @@ def ntk_resnet18(device: torch.device, tiny: bool, repeats: int) -> dict:
 
 def spectral(device: torch.device, tiny: bool, steps: int) -> dict:
     from deepscope.dynamics.spectral import sum_of_sinusoids
-    from deepscope.dynamics.spectral_train import train_batched
+    from deepscope.dynamics.spectral_train import train_lockstep
 
     freqs = list(range(5, 55, 5))
     z = torch.arange(200, dtype=torch.float32) / 200
@@ -90,9 +90,9 @@ def spectral(device: torch.device, tiny: bool, steps: int) -> dict:
     width, depth = (16, 3) if tiny else (256, 6)
 
     def go(k: int) -> None:
-        train_batched(z[:, None], targets, generator=torch.Generator().manual_seed(0), device=device,
-                      width=width, depth=depth, steps=k, share_init=groups, record_every=10 * k,
-                      checkpoint_every=10 * k)
+        train_lockstep(z[:, None], targets, generator=torch.Generator().manual_seed(0), device=device,
+                       width=width, depth=depth, steps=k, share_init=groups, record_every=10 * k,
+                       checkpoint_every=10 * k, implementation="stacked")
 
     go(5)
     _sync(device)

@@ -18,7 +18,7 @@ Writes benchmarks/results/spectral_speed.json with
   the recorder, i.e. what the shared loop costs over a bare one.
 
 - ``batched_vs_sequential``: the recipe's default at paper size, 3 seeds x 2 amplitude cases =
-  6 networks, ``--batched-steps`` steps of ``train_batched`` (one BatchedMLP of the 6) against
+  6 networks, ``--batched-steps`` steps of ``train_lockstep(implementation="stacked")`` (one BatchedMLP of the 6) against
   ``train_lockstep`` (the 6 networks stepped one after the other, i.e. 6 separate runs' work),
   alternated ``--batched-repeats`` times, at 1 thread and at ``--threads`` threads; medians
   extrapolated to 60k steps. ``--full-batched`` also runs ``deepscope run spectral-sinusoids``
@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from deepscope.dynamics.spectral import SpectrumRecorder, sum_of_sinusoids
-from deepscope.dynamics.spectral_train import log_spectra, train_batched, train_lockstep
+from deepscope.dynamics.spectral_train import log_spectra, train_lockstep
 from deepscope.nets import MLP
 from deepscope.train import Run
 from deepscope.train.rng import fork_seeded
@@ -106,15 +106,17 @@ def batched_vs_sequential(steps: int, repeats: int, threads: list[int]) -> dict:
     out: dict = {"networks": len(names), "steps": steps, "repeats": repeats}
     for nt in threads:
         torch.set_num_threads(nt)
-        for fn in (train_batched, train_lockstep):  # warm-up: allocator, kernels, thread pool
-            fn(x, targets, generator=torch.Generator().manual_seed(0), steps=5, share_init=groups)
+        for impl in ("stacked", "separate"):  # warm-up: allocator, kernels, thread pool
+            train_lockstep(x, targets, generator=torch.Generator().manual_seed(0), steps=5,
+                           share_init=groups, implementation=impl)
         times: dict[str, list[float]] = {"batched": [], "sequential": []}
         for _ in range(repeats):
-            for key, fn in (("batched", train_batched), ("sequential", train_lockstep)):
+            for key, impl in (("batched", "stacked"), ("sequential", "separate")):
                 t0 = time.perf_counter()
-                fn(x, targets, generator=torch.Generator().manual_seed(0), steps=steps,
-                   share_init=groups, record_every=RECORD_EVERY, checkpoint_every=10 * steps,
-                   record=log_spectra(x, scale, freqs=FREQS))
+                train_lockstep(x, targets, generator=torch.Generator().manual_seed(0), steps=steps,
+                               share_init=groups, record_every=RECORD_EVERY,
+                               checkpoint_every=10 * steps, implementation=impl,
+                               record=log_spectra(x, scale, freqs=FREQS))
                 times[key].append(time.perf_counter() - t0)
         b, q = statistics.median(times["batched"]), statistics.median(times["sequential"])
         out[f"threads_{nt}"] = {

@@ -191,7 +191,7 @@ def test_other_noisy_label_loops_on_the_device_match_the_cpu(name):
 
 @needs_device
 def test_gan_staircase_and_batched_spectral_loops_on_the_device_match_the_cpu():
-    from deepscope.dynamics import train_batched
+    from deepscope.dynamics import train_lockstep
     from deepscope.mi import make_toy, train_gan, train_staircase
 
     gan, stair, batched = {}, {}, {}
@@ -207,8 +207,8 @@ def test_gan_staircase_and_batched_spectral_loops_on_the_device_match_the_cpu():
                               steps_per_level=20, d=4, batch_size=32, hidden=(16,),
                               checkpoint_every=10)
         stair[dev] = est
-        nets = train_batched(t, targets, generator=torch.Generator().manual_seed(0), device=dev,
-                             width=16, depth=2, steps=30, record_every=10)
+        nets = train_lockstep(t, targets, generator=torch.Generator().manual_seed(0), device=dev,
+                              width=16, depth=2, steps=30, record_every=10, implementation="stacked")
         batched[dev] = {f"{n}.{k}": v for n, m in nets.items()
                         for k, v in _state(m.state_dict()).items()}
     assert _distance(gan["cpu"], gan[DEVICE]) <= DISCRETE

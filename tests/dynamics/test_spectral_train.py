@@ -11,7 +11,6 @@ from deepscope.dynamics.spectral_train import (
     load_lockstep_model,
     log_spectra,
     read_spectra,
-    train_batched,
     train_lockstep,
 )
 from deepscope.nets import MLP
@@ -133,21 +132,21 @@ def test_spearman_ranks_missing_last():
     assert np.isnan(spearman([1, 2, 3], [5.0, 5.0, 5.0], missing=0.0)["rho"])
 
 
-# --- train_batched: the same networks as one stacked model -----------------------------------
+# --- implementation="stacked": the same networks as one stacked model -----------------------------------
 
 SEEDED = {f"{case}_s{s}": TARGETS[t] for s in range(2) for case, t in (("eq", "a"), ("inc", "b"))}
 GROUPS = [["eq_s0", "inc_s0"], ["eq_s1", "inc_s1"]]  # per seed, both cases share one init
 
 
-def _pair(fn, run=None, **kw):
+def _pair(implementation, run=None, **kw):
     spectra = log_spectra(X, dict.fromkeys(SEEDED, [1.0, 1.0]), freqs=FREQS)
-    return fn(X, SEEDED, generator=torch.Generator().manual_seed(3), run=run, share_init=GROUPS,
+    return train_lockstep(X, SEEDED, implementation=implementation, generator=torch.Generator().manual_seed(3), run=run, share_init=GROUPS,
               record=spectra, **{**SMALL, "steps": 60, **kw})
 
 
-def test_batched_equals_separate_lockstep_runs(tmp_path):
-    sep = _pair(train_lockstep, Run(tmp_path / "sep", config={}, progress=False))
-    bat = _pair(train_batched, Run(tmp_path / "bat", config={}, progress=False))
+def test_stacked_equals_separate_networks(tmp_path):
+    sep = _pair("separate", Run(tmp_path / "sep", config={}, progress=False))
+    bat = _pair("stacked", Run(tmp_path / "bat", config={}, progress=False))
     for n in SEEDED:
         torch.testing.assert_close(_flat(bat[n]), _flat(sep[n]), rtol=1e-4, atol=1e-5)
     names = list(SEEDED)
@@ -157,27 +156,30 @@ def test_batched_equals_separate_lockstep_runs(tmp_path):
     np.testing.assert_allclose(b_spec, s_spec, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(b_loss, s_loss, rtol=1e-4, atol=1e-6)
     assert (b_loss[-1] < b_loss[0]).all()  # it did train
-    # the batched checkpoint names its networks like train_lockstep's
+    # the stacked checkpoint names its networks like the separate one's
     net = MLP(1, [16, 16], 1)
     assert load_lockstep_model(tmp_path / "bat", "inc_s1", net) == 60
     torch.testing.assert_close(_flat(net), _flat(bat["inc_s1"]), rtol=0, atol=0)
 
 
-def test_batched_killed_and_resumed_equals_uninterrupted(tmp_path):
-    full = _pair(train_batched, Run(tmp_path / "a", config={}, progress=False), steps=30)
+def test_stacked_killed_and_resumed_equals_uninterrupted(tmp_path):
+    full = _pair("stacked", Run(tmp_path / "a", config={}, progress=False), steps=30)
     with pytest.raises(Killed):
-        _pair(train_batched, KillAt(tmp_path / "b", config={}, progress=False, kill_at=25), steps=30)
+        _pair("stacked", KillAt(tmp_path / "b", config={}, progress=False, kill_at=25), steps=30)
     torch.randn(3)  # the global RNG plays no part
     run_b = Run(tmp_path / "b", config={}, progress=False)
-    resumed = _pair(train_batched, run_b, steps=30)
+    resumed = _pair("stacked", run_b, steps=30)
     for n in SEEDED:
         torch.testing.assert_close(_flat(full[n]), _flat(resumed[n]), rtol=0, atol=0)
     assert _strip(run_b.metrics()) == _strip(Run(tmp_path / "a", config={}).metrics())
 
 
-def test_batched_needs_one_row_count():
-    with pytest.raises(ValueError, match=r"x has \[32, 64\] rows across the targets; train_batched"):
-        train_batched({"a": X, "b": X[:32]}, {"a": TARGETS["a"], "b": TARGETS["b"][:32]},
-                      generator=torch.Generator().manual_seed(0), **SMALL)
+def test_stacked_needs_one_row_count_and_a_known_implementation():
+    with pytest.raises(ValueError, match=r"x has \[32, 64\] rows across the targets; implementation='stacked'"):
+        train_lockstep({"a": X, "b": X[:32]}, {"a": TARGETS["a"], "b": TARGETS["b"][:32]},
+                       generator=torch.Generator().manual_seed(0), implementation="stacked", **SMALL)
     with pytest.raises(ValueError, match="steps == 0, must be an integer >= 1"):
-        train_batched(X, TARGETS, generator=torch.Generator().manual_seed(0), steps=0)
+        train_lockstep(X, TARGETS, generator=torch.Generator().manual_seed(0), steps=0,
+                       implementation="stacked")
+    with pytest.raises(ValueError, match=r"implementation == 'vmap'; choose one of \['separate', 'stacked'\]"):
+        train_lockstep(X, TARGETS, generator=torch.Generator().manual_seed(0), implementation="vmap")

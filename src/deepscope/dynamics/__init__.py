@@ -50,7 +50,7 @@ _MODULES = {
     "spectral": ["fourier_spectrum", "kernel_eigenbasis", "eigenbasis_spectrum",
                  "perturbation_spectrum", "first_crossing", "spearman", "SpectrumRecorder",
                  "plot_spectrum_heatmap", "EIGEN_SOLVERS", "sum_of_sinusoids", "flower_curve"],
-    "spectral_train": ["train_lockstep", "train_batched", "log_spectra", "read_spectra",
+    "spectral_train": ["train_lockstep", "log_spectra", "read_spectra",
                        "load_lockstep_model", "build_mlp"],
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}

@@ -37,8 +37,9 @@ import copy
 import math
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,11 +53,14 @@ from deepscope.train.rng import fork_seeded
 from deepscope.train.run import NullRun, Run
 
 __all__ = [
-    "train_lockstep", "train_batched", "log_spectra", "read_spectra", "load_lockstep_model",
+    "train_lockstep", "LockstepImplementation", "log_spectra", "read_spectra", "load_lockstep_model",
     "build_mlp",
 ]
 
 Record = Callable[[int, Mapping[str, nn.Module]], Mapping[str, Any]]
+
+#: How :func:`train_lockstep` steps its networks: one module each, or one stacked model.
+LockstepImplementation = Literal["separate", "stacked"]
 
 
 def build_mlp(dim_in: int, *, width: int, depth: int, generator: torch.Generator | None = None) -> nn.Module:
@@ -110,6 +114,80 @@ def _initial_networks(names: list, groups: list, dim_in: int, width: int, depth:
     return [inits[init_of[n]] for n in names]
 
 
+@dataclass
+class _Lockstep:
+    """What both implementations of :func:`train_lockstep` start from: validated, on the device."""
+
+    names: list[str]
+    xs: dict[str, torch.Tensor]       # the input of each network
+    x_shared: torch.Tensor | None     # the one input all networks share, if they do
+    ys: dict[str, torch.Tensor]
+    inits: list[nn.Module]            # one per name, in names order (shared groups: one module)
+    run: Run | NullRun
+    generator: torch.Generator
+    steps: int
+    lr: float
+    record_every: int
+    record: Record | None
+    checkpoint_every: int
+    desc: str
+
+    def log(self, step: int, models: Mapping[str, nn.Module], losses: Sequence[float], advance) -> None:
+        """One metric line: every network's loss and what ``record`` returns."""
+        with torch.no_grad():
+            extra = dict(self.record(step, models)) if self.record is not None else {}
+        self.run.log(step, **{f"loss_{n}": round(v, 8) for n, v in zip(self.names, losses)}, **extra)
+        advance(self.record_every, loss=sum(losses) / len(self.names))
+
+
+def _train_separate(p: _Lockstep) -> dict[str, nn.Module]:
+    """K networks, K optimisers, stepped one after the other."""
+    dev = p.ys[p.names[0]].device
+    models = {n: copy.deepcopy(net).to(dev) for n, net in zip(p.names, p.inits)}
+    opts = {n: torch.optim.Adam(models[n].parameters(), lr=p.lr) for n in p.names}
+    start = p.run.restore(models=models, opts=opts, generator=p.generator)["step"]
+    losses = dict.fromkeys(p.names, math.nan)
+    with p.run.progress(p.steps, desc=p.desc, start=start) as advance:
+        for step in range(start + 1, p.steps + 1):
+            logging = step % p.record_every == 0
+            for n in p.names:
+                loss = ((models[n](p.xs[n]).squeeze(-1) - p.ys[n]) ** 2).mean()
+                opts[n].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[n].step()
+                if logging:  # .item() syncs a GPU: only when the value is logged
+                    losses[n] = loss.item()
+            if logging:
+                p.log(step, models, [losses[n] for n in p.names], advance)
+            if step % p.checkpoint_every == 0 or step == p.steps:
+                p.run.save(step, models=models, opts=opts, generator=p.generator)
+    return models
+
+
+def _train_stacked(p: _Lockstep) -> dict[str, nn.Module]:
+    """The K networks as one batched model, one optimiser."""
+    from deepscope.nets.batched import BatchedMLP
+
+    dev = p.ys[p.names[0]].device
+    xb = p.x_shared if p.x_shared is not None else torch.stack([p.xs[n] for n in p.names])  # (N, D) | (K, N, D)
+    yb = torch.stack([p.ys[n] for n in p.names])                                            # (K, N)
+    stack = BatchedMLP.stack(p.inits).to(dev)
+    models = dict(zip(p.names, stack.unstack(share=True)))   # live per-name views of the stack
+    opt = torch.optim.Adam(stack.parameters(), lr=p.lr)
+    start = p.run.restore(models=models, opt=opt, generator=p.generator)["step"]
+    with p.run.progress(p.steps, desc=p.desc, start=start) as advance:
+        for step in range(start + 1, p.steps + 1):
+            losses = ((stack(xb).squeeze(-1) - yb) ** 2).mean(1)           # (K,)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            if step % p.record_every == 0:
+                p.log(step, models, losses.detach().cpu().tolist(), advance)
+            if step % p.checkpoint_every == 0 or step == p.steps:
+                p.run.save(step, models=models, opt=opt, generator=p.generator)
+    return dict(zip(p.names, stack.unstack()))
+
+
 def train_lockstep(
     x: torch.Tensor | Mapping[str, torch.Tensor],
     targets: Mapping[str, torch.Tensor],
@@ -126,6 +204,7 @@ def train_lockstep(
     record: Record | None = None,
     checkpoint_every: int = 2000,
     desc: str = "",
+    implementation: LockstepImplementation = "separate",
 ) -> dict[str, nn.Module]:
     """Regress one MLP per target, full batch, Adam on the MSE, all networks in lockstep.
 
@@ -164,117 +243,50 @@ def train_lockstep(
         Checkpoint every this many steps and at the end.
     desc : str
         Progress-bar label.
+    implementation : {"separate", "stacked"}
+        ``"separate"``: one module and one Adam per network, stepped one after the other (any
+        input sizes). ``"stacked"``: the K networks in one
+        :class:`~deepscope.nets.batched.BatchedMLP` (one ``baddbmm`` per layer for all K)
+        trained by one Adam on the sum of the per-network MSEs; every input must have the same
+        number of rows N, and ``record`` receives per-name views of the stack. The networks
+        share no parameter and Adam acts elementwise, so both give the same initialisations,
+        metric lines and named networks in the checkpoint, and the same numbers up to the
+        rounding of the batched products (tested); "stacked" makes fewer, larger operations
+        per step (on 2 threads they also spread the K networks over both cores). A run
+        directory resumes with the implementation that wrote it (their optimiser states differ).
 
     Returns
     -------
     dict name -> nn.Module
-        The trained networks, on ``device``.
+        The trained networks, on ``device`` (independent copies for "stacked").
     """
-    names, xs, groups = _lockstep_inputs(x, targets, share_init, lr, width=width, depth=depth,
-                                         steps=steps, record_every=record_every,
-                                         checkpoint_every=checkpoint_every)
-    run, _, dev = setup(run, TrainOptions(device=device))
-    xs = {n: xs[n].to(dev) for n in names}
-    ys = {n: targets[n].to(dev) for n in names}
-    generator = generator_or_default(generator)
-    inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
-    models = {n: copy.deepcopy(net).to(dev) for n, net in zip(names, inits)}
-    opts = {n: torch.optim.Adam(models[n].parameters(), lr=lr) for n in names}
-    start = run.restore(models=models, opts=opts, generator=generator)["step"]
-
-    losses = dict.fromkeys(names, math.nan)
-    with run.progress(steps, desc=desc, start=start) as advance:
-        for step in range(start + 1, steps + 1):
-            logging = step % record_every == 0
-            for n in names:
-                loss = ((models[n](xs[n]).squeeze(-1) - ys[n]) ** 2).mean()
-                opts[n].zero_grad(set_to_none=True)
-                loss.backward()
-                opts[n].step()
-                if logging:  # .item() syncs a GPU: only when the value is logged
-                    losses[n] = loss.item()
-            if logging:
-                with torch.no_grad():
-                    extra = dict(record(step, models)) if record is not None else {}
-                run.log(step, **{f"loss_{n}": round(losses[n], 8) for n in names}, **extra)
-                advance(record_every, loss=sum(losses.values()) / len(names))
-            if step % checkpoint_every == 0 or step == steps:
-                run.save(step, models=models, opts=opts, generator=generator)
-    return models
-
-
-def train_batched(
-    x: torch.Tensor | Mapping[str, torch.Tensor],
-    targets: Mapping[str, torch.Tensor],
-    *,
-    generator: torch.Generator | None = None,
-    run: Run | NullRun | None = None,
-    device: str | torch.device | None = None,
-    width: int = 256,
-    depth: int = 6,
-    steps: int = 60_000,
-    lr: float = 3e-4,
-    share_init: Sequence[Sequence[str]] | None = None,
-    record_every: int = 100,
-    record: Record | None = None,
-    checkpoint_every: int = 2000,
-    desc: str = "",
-) -> dict[str, nn.Module]:
-    """:func:`train_lockstep` with the K networks stacked into one batched model.
-
-    Same arguments, same initialisations (drawn from ``generator`` in the same order), same
-    metric lines and the same named networks in the checkpoint (``{"models": {name: ...}}``,
-    so :func:`load_lockstep_model` reads either); the networks live in one
-    :class:`~deepscope.nets.batched.BatchedMLP` (one ``baddbmm`` per layer for all K) trained
-    by one Adam on the sum of the per-network MSEs. The networks share no parameter and Adam
-    acts elementwise, so each follows its separate run up to the rounding of the batched
-    products (tested against :func:`train_lockstep`). Every input must have the same number
-    of rows N. ``record`` receives per-name networks that are views of the stack.
-
-    What it buys is fewer, larger operations per step (K networks in one call per layer) and
-    one optimiser step instead of K; the arithmetic is the same. On 2 threads the batched
-    products also spread the K networks over both cores.
-
-    Returns
-    -------
-    dict name -> nn.Module
-        Independent copies of the trained networks, on ``device``.
-    """
-    from deepscope.nets.batched import BatchedMLP
-
+    if implementation not in _IMPLEMENTATIONS:
+        raise ValueError(f"implementation == {implementation!r}; choose one of {sorted(_IMPLEMENTATIONS)}")
     names, xs, groups = _lockstep_inputs(x, targets, share_init, lr, width=width, depth=depth,
                                          steps=steps, record_every=record_every,
                                          checkpoint_every=checkpoint_every)
     rows = {xs[n].shape[0] for n in names}
-    if len(rows) != 1:
-        raise ValueError(f"x has {sorted(rows)} rows across the targets; train_batched needs one "
-                         "N for all networks (use train_lockstep for inputs of different sizes)")
+    if implementation == "stacked" and len(rows) != 1:
+        raise ValueError(f"x has {sorted(rows)} rows across the targets; implementation='stacked' "
+                         "needs one N for all networks (implementation='separate' takes inputs of "
+                         "different sizes)")
     run, _, dev = setup(run, TrainOptions(device=device))
-    shared = isinstance(x, torch.Tensor)
-    xb = (x if shared else torch.stack([xs[n] for n in names])).to(dev)   # (N, D) or (K, N, D)
-    yb = torch.stack([targets[n] for n in names]).to(dev)                 # (K, N)
     generator = generator_or_default(generator)
-    inits = _initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator)
-    stack = BatchedMLP.stack(inits).to(dev)
-    models = dict(zip(names, stack.unstack(share=True)))   # live per-name views of the stack
-    opt = torch.optim.Adam(stack.parameters(), lr=lr)
-    start = run.restore(models=models, opt=opt, generator=generator)["step"]
+    x_shared = x.to(dev) if isinstance(x, torch.Tensor) else None
+    plan = _Lockstep(
+        names=names, xs={n: xs[n].to(dev) if x_shared is None else x_shared for n in names},
+        x_shared=x_shared,
+        ys={n: targets[n].to(dev) for n in names},
+        inits=_initial_networks(names, groups, xs[names[0]].shape[1], width, depth, generator),
+        run=run, generator=generator, steps=steps, lr=lr, record_every=record_every,
+        record=record, checkpoint_every=checkpoint_every, desc=desc)
+    return _IMPLEMENTATIONS[implementation](plan)
 
-    with run.progress(steps, desc=desc, start=start) as advance:
-        for step in range(start + 1, steps + 1):
-            losses = ((stack(xb).squeeze(-1) - yb) ** 2).mean(1)           # (K,)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
-            if step % record_every == 0:
-                values = losses.detach().cpu().tolist()
-                with torch.no_grad():
-                    extra = dict(record(step, models)) if record is not None else {}
-                run.log(step, **{f"loss_{n}": round(v, 8) for n, v in zip(names, values)}, **extra)
-                advance(record_every, loss=sum(values) / len(names))
-            if step % checkpoint_every == 0 or step == steps:
-                run.save(step, models=models, opt=opt, generator=generator)
-    return dict(zip(names, stack.unstack()))
+
+_IMPLEMENTATIONS: dict[str, Callable[[_Lockstep], dict[str, nn.Module]]] = {
+    "separate": _train_separate,
+    "stacked": _train_stacked,
+}
 
 
 def log_spectra(

@@ -11,7 +11,7 @@ result.json lists each frequency's learning step (first recorded step where the 
 normalised magnitude exceeds ``threshold``) and the Spearman correlation between frequency and
 learning step. For every seed the two cases share the network's initialisation and the phases;
 the checkpoint names the networks ``equal_s0``, ``increasing_s0``, ``equal_s1``, ...
-All seeds and cases train as one stacked model (``spectral_train.train_batched``; equal to
+All seeds and cases train as one stacked model (``spectral_train.train_lockstep(implementation="stacked")``; equal to
 separate runs to float rounding).
 """
 
@@ -76,11 +76,11 @@ def run(cfg: Config, run) -> dict:
             targets[names[case][s]] = spectral.sum_of_sinusoids(z, freqs, amps, phases)
             scale[names[case][s]] = amps
     # all seeds x cases as one stacked model (equal to separate runs to float rounding)
-    spectral_train.train_batched(
+    spectral_train.train_lockstep(
         x, targets, generator=run.generator("init"), run=run, desc="spectral-sinusoids",
         share_init=list(zip(*names.values())),  # per seed, both cases start from one network
         record=spectral_train.log_spectra(x, scale, freqs=freqs),
-        **cfg.lockstep_options(checkpoint_every=2000),
+        **cfg.lockstep_options(checkpoint_every=2000), implementation="stacked",
     )
 
     def learned_at(curves, steps):  # first recorded step above threshold (NaN: never)
