@@ -277,3 +277,17 @@ def test_tracker_logs_on_schedule_without_the_global_rng(tmp_path):
     fresh = AlignmentTracker(x_tr, y_tr, x_te, y_te, n_probe=20, seed=3)
     fresh.load_state_dict(tracker.state_dict())
     assert fresh.history_ == tracker.history_
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_alignment_and_cka_centre_a_copy_never_the_callers_kernel(dtype):
+    # the centring runs in place on a float64 copy; a float64 kernel must not be that copy
+    g = torch.Generator().manual_seed(0)
+    k = torch.randn(6, 6, 3, 3, generator=g, dtype=dtype)
+    before = k.clone()
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    a = kernel_alignment(k, y)
+    c = cka(k, k.transpose(0, 1))
+    center_kernel(k)
+    torch.testing.assert_close(k, before, rtol=0, atol=0)
+    assert float(kernel_alignment(k, y)) == float(a) and float(cka(k, k.transpose(0, 1))) == float(c)

@@ -176,7 +176,7 @@ def kernel_alignment(k: torch.Tensor, y: Any, *, centered: bool = True,
             f"y gives targets of shape {tuple(t.shape)} but the kernel is {tuple(k.shape)}; "
             f"they must share N (and O)"
         )
-    kd = k.to(torch.float64, copy=True)
+    kd = k.to(torch.float64, copy=centered)  # centring writes into its own copy
     kc = _center_in_place(kd) if centered else kd
     if kind == "full":
         num = torch.einsum("no,nmop,mp->", t, kc, t)
@@ -207,7 +207,7 @@ def cka(k1: torch.Tensor, k2: torch.Tensor, *, centered: bool = True) -> torch.T
     _kernel_kind(k2, "k2")
     if k1.shape != k2.shape:
         raise ValueError(f"k1 has shape {tuple(k1.shape)} and k2 {tuple(k2.shape)}; they must match")
-    a, b = k1.to(torch.float64, copy=True), k2.to(torch.float64, copy=True)
+    a, b = k1.to(torch.float64, copy=centered), k2.to(torch.float64, copy=centered)
     if centered:
         a, b = _center_in_place(a), _center_in_place(b)
     return (a * b).sum() / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
