@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp
 
-from deepscope.dynamics.ntk import check_ntk_model
+from deepscope.dynamics.ntk import center_axes_, check_ntk_model
 
 __all__ = [
     "center_kernel",
@@ -91,15 +91,7 @@ def center_kernel(k: torch.Tensor) -> torch.Tensor:
     """
     if not isinstance(k, torch.Tensor) or k.ndim not in (2, 3, 4):
         raise ValueError(f"k has shape {getattr(k, 'shape', type(k).__name__)}, must be a 2-, 3- or 4-D kernel")
-    return _center_in_place(k.clone())
-
-
-def _center_in_place(k: torch.Tensor) -> torch.Tensor:
-    """``center_kernel`` written into ``k`` itself (one kernel-sized tensor fewer per call)."""
-    m0 = k.mean(0, keepdim=True)
-    m1 = k.mean(1, keepdim=True)
-    m01 = m0.mean(1, keepdim=True)
-    return k.sub_(m0).sub_(m1).add_(m01)
+    return center_axes_(k.clone(), 0, 1)
 
 
 def label_targets(y: Any, n_classes: int | None = None, *, centered: bool = True,
@@ -177,7 +169,7 @@ def kernel_alignment(k: torch.Tensor, y: Any, *, centered: bool = True,
             f"they must share N (and O)"
         )
     kd = k.to(torch.float64, copy=centered)  # centring writes into its own copy
-    kc = _center_in_place(kd) if centered else kd
+    kc = center_axes_(kd, 0, 1) if centered else kd
     if kind == "full":
         num = torch.einsum("no,nmop,mp->", t, kc, t)
         den = t.pow(2).sum()
@@ -209,7 +201,7 @@ def cka(k1: torch.Tensor, k2: torch.Tensor, *, centered: bool = True) -> torch.T
         raise ValueError(f"k1 has shape {tuple(k1.shape)} and k2 {tuple(k2.shape)}; they must match")
     a, b = k1.to(torch.float64, copy=centered), k2.to(torch.float64, copy=centered)
     if centered:
-        a, b = _center_in_place(a), _center_in_place(b)
+        a, b = center_axes_(a, 0, 1), center_axes_(b, 0, 1)
     return (a * b).sum() / (torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
 
 

@@ -596,14 +596,19 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> 
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+def center_axes_(k: torch.Tensor, d1: int, d2: int) -> torch.Tensor:
+    """In place: subtract the means of ``k`` over axis ``d1`` and over axis ``d2`` (the two
+    example axes of a kernel), add back the mean over both; returns ``k``."""
+    m1 = k.mean(d1, keepdim=True)
+    m2 = k.mean(d2, keepdim=True)
+    m12 = m1.mean(d2, keepdim=True)
+    return k.sub_(m1).sub_(m2).add_(m12)
+
+
 def _center(k: torch.Tensor, mode: str, n1: int, n2: int, o: int) -> None:
     """In place: subtract the means over x1 and over x2 (per output pair), add the grand mean."""
     v = {"full": lambda: k.view(n1, o, n2, o), "trace": lambda: k, "diagonal": lambda: k}[mode]()
-    d1, d2 = {"full": (0, 2), "trace": (0, 1), "diagonal": (1, 2)}[mode]
-    m1 = v.mean(d1, keepdim=True)
-    m2 = v.mean(d2, keepdim=True)
-    m12 = m1.mean(d2, keepdim=True)
-    v.sub_(m1).sub_(m2).add_(m12)
+    center_axes_(v, *{"full": (0, 2), "trace": (0, 1), "diagonal": (1, 2)}[mode])
 
 
 def empirical_ntk(
