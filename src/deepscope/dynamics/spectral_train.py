@@ -97,7 +97,7 @@ def _check_lockstep(xs: dict, ys: dict, groups: list, names: list, ints: dict, l
 
 
 def _lockstep_inputs(x, targets: Mapping[str, torch.Tensor], share_init, lr: float, **ints: int):
-    """Names, per-name inputs and init groups of a lockstep/batched run, validated."""
+    """Names, per-name inputs and init groups of a :func:`train_lockstep` run, validated."""
     names = list(targets)
     xs = {n: x for n in names} if isinstance(x, torch.Tensor) else dict(x)
     groups = [names] if share_init is None else [list(g) for g in share_init]
